@@ -1,0 +1,44 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Layout
+//! - [`abi`]: names, version, limits, packed pointers, reserved error codes.
+//! - [`wire`]: the messages (`Call`, `Outcome`, `Manifest`, `Effect`, ...).
+//! - [`codec`]: the one MessagePack encoder/decoder.
+//! - [`Doc`]: an embedded MessagePack document.
+//! - [`Plugin`], [`Ctx`], [`Error`]: what authors implement and use.
+//! - [`rng`]: the deterministic RNG.
+//! - [`export!`]: generates the wasm exports.
+//! - `testing` (feature `testing`): the native harness.
+
+pub mod abi;
+pub mod codec;
+mod doc;
+#[doc(hidden)]
+pub mod export;
+mod plugin;
+pub mod rng;
+mod sys;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod wire;
+
+pub use doc::Doc;
+pub use plugin::{Ctx, Error, Plugin};
+pub use sys::log;
+
+/// Glue used by [`export!`]; not part of the public API.
+#[doc(hidden)]
+pub mod __export {
+    pub use crate::export::*;
+}
+
+/// Everything a plugin usually needs: `use cauldron_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::abi::{LogLevel, reject_codes};
+    pub use crate::rng::Rng;
+    pub use crate::wire::{
+        ActionSpec, Buff, Effect, Entity, HookSpec, Manifest, Modifier, ParamSpec, ParamType, PlayerState,
+        Scope, Section,
+    };
+    pub use crate::{Ctx, Doc, Error, Plugin, export, log};
+}

@@ -1,0 +1,371 @@
+//! A native test harness: run a plugin's actions without wasm or a server.
+//!
+//! The harness goes through the same encode → dispatch → decode path as the wasm exports, and it
+//! mirrors what the host does around a call: the action must be in the manifest, the player state is
+//! cut down to the sections the action declares, and only the content tables it declares are sent.
+//!
+//! ```ignore
+//! let h = Harness::<Cultivation>::with_content_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/content"));
+//! let player = PlayerState::default().with_stat("level", 1.0).with_currency("spirit", 100);
+//! let run = h.action("meditate").player(player).seed(7).run();
+//! let after = run.player_after();
+//! assert_eq!(after.currencies["spirit"], 90);
+//! ```
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::abi::{LogLevel, reject_codes};
+use crate::codec;
+use crate::doc::Doc;
+use crate::export;
+use crate::plugin::Plugin;
+use crate::wire::{Buff, Call, CallKind, Effect, Entity, Manifest, Modifier, Outcome, PlayerState};
+
+/// Loads content tables and runs calls against plugin `P`.
+pub struct Harness<P> {
+    manifest: Manifest,
+    content: BTreeMap<String, Doc>,
+    _plugin: PhantomData<fn() -> P>,
+}
+
+impl<P: Plugin> Default for Harness<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Plugin> Harness<P> {
+    /// A harness with no content tables.
+    pub fn new() -> Self {
+        let manifest =
+            codec::decode(&export::describe_bytes::<P>()).expect("the plugin's manifest must encode");
+        Self {
+            manifest,
+            content: BTreeMap::new(),
+            _plugin: PhantomData,
+        }
+    }
+
+    /// A harness with every `*.toml` in `dir` loaded as a content table named by its file stem.
+    ///
+    /// # Panics
+    /// When the folder cannot be read or a file is not valid TOML: the test is wrong, not the plugin.
+    pub fn with_content_dir(dir: impl AsRef<Path>) -> Self {
+        let mut h = Self::new();
+        let dir = dir.as_ref();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let text =
+                std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .expect("utf-8 file name")
+                .to_owned();
+            h = h.content_toml(&stem, &text);
+        }
+        h
+    }
+
+    /// Add (or replace) a content table from TOML text.
+    ///
+    /// # Panics
+    /// When the text is not valid TOML.
+    pub fn content_toml(mut self, table: &str, text: &str) -> Self {
+        let value: toml::Value =
+            toml::from_str(text).unwrap_or_else(|e| panic!("content table `{table}`: {e}"));
+        self.content
+            .insert(table.to_owned(), Doc::encode(&value).expect("TOML values encode"));
+        self
+    }
+
+    /// Add (or replace) a content table from any serialisable value.
+    pub fn content_value<T: Serialize>(mut self, table: &str, value: &T) -> Self {
+        self.content
+            .insert(table.to_owned(), Doc::encode(value).expect("content encodes"));
+        self
+    }
+
+    /// The manifest, as the host would read it.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Start building a call to `action`.
+    pub fn action(&self, action: &str) -> CallBuilder<'_, P> {
+        CallBuilder {
+            harness: self,
+            call: blank_call(action, CallKind::Action),
+        }
+    }
+
+    /// Start building a call to a hook (`modifiers`).
+    pub fn hook(&self, hook: &str) -> CallBuilder<'_, P> {
+        CallBuilder {
+            harness: self,
+            call: blank_call(hook, CallKind::Hook),
+        }
+    }
+
+    /// Run a call the way the host would.
+    pub fn run(&self, mut call: Call) -> Run {
+        let before = call.player.clone();
+        let declared = match call.kind {
+            CallKind::Action => self
+                .manifest
+                .action(&call.action)
+                .map(|a| (a.reads.clone(), a.kinds.clone(), a.content.clone())),
+            CallKind::Hook => self
+                .manifest
+                .hook(&call.action)
+                .map(|h| (h.reads.clone(), Vec::new(), h.content.clone())),
+        };
+        let Some((reads, kinds, tables)) = declared else {
+            let outcome = Outcome::Rejected {
+                code: reject_codes::UNKNOWN_ACTION.into(),
+                message: format!("`{}` is not in the manifest", call.action),
+            };
+            return Run {
+                outcome,
+                before,
+                logs: Vec::new(),
+            };
+        };
+        let mut visible_kinds = self.manifest.entity_kinds.clone();
+        visible_kinds.extend(kinds);
+        call.player = call.player.only(&reads, &visible_kinds);
+        call.content = tables
+            .iter()
+            .filter_map(|t| Some((t.clone(), self.content.get(t)?.clone())))
+            .collect();
+        let input = codec::encode(&call).expect("calls encode");
+        let output = export::handle_bytes::<P>(&input);
+        let outcome = codec::decode(&output).expect("the glue always returns a decodable outcome");
+        Run {
+            outcome,
+            before,
+            logs: crate::sys::native::take(),
+        }
+    }
+}
+
+fn blank_call(action: &str, kind: CallKind) -> Call {
+    Call {
+        action: action.to_owned(),
+        kind,
+        params: Doc::nil(),
+        player: PlayerState {
+            id: 1,
+            name: "tester".into(),
+            ..PlayerState::default()
+        },
+        effective_stats: BTreeMap::new(),
+        now_ms: 1_700_000_000_000,
+        seed: 1,
+        content: BTreeMap::new(),
+    }
+}
+
+/// Builds one call; finish with [`CallBuilder::run`].
+pub struct CallBuilder<'h, P> {
+    harness: &'h Harness<P>,
+    call: Call,
+}
+
+impl<P: Plugin> CallBuilder<'_, P> {
+    /// Set the params from any serialisable value (a struct, a map).
+    pub fn params<T: Serialize>(mut self, params: &T) -> Self {
+        self.call.params = Doc::encode(params).expect("params encode");
+        self
+    }
+
+    /// Set the params to raw MessagePack bytes (for malformed-input tests).
+    pub fn raw_params(mut self, bytes: Vec<u8>) -> Self {
+        self.call.params = Doc::from_bytes(bytes);
+        self
+    }
+
+    /// Set the player's state (cut down to the declared sections when run).
+    pub fn player(mut self, player: PlayerState) -> Self {
+        self.call.player = player;
+        self
+    }
+
+    /// Set the seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.call.seed = seed;
+        self
+    }
+
+    /// Set the time.
+    pub fn now_ms(mut self, now_ms: i64) -> Self {
+        self.call.now_ms = now_ms;
+        self
+    }
+
+    /// Set one effective stat.
+    pub fn effective(mut self, stat: &str, value: f64) -> Self {
+        self.call.effective_stats.insert(stat.to_owned(), value);
+        self
+    }
+
+    /// Set all effective stats.
+    pub fn effective_stats(mut self, stats: BTreeMap<String, f64>) -> Self {
+        self.call.effective_stats = stats;
+        self
+    }
+
+    /// The call as built so far.
+    pub fn build(self) -> Call {
+        self.call
+    }
+
+    /// Run it.
+    pub fn run(self) -> Run {
+        self.harness.run(self.call)
+    }
+}
+
+/// The result of one call, with helpers that fail the test with a readable message.
+#[derive(Debug)]
+pub struct Run {
+    /// What the plugin answered.
+    pub outcome: Outcome,
+    /// The player's full state before the call.
+    pub before: PlayerState,
+    /// What the plugin logged.
+    pub logs: Vec<(LogLevel, String)>,
+}
+
+impl Run {
+    /// The effects; panics unless the outcome is `Ok`.
+    #[track_caller]
+    pub fn effects(&self) -> &[Effect] {
+        match &self.outcome {
+            Outcome::Ok { effects, .. } => effects,
+            other => panic!("expected Ok, got {other:?}"),
+        }
+    }
+
+    /// The hook's modifiers; panics unless the outcome is `Ok`.
+    #[track_caller]
+    pub fn modifiers(&self) -> &[Modifier] {
+        match &self.outcome {
+            Outcome::Ok { modifiers, .. } => modifiers,
+            other => panic!("expected Ok, got {other:?}"),
+        }
+    }
+
+    /// Decode the reply; panics unless the outcome is `Ok` and the reply decodes.
+    #[track_caller]
+    pub fn reply<T: DeserializeOwned>(&self) -> T {
+        match &self.outcome {
+            Outcome::Ok { reply, .. } => reply.decode().unwrap_or_else(|e| panic!("reply: {e}")),
+            other => panic!("expected Ok, got {other:?}"),
+        }
+    }
+
+    /// Whether the plugin accepted the action.
+    pub fn is_ok(&self) -> bool {
+        matches!(self.outcome, Outcome::Ok { .. })
+    }
+
+    /// The rejection message; panics unless the outcome is `Rejected` with `code`.
+    #[track_caller]
+    pub fn rejected(&self, code: &str) -> &str {
+        match &self.outcome {
+            Outcome::Rejected { code: c, message } if c == code => message,
+            other => panic!("expected Rejected({code}), got {other:?}"),
+        }
+    }
+
+    /// The fault message; panics unless the outcome is `Fault` with `code`.
+    #[track_caller]
+    pub fn fault(&self, code: &str) -> &str {
+        match &self.outcome {
+            Outcome::Fault { code: c, message } if c == code => message,
+            other => panic!("expected Fault({code}), got {other:?}"),
+        }
+    }
+
+    /// The player's state after applying the effects to the full state from before the call.
+    #[track_caller]
+    pub fn player_after(&self) -> PlayerState {
+        let mut after = self.before.clone();
+        for effect in self.effects() {
+            after.apply(effect);
+        }
+        after
+    }
+
+    /// Events emitted, as `(topic, data)`.
+    #[track_caller]
+    pub fn events(&self) -> Vec<(&str, &Doc)> {
+        self.effects()
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Emit { event } => Some((event.topic.as_str(), &event.data)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl PlayerState {
+    /// Builder: set a stat.
+    pub fn with_stat(mut self, name: &str, value: f64) -> Self {
+        self.stats.insert(name.into(), value);
+        self
+    }
+
+    /// Builder: set a currency.
+    pub fn with_currency(mut self, name: &str, amount: i64) -> Self {
+        self.currencies.insert(name.into(), amount);
+        self
+    }
+
+    /// Builder: set a counter.
+    pub fn with_counter(mut self, name: &str, amount: i64) -> Self {
+        self.counters.insert(name.into(), amount);
+        self
+    }
+
+    /// Builder: set an item stack.
+    pub fn with_item(mut self, item: &str, qty: i64) -> Self {
+        self.items.insert(item.into(), qty);
+        self
+    }
+
+    /// Builder: add an entity.
+    pub fn with_entity<T: Serialize>(mut self, id: &str, kind: &str, data: &T) -> Self {
+        self.entities.push(Entity {
+            id: id.into(),
+            kind: kind.into(),
+            data: Doc::encode(data).expect("encodes"),
+        });
+        self
+    }
+
+    /// Builder: add a buff.
+    pub fn with_buff(mut self, buff: Buff) -> Self {
+        self.buffs.push(buff);
+        self
+    }
+
+    /// Builder: set the plugin's private state.
+    pub fn with_state<T: Serialize>(mut self, state: &T) -> Self {
+        self.state = Doc::encode(state).expect("encodes");
+        self
+    }
+}

@@ -1,0 +1,571 @@
+//! The messages of ABI v1. Every type here is MessagePack with struct fields as map keys; `ABI.md`
+//! describes the same shapes for authors in other languages.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::doc::Doc;
+
+/// What the host asks a plugin to do: run an action, or run a hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// A player's action, answered with effects.
+    #[default]
+    Action,
+    /// A hook named by `Call::action` (v1 has `modifiers`), answered with modifiers.
+    Hook,
+}
+
+/// One call into a plugin: everything it may know, so the same call always gives the same outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// Action or hook name.
+    pub action: String,
+    /// Whether this is an action or a hook.
+    #[serde(default)]
+    pub kind: CallKind,
+    /// The action's parameters as sent by the client (a map, or nil).
+    pub params: Doc,
+    /// The sections of the player's state that the action declared it reads.
+    pub player: PlayerState,
+    /// The player's stats after every plugin's modifiers (empty for hooks).
+    #[serde(default)]
+    pub effective_stats: BTreeMap<String, f64>,
+    /// Milliseconds since the Unix epoch, fixed by the host for this call.
+    pub now_ms: i64,
+    /// Seed for [`crate::rng::Rng`]; the only source of randomness.
+    pub seed: u64,
+    /// The content tables the action declared, by table name (file stem of `content/*.toml`).
+    #[serde(default)]
+    pub content: BTreeMap<String, Doc>,
+}
+
+/// The part of a player's state a call can see. Sections the action did not declare are empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlayerState {
+    /// The player's id.
+    pub id: i64,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// When the player was created, ms since the epoch.
+    #[serde(default)]
+    pub created_ms: i64,
+    /// Numeric attributes set by plugins (`level`, `attack`, ...), before modifiers.
+    #[serde(default)]
+    pub stats: BTreeMap<String, f64>,
+    /// Spendable balances; never negative.
+    #[serde(default)]
+    pub currencies: BTreeMap<String, i64>,
+    /// Progress tallies; never negative.
+    #[serde(default)]
+    pub counters: BTreeMap<String, i64>,
+    /// Item stacks by item id; never negative.
+    #[serde(default)]
+    pub items: BTreeMap<String, i64>,
+    /// Entities of the kinds the action declared.
+    #[serde(default)]
+    pub entities: Vec<Entity>,
+    /// Active buffs (expired ones are not sent).
+    #[serde(default)]
+    pub buffs: Vec<Buff>,
+    /// This plugin's private state (nil until the plugin sets it).
+    #[serde(default)]
+    pub state: Doc,
+}
+
+/// A thing a player owns with data of its own: a piece of equipment, a pet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    /// Unique id, chosen by the plugin that created it.
+    pub id: String,
+    /// Kind, declared in the owning plugin's manifest.
+    pub kind: String,
+    /// The plugin's data for it.
+    pub data: Doc,
+}
+
+/// A timed bonus: its modifiers count toward effective stats until it expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Buff {
+    /// Id, unique per player; adding a buff with an existing id replaces it.
+    pub id: String,
+    /// What it does while active.
+    #[serde(default)]
+    pub modifiers: Vec<Modifier>,
+    /// When it ends, ms since the epoch.
+    pub expires_ms: i64,
+}
+
+/// A change to one stat: `effective = (base + sum of add) * (1 + sum of mul)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Modifier {
+    /// Stat name.
+    pub stat: String,
+    /// Flat amount added to the base.
+    #[serde(default)]
+    pub add: f64,
+    /// Fraction added to the multiplier (0.1 = +10 %).
+    #[serde(default)]
+    pub mul: f64,
+    /// Where it comes from, for display ("equipment: 青竹剑").
+    #[serde(default)]
+    pub source: String,
+}
+
+/// Who receives an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The acting player's sockets.
+    #[default]
+    Player,
+    /// Every connected player.
+    Global,
+}
+
+/// Something worth telling clients about, delivered after the action is applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Event name, such as `breakthrough`.
+    pub topic: String,
+    /// Who receives it.
+    #[serde(default)]
+    pub scope: Scope,
+    /// Payload for clients.
+    pub data: Doc,
+}
+
+/// One change to a player's state. The host validates all of an outcome's effects, then applies them in
+/// one transaction, or none of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Effect {
+    /// Add `delta` (may be negative) to a currency; the result must not be negative.
+    AddCurrency {
+        /// Currency name.
+        name: String,
+        /// Amount to add.
+        delta: i64,
+    },
+    /// Add `delta` (may be negative) to a counter; the result must not be negative.
+    AddCounter {
+        /// Counter name.
+        name: String,
+        /// Amount to add.
+        delta: i64,
+    },
+    /// Add `qty > 0` to an item stack.
+    AddItem {
+        /// Item id.
+        item: String,
+        /// Quantity, positive.
+        qty: i64,
+    },
+    /// Remove `qty > 0` from an item stack; the player must hold that many.
+    RemoveItem {
+        /// Item id.
+        item: String,
+        /// Quantity, positive.
+        qty: i64,
+    },
+    /// Set a stat to a finite value.
+    SetStat {
+        /// Stat name.
+        name: String,
+        /// New value.
+        value: f64,
+    },
+    /// Create an entity of a kind this plugin declares.
+    CreateEntity {
+        /// New, unused id.
+        id: String,
+        /// Declared kind.
+        kind: String,
+        /// Its data.
+        data: Doc,
+    },
+    /// Replace the data of an entity the player owns.
+    UpdateEntity {
+        /// Existing id.
+        id: String,
+        /// New data.
+        data: Doc,
+    },
+    /// Delete an entity the player owns.
+    DeleteEntity {
+        /// Existing id.
+        id: String,
+    },
+    /// Add or replace a buff.
+    AddBuff {
+        /// The buff.
+        buff: Buff,
+    },
+    /// Remove a buff if present.
+    RemoveBuff {
+        /// Buff id.
+        id: String,
+    },
+    /// Replace this plugin's private state.
+    SetState {
+        /// New state.
+        data: Doc,
+    },
+    /// Publish an event once the action is applied.
+    Emit {
+        /// The event.
+        event: Event,
+    },
+    /// Set the player's score on a leaderboard.
+    SetScore {
+        /// Leaderboard name, such as `realm`.
+        board: String,
+        /// Score; higher ranks first.
+        score: f64,
+    },
+}
+
+/// What a plugin answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The action happened (or the hook ran).
+    Ok {
+        /// State changes, applied all or nothing.
+        #[serde(default)]
+        effects: Vec<Effect>,
+        /// What the client is told.
+        #[serde(default)]
+        reply: Doc,
+        /// A hook's modifiers.
+        #[serde(default)]
+        modifiers: Vec<Modifier>,
+    },
+    /// The rules said no; nothing changes and the player sees `message`.
+    Rejected {
+        /// Stable code; see [`crate::abi::reject_codes`] for the reserved ones.
+        code: String,
+        /// Words for the player.
+        message: String,
+    },
+    /// The plugin failed; nothing changes and the host counts a fault.
+    Fault {
+        /// See [`crate::abi::fault_codes`].
+        code: String,
+        /// Detail for operators.
+        message: String,
+    },
+}
+
+/// A section of player state an action or hook may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Section {
+    /// `PlayerState::stats`
+    Stats,
+    /// `PlayerState::currencies`
+    Currencies,
+    /// `PlayerState::counters`
+    Counters,
+    /// `PlayerState::items`
+    Items,
+    /// `PlayerState::entities`, of the kinds the action lists (default: the plugin's own kinds)
+    Entities,
+    /// `PlayerState::buffs`
+    Buffs,
+    /// `PlayerState::state`, this plugin's private state
+    State,
+}
+
+/// The shape of one action parameter, for generic clients and for the host's checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    /// Whole number.
+    Integer,
+    /// Any number.
+    Number,
+    /// Text.
+    String,
+    /// true or false.
+    Bool,
+    /// The id of one of the player's entities.
+    Entity,
+}
+
+/// One parameter of an action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    /// Key in the params map.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    /// Whether it must be present.
+    #[serde(default)]
+    pub required: bool,
+    /// For `Entity` params: the entity kind; for `String` params: allowed values, comma-separated.
+    #[serde(default)]
+    pub of: String,
+    /// Help text.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// An action a plugin offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionSpec {
+    /// Name, unique in the plugin: lowercase letters, digits, `_` and `-`.
+    pub name: String,
+    /// Display title.
+    #[serde(default)]
+    pub title: String,
+    /// Help text.
+    #[serde(default)]
+    pub description: String,
+    /// Parameters.
+    #[serde(default)]
+    pub params: Vec<ParamSpec>,
+    /// State sections it reads.
+    #[serde(default)]
+    pub reads: Vec<Section>,
+    /// Entity kinds it reads and may change, beyond the plugin's own.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Content tables it needs.
+    #[serde(default)]
+    pub content: Vec<String>,
+}
+
+/// A hook a plugin implements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookSpec {
+    /// Hook name (`modifiers`).
+    pub name: String,
+    /// State sections it reads.
+    #[serde(default)]
+    pub reads: Vec<Section>,
+    /// Content tables it needs.
+    #[serde(default)]
+    pub content: Vec<String>,
+}
+
+/// What a plugin is: returned by `describe`, checked by the host before the plugin is swapped in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Plugin name: lowercase letters, digits, `_` and `-`.
+    pub name: String,
+    /// Semantic version, `MAJOR.MINOR.PATCH`.
+    pub version: String,
+    /// ABI major version.
+    pub abi: u32,
+    /// Display title.
+    #[serde(default)]
+    pub title: String,
+    /// What the plugin adds to the game.
+    #[serde(default)]
+    pub description: String,
+    /// Entity kinds this plugin owns and may create.
+    #[serde(default)]
+    pub entity_kinds: Vec<String>,
+    /// Its actions.
+    #[serde(default)]
+    pub actions: Vec<ActionSpec>,
+    /// Its hooks.
+    #[serde(default)]
+    pub hooks: Vec<HookSpec>,
+}
+
+impl PlayerState {
+    /// This state cut down to what a call that reads `sections` may see; entities only of `kinds`.
+    pub fn only(&self, sections: &[Section], kinds: &[String]) -> Self {
+        let has = |s: Section| sections.contains(&s);
+        Self {
+            id: self.id,
+            name: self.name.clone(),
+            created_ms: self.created_ms,
+            stats: if has(Section::Stats) {
+                self.stats.clone()
+            } else {
+                BTreeMap::new()
+            },
+            currencies: if has(Section::Currencies) {
+                self.currencies.clone()
+            } else {
+                BTreeMap::new()
+            },
+            counters: if has(Section::Counters) {
+                self.counters.clone()
+            } else {
+                BTreeMap::new()
+            },
+            items: if has(Section::Items) {
+                self.items.clone()
+            } else {
+                BTreeMap::new()
+            },
+            entities: if has(Section::Entities) {
+                self.entities
+                    .iter()
+                    .filter(|e| kinds.contains(&e.kind))
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            buffs: if has(Section::Buffs) {
+                self.buffs.clone()
+            } else {
+                Vec::new()
+            },
+            state: if has(Section::State) {
+                self.state.clone()
+            } else {
+                Doc::nil()
+            },
+        }
+    }
+}
+
+/// The hook name for stat modifiers.
+pub const HOOK_MODIFIERS: &str = "modifiers";
+
+impl Manifest {
+    /// The action called `name`, if the plugin has it.
+    pub fn action(&self, name: &str) -> Option<&ActionSpec> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+
+    /// The hook called `name`, if the plugin implements it.
+    pub fn hook(&self, name: &str) -> Option<&HookSpec> {
+        self.hooks.iter().find(|h| h.name == name)
+    }
+
+    /// Check the manifest's own consistency: names, version, no duplicates.
+    pub fn validate(&self) -> Result<(), String> {
+        check_name("plugin name", &self.name)?;
+        check_semver(&self.version)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for action in &self.actions {
+            check_name("action name", &action.name)?;
+            if !seen.insert(action.name.as_str()) {
+                return Err(format!("action `{}` is declared twice", action.name));
+            }
+        }
+        for kind in &self.entity_kinds {
+            check_name("entity kind", kind)?;
+        }
+        for hook in &self.hooks {
+            if hook.name != HOOK_MODIFIERS {
+                return Err(format!(
+                    "unknown hook `{}` (v1 has `{HOOK_MODIFIERS}`)",
+                    hook.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what} `{name}` must be 1-64 of a-z, 0-9, `_`, `-`"))
+    }
+}
+
+fn check_semver(version: &str) -> Result<(), String> {
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Ok(())
+    } else {
+        Err(format!("version `{version}` is not MAJOR.MINOR.PATCH"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    #[test]
+    fn effect_is_tagged_by_op() {
+        let e = Effect::AddItem {
+            item: "herb".into(),
+            qty: 2,
+        };
+        let bytes = codec::encode(&e).unwrap();
+        let as_map: BTreeMap<String, rmp_serde_value::Any> = codec::decode(&bytes).unwrap();
+        assert_eq!(as_map.keys().collect::<Vec<_>>(), ["item", "op", "qty"]);
+        assert_eq!(codec::decode::<Effect>(&bytes).unwrap(), e);
+    }
+
+    #[test]
+    fn outcome_round_trips_with_nested_docs() {
+        let o = Outcome::Ok {
+            effects: vec![
+                Effect::CreateEntity {
+                    id: "e1".into(),
+                    kind: "pet".into(),
+                    data: Doc::encode(&[1, 2]).unwrap(),
+                },
+                Effect::Emit {
+                    event: Event {
+                        topic: "t".into(),
+                        scope: Scope::Global,
+                        data: Doc::encode("hi").unwrap(),
+                    },
+                },
+            ],
+            reply: Doc::encode(&7).unwrap(),
+            modifiers: vec![],
+        };
+        assert_eq!(codec::decode::<Outcome>(&codec::encode(&o).unwrap()).unwrap(), o);
+    }
+
+    #[test]
+    fn manifest_validation_names_the_problem() {
+        let mut m = Manifest {
+            name: "alchemy".into(),
+            version: "1.2.3".into(),
+            abi: 1,
+            title: String::new(),
+            description: String::new(),
+            entity_kinds: vec![],
+            actions: vec![],
+            hooks: vec![],
+        };
+        assert!(m.validate().is_ok());
+        m.version = "1.2".into();
+        assert!(m.validate().unwrap_err().contains("MAJOR.MINOR.PATCH"));
+        m.version = "1.2.3-beta.1".into();
+        assert!(m.validate().is_ok());
+        m.name = "Alchemy!".into();
+        assert!(m.validate().unwrap_err().contains("plugin name"));
+    }
+
+    /// A stand-in "any value" so the test can look at map keys without a dynamic-value crate.
+    mod rmp_serde_value {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        #[allow(dead_code, reason = "only decoded to prove the shape")]
+        pub(crate) enum Any {
+            S(String),
+            I(i64),
+        }
+    }
+}
