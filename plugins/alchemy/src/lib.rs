@@ -1,0 +1,1 @@
+//! The alchemy plugin (being written).

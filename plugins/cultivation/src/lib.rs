@@ -1,0 +1,1 @@
+//! The cultivation plugin (being written).

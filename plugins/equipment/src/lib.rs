@@ -1,0 +1,1 @@
+//! The equipment plugin (being written).

@@ -1,0 +1,1 @@
+//! The pet plugin (being written).
