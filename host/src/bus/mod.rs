@@ -1,0 +1,1 @@
+//! Pub/sub: per-player and global channels, over Redis or in-process.

@@ -1,0 +1,1 @@
+//! Redis-backed and in-process services: state cache, presence, rate limits, leaderboards.

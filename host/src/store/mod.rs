@@ -1,0 +1,1 @@
+//! Persistence behind one coarse, use-case-level trait.
