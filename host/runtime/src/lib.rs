@@ -1,1 +1,24 @@
-//! placeholder
+//! Cauldron's plugin runtime: WebAssembly and ABI v1, nothing else. No game rules, SQL or HTTP live
+//! here, and no plugin is named.
+//!
+//! # Layout
+//! - `engine`: the one [`Runtime`] (engine, linker, pooling allocator, epoch ticker, [`Limits`]) and
+//!   the per-call sandbox.
+//! - `module`: loading a [`PluginVersion`]: compile with the sha256-keyed cache, ABI check from
+//!   imports/exports, manifest through `describe`.
+//! - `memory`: the bounds-checked guest-memory view.
+//! - `registry`: name → current version (+ previous), statuses, change events.
+//! - `watcher`: hot reload from a plugins folder.
+//! - `error`: [`PluginError`].
+
+mod engine;
+mod error;
+mod memory;
+mod module;
+mod registry;
+pub mod watcher;
+
+pub use engine::{EPOCH_TICK, Limits, Runtime};
+pub use error::PluginError;
+pub use module::{CacheStats, PluginSource, PluginVersion, read_content_dir, sha256_hex};
+pub use registry::{PluginStatus, Registry, RegistryEvent};

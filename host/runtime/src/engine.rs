@@ -1,0 +1,369 @@
+//! The process-wide wasmtime [`Engine`] and [`Linker`], narrowed to Cauldron's house rules, and the
+//! per-call sandbox ([`Runtime::call_bytes`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cauldron_sdk::abi::{self, LogLevel};
+use wasmtime::{
+    Caller, Config, Enabled, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap,
+};
+
+use crate::PluginError;
+use crate::memory::GuestSlice;
+use crate::module::PluginVersion;
+
+/// How often the epoch ticker advances the engine's epoch; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Most log lines kept per call (the rest are counted, not stored).
+const MAX_LOG_LINES: usize = 64;
+
+/// Resource limits for plugin calls. Every field has a safe default.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Fuel per call (about one unit per wasm instruction).
+    pub fuel: u64,
+    /// Wall-clock budget per call.
+    pub deadline: Duration,
+    /// Largest linear memory a plugin may grow to.
+    pub memory_bytes: usize,
+    /// Largest output (`Outcome` or `Manifest`) accepted, checked before decoding.
+    pub max_output_bytes: usize,
+    /// Calls that may run at once; sizes the instance pool and the call semaphore.
+    pub max_concurrent_calls: usize,
+    /// Folder for compiled modules; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 100_000_000,
+            deadline: Duration::from_millis(500),
+            memory_bytes: 64 << 20,
+            max_output_bytes: abi::MAX_OUTPUT_BYTES,
+            max_concurrent_calls: std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
+            cache_dir: None,
+        }
+    }
+}
+
+/// What one call's `Store` carries.
+pub(crate) struct CallState {
+    limiter: MemoryCap,
+    pub(crate) logs: Vec<(LogLevel, String)>,
+    plugin: Arc<str>,
+}
+
+impl CallState {
+    pub(crate) fn for_bench(plugin: &PluginVersion) -> Self {
+        Self {
+            limiter: MemoryCap {
+                cap: usize::MAX,
+                hit: false,
+            },
+            logs: Vec::new(),
+            plugin: plugin.name_arc(),
+        }
+    }
+}
+
+/// Refuses memory growth past the cap and remembers that it did, so the resulting trap can be
+/// reported as [`PluginError::MemoryLimit`] rather than a generic trap.
+struct MemoryCap {
+    cap: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS)
+    }
+}
+
+/// Largest table (function pointers) a plugin may have.
+const TABLE_ELEMENTS: usize = 20_000;
+
+/// The plugin runtime: one engine, one linker, a bounded number of concurrent sandboxed calls.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<CallState>,
+    pub(crate) limits: Limits,
+    pub(crate) permits: Arc<tokio::sync::Semaphore>,
+    pub(crate) cache: crate::module::ModuleCache,
+    deadline_ticks: u64,
+}
+
+impl Runtime {
+    /// Build the engine and linker and start the epoch ticker.
+    pub fn new(limits: Limits) -> Result<Self, PluginError> {
+        let slots = u32::try_from(limits.max_concurrent_calls + 8).unwrap_or(u32::MAX);
+        let mut pool = PoolingAllocationConfig::default();
+        pool
+            // One instance, memory and table per concurrent call (plus a few for loads): a plugin
+            // is a single core module with one memory and at most one table.
+            .total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_component_instances(0)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .table_elements(TABLE_ELEMENTS)
+            // Hard ceiling of the slot; the per-call limiter enforces `memory_bytes` below it.
+            .max_memory_size(limits.memory_bytes)
+            // Keep the first pages of a slot mapped between calls and reset only the pages the
+            // last call dirtied (PAGEMAP_SCAN where the kernel has it), instead of madvise-ing the
+            // slot away and paying a page fault for every page the next call touches.
+            .linear_memory_keep_resident(2 << 20)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(Enabled::Auto);
+
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .consume_fuel(true)
+            // Bit-identical floats on every machine, so replays match.
+            .cranelift_nan_canonicalization(true)
+            .parallel_compilation(true);
+        let engine = Engine::new(&config).map_err(|e| PluginError::Unavailable(format!("engine: {e}")))?;
+
+        let mut linker: Linker<CallState> = Linker::new(&engine);
+        register_host_functions(&mut linker)?;
+
+        let ticks = limits
+            .deadline
+            .as_micros()
+            .div_ceil(EPOCH_TICK.as_micros())
+            .max(1);
+        let deadline_ticks = u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1);
+        let cache = crate::module::ModuleCache::new(&engine, limits.cache_dir.clone());
+        spawn_epoch_ticker(&engine);
+        let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_calls.max(1)));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                permits,
+                cache,
+                deadline_ticks,
+            }),
+        })
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Run one call synchronously in a fresh sandbox: `input` is an encoded `Call` (or nothing, for
+    /// `describe`), the result is the guest's raw output bytes after bounds and size checks.
+    ///
+    /// This is CPU work; async callers go through [`Runtime::call`], which moves it off the async
+    /// workers.
+    pub(crate) fn run_guest(
+        &self,
+        plugin: &PluginVersion,
+        input: Option<&[u8]>,
+    ) -> Result<Vec<u8>, PluginError> {
+        let inner = &self.inner;
+        let state = CallState {
+            limiter: MemoryCap {
+                cap: inner.limits.memory_bytes,
+                hit: false,
+            },
+            logs: Vec::new(),
+            plugin: plugin.name_arc(),
+        };
+        let mut store = Store::new(&inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(inner.limits.fuel)
+            .map_err(|e| PluginError::Unavailable(e.to_string()))?;
+        store.set_epoch_deadline(inner.deadline_ticks);
+        store.epoch_deadline_trap();
+
+        let result = (|| -> Result<Vec<u8>, wasmtime::Error> {
+            let instance = plugin.pre.instantiate(&mut store)?;
+            let ex = &plugin.exports;
+            let memory = instance
+                .get_module_export(&mut store, &ex.memory)
+                .and_then(|e| e.into_memory())
+                .ok_or_else(|| wasmtime::format_err!("memory export vanished"))?;
+            let packed = match input {
+                None => {
+                    let describe = typed::<(), u64>(&instance, &mut store, &ex.describe)?;
+                    describe.call(&mut store, ())?
+                }
+                Some(bytes) => {
+                    let len =
+                        u32::try_from(bytes.len()).map_err(|_| wasmtime::format_err!("call too large"))?;
+                    let alloc = typed::<u32, u32>(&instance, &mut store, &ex.alloc)?;
+                    let ptr = alloc.call(&mut store, len)?;
+                    if ptr == 0 {
+                        return Err(wasmtime::Error::new(BadOutputMarker(
+                            "cauldron_alloc returned null".into(),
+                        )));
+                    }
+                    memory.write(&mut store, ptr as usize, bytes).map_err(|_| {
+                        wasmtime::Error::new(BadOutputMarker(format!(
+                            "cauldron_alloc returned {ptr}, out of bounds"
+                        )))
+                    })?;
+                    let handle = typed::<(u32, u32), u64>(&instance, &mut store, &ex.handle)?;
+                    handle.call(&mut store, (ptr, len))?
+                }
+            };
+            let (ptr, len) = abi::unpack(packed);
+            let out = GuestSlice { ptr, len }
+                .read(memory.data(&store), inner.limits.max_output_bytes)
+                .map_err(|e| wasmtime::Error::new(BadOutputMarker(e.to_string())))?;
+            Ok(out.to_vec())
+        })();
+
+        result.map_err(|err| classify(err, store.data()))
+    }
+}
+
+fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    instance: &wasmtime::Instance,
+    store: &mut Store<CallState>,
+    export: &wasmtime::ModuleExport,
+) -> Result<wasmtime::TypedFunc<P, R>, wasmtime::Error> {
+    instance
+        .get_module_export(&mut *store, export)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| wasmtime::format_err!("export vanished"))?
+        .typed::<P, R>(&*store)
+}
+
+/// Carries a bad-output reason through wasmtime's error type to [`classify`].
+#[derive(Debug)]
+struct BadOutputMarker(String);
+
+impl std::fmt::Display for BadOutputMarker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadOutputMarker {}
+
+/// Turn a wasmtime error from a call into a typed [`PluginError`].
+fn classify(err: wasmtime::Error, state: &CallState) -> PluginError {
+    if let Some(bad) = err.downcast_ref::<BadOutputMarker>() {
+        return PluginError::BadOutput(bad.0.clone());
+    }
+    if state.limiter.hit {
+        return PluginError::MemoryLimit;
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => PluginError::OutOfFuel,
+        Some(Trap::Interrupt) => PluginError::Deadline,
+        Some(trap) => {
+            // A panicking Rust guest logs its message just before trapping: report that.
+            let last_error = state
+                .logs
+                .iter()
+                .rev()
+                .find(|(l, _)| *l == LogLevel::Error)
+                .map(|(_, m)| m.as_str());
+            match last_error {
+                Some(message) => PluginError::Trap(format!("{trap}: {message}")),
+                None => PluginError::Trap(trap.to_string()),
+            }
+        }
+        None => {
+            let text = format!("{err:#}");
+            if text.contains("exceeds memory limits") || text.contains("memory minimum size") {
+                PluginError::MemoryLimit
+            } else if text.contains("maximum concurrent") || text.contains("pooling") {
+                PluginError::Unavailable(text)
+            } else {
+                PluginError::Trap(text)
+            }
+        }
+    }
+}
+
+/// The host functions of ABI v1, registered from one list.
+fn register_host_functions(linker: &mut Linker<CallState>) -> Result<(), PluginError> {
+    linker
+        .func_wrap(abi::IMPORT_MODULE, abi::IMPORT_LOG, host_log)
+        .map_err(|e| PluginError::Unavailable(format!("linker: {e}")))?;
+    Ok(())
+}
+
+/// `cauldron_v1.log(level, ptr, len)`: never traps; bad ranges and invalid UTF-8 are dropped or
+/// replaced, long messages cut.
+fn host_log(mut caller: Caller<'_, CallState>, level: u32, ptr: u32, len: u32) {
+    let level = LogLevel::from_raw(level);
+    let Some(memory) = caller
+        .get_export(abi::EXPORT_MEMORY)
+        .and_then(|e| e.into_memory())
+    else {
+        return;
+    };
+    let data = memory.data(&caller);
+    let take = (len as usize).min(abi::MAX_LOG_BYTES);
+    let Some(bytes) = (ptr as usize)
+        .checked_add(take)
+        .and_then(|end| data.get(ptr as usize..end))
+    else {
+        return;
+    };
+    let message = String::from_utf8_lossy(bytes).into_owned();
+    let state = caller.data_mut();
+    match level {
+        LogLevel::Error => tracing::warn!(plugin = %state.plugin, "{message}"),
+        LogLevel::Warn => tracing::info!(plugin = %state.plugin, "{message}"),
+        _ => tracing::debug!(plugin = %state.plugin, "{message}"),
+    }
+    if state.logs.len() < MAX_LOG_LINES {
+        state.logs.push((level, message));
+    }
+}
+
+/// Advance the epoch every [`EPOCH_TICK`] for as long as the engine lives.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("cauldron-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the epoch ticker, deadlines will not fire: {e}");
+    }
+}

@@ -1,0 +1,488 @@
+//! Loading a plugin version: compile (with caches), check the ABI from imports and exports, link,
+//! read and validate the manifest through `describe`. Nothing is published before all of it passes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use cauldron_sdk::Doc;
+use cauldron_sdk::abi::{self, version_suffix};
+use cauldron_sdk::codec;
+use cauldron_sdk::wire::{Call, Manifest, Outcome};
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, ExternType, InstancePre, Module, ModuleExport, ValType};
+
+use crate::PluginError;
+use crate::engine::{CallState, Runtime};
+
+/// What to load: the wasm bytes and the plugin's content tables.
+#[derive(Debug, Clone, Default)]
+pub struct PluginSource {
+    /// The module.
+    pub wasm: Vec<u8>,
+    /// Content tables by name.
+    pub content: BTreeMap<String, Doc>,
+    /// When set, the manifest's name must equal it (the file stem of `NAME.wasm`).
+    pub expected_name: Option<String>,
+}
+
+impl PluginSource {
+    /// Read `dir/NAME.wasm` and the content tables in `dir/NAME/*.toml`.
+    pub fn from_dir(dir: &Path, name: &str) -> Result<Self, PluginError> {
+        let wasm_path = dir.join(format!("{name}.wasm"));
+        let wasm = std::fs::read(&wasm_path)
+            .map_err(|e| PluginError::Compile(format!("reading {}: {e}", wasm_path.display())))?;
+        let content = read_content_dir(&dir.join(name))?;
+        Ok(Self {
+            wasm,
+            content,
+            expected_name: Some(name.to_owned()),
+        })
+    }
+}
+
+/// Read every `*.toml` in `dir` as a content table named by its file stem. A missing folder means no
+/// tables; an unreadable or invalid file is an error naming it.
+pub fn read_content_dir(dir: &Path) -> Result<BTreeMap<String, Doc>, PluginError> {
+    let mut tables = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(tables),
+        Err(e) => return Err(PluginError::BadContent(format!("{}: {e}", dir.display()))),
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| PluginError::BadContent(format!("{}: {e}", path.display())))?;
+        let value: toml::Value =
+            toml::from_str(&text).map_err(|e| PluginError::BadContent(format!("{}: {e}", path.display())))?;
+        let doc =
+            Doc::encode(&value).map_err(|e| PluginError::BadContent(format!("{}: {e}", path.display())))?;
+        tables.insert(stem.to_owned(), doc);
+    }
+    Ok(tables)
+}
+
+/// Resolved export locations, so a call never looks exports up by name.
+#[derive(Clone, Copy)]
+pub(crate) struct Exports {
+    pub(crate) memory: ModuleExport,
+    pub(crate) alloc: ModuleExport,
+    pub(crate) describe: ModuleExport,
+    pub(crate) handle: ModuleExport,
+}
+
+/// One loaded, validated version of a plugin. Held in an `Arc`: a call keeps its version alive even
+/// if a reload replaces it mid-call.
+pub struct PluginVersion {
+    /// The manifest from `describe`.
+    pub manifest: Manifest,
+    /// Hex sha256 of the wasm bytes.
+    pub sha256: String,
+    /// When this version was loaded, ms since the epoch.
+    pub loaded_at_ms: i64,
+    /// Content tables.
+    pub content: BTreeMap<String, Doc>,
+    /// Size of the wasm module in bytes.
+    pub wasm_bytes: usize,
+    pub(crate) pre: InstancePre<CallState>,
+    pub(crate) exports: Exports,
+    name: Arc<str>,
+}
+
+impl std::fmt::Debug for PluginVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginVersion")
+            .field("name", &self.manifest.name)
+            .field("version", &self.manifest.version)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginVersion {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// The plugin's semver version.
+    pub fn version(&self) -> &str {
+        &self.manifest.version
+    }
+
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        self.name.clone()
+    }
+
+    /// The content tables named in `tables` (missing ones are left out; the plugin reports them).
+    pub fn content_for(&self, tables: &[String]) -> BTreeMap<String, Doc> {
+        tables
+            .iter()
+            .filter_map(|t| Some((t.clone(), self.content.get(t)?.clone())))
+            .collect()
+    }
+}
+
+/// Compiled modules by sha256: in memory, and on disk under the engine's compatibility hash so a
+/// restart, or a reload of bytes seen before, does not recompile.
+pub(crate) struct ModuleCache {
+    dir: Option<PathBuf>,
+    engine_key: String,
+    memory: Mutex<HashMap<String, Module>>,
+    stats: Mutex<CacheStats>,
+}
+
+/// How modules were obtained since the runtime started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Compiled from wasm.
+    pub compiled: u64,
+    /// Loaded from the on-disk cache.
+    pub disk_hits: u64,
+    /// Found in memory.
+    pub memory_hits: u64,
+}
+
+impl ModuleCache {
+    pub(crate) fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        Self {
+            dir,
+            engine_key: format!("{:016x}", h.finish()),
+            memory: Mutex::new(HashMap::new()),
+            stats: Mutex::new(CacheStats::default()),
+        }
+    }
+
+    fn path(&self, sha256: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_key)))
+    }
+
+    fn count(&self, f: impl FnOnce(&mut CacheStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn clear_memory(&self) {
+        self.memory.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    pub(crate) fn get_or_compile(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        wasm: &[u8],
+    ) -> Result<Module, PluginError> {
+        if let Some(m) = self.memory.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {
+            self.count(|s| s.memory_hits += 1);
+            return Ok(m.clone());
+        }
+        let module = match self.path(sha256).filter(|p| p.exists()) {
+            Some(path) => match load_precompiled(engine, &path) {
+                Ok(m) => {
+                    self.count(|s| s.disk_hits += 1);
+                    m
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "discarding unusable cached module: {e}");
+                    let _ = std::fs::remove_file(&path);
+                    self.compile_and_store(engine, sha256, wasm)?
+                }
+            },
+            None => self.compile_and_store(engine, sha256, wasm)?,
+        };
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sha256.to_owned(), module.clone());
+        Ok(module)
+    }
+
+    fn compile_and_store(&self, engine: &Engine, sha256: &str, wasm: &[u8]) -> Result<Module, PluginError> {
+        let module = Module::new(engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        self.count(|s| s.compiled += 1);
+        if let Some(path) = self.path(sha256) {
+            if let Err(e) = write_atomically(&path, &module) {
+                tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
+            }
+        }
+        Ok(module)
+    }
+}
+
+#[allow(
+    unsafe_code,
+    reason = "deserialising precompiled code trusts the file; see SAFETY"
+)]
+fn load_precompiled(engine: &Engine, path: &Path) -> Result<Module, wasmtime::Error> {
+    // SAFETY: the cache folder is written only by `write_atomically` below with bytes from
+    // `Module::serialize` of this engine configuration (the file name carries its compatibility
+    // hash, and wasmtime re-checks the header). Operators must not let others write to it.
+    unsafe { Module::deserialize_file(engine, path) }
+}
+
+/// Write the compiled module next to its final name and rename it into place. Loaded modules are
+/// memory-mapped from these files, so a cache file is only ever replaced, never rewritten in place.
+fn write_atomically(path: &Path, module: &Module) -> Result<(), Box<dyn std::error::Error>> {
+    let bytes = module.serialize()?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Hex sha256 of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Check imports and exports against ABI v1 before anything is instantiated.
+fn check_abi(module: &Module) -> Result<Exports, PluginError> {
+    let mut versions: Vec<u32> = Vec::new();
+    let mut bad_import = None;
+    for import in module.imports() {
+        match version_suffix(import.module(), abi::IMPORT_MODULE_PREFIX) {
+            Some(v) => {
+                versions.push(v);
+                if v == abi::ABI_VERSION && import.name() != abi::IMPORT_LOG {
+                    bad_import.get_or_insert_with(|| format!("{}.{}", import.module(), import.name()));
+                }
+            }
+            None => {
+                bad_import.get_or_insert_with(|| format!("{}.{}", import.module(), import.name()));
+            }
+        }
+    }
+    for export in module.exports() {
+        if let Some(v) = version_suffix(export.name(), abi::EXPORT_MARKER_PREFIX) {
+            versions.push(v);
+        }
+    }
+    // The version decides first: a v2 module should hear "wrong version", not "missing export".
+    if let Some(&other) = versions.iter().find(|&&v| v != abi::ABI_VERSION) {
+        return Err(PluginError::AbiMismatch {
+            got: Some(other),
+            supported: abi::ABI_VERSION,
+        });
+    }
+    if versions.is_empty() {
+        return Err(PluginError::AbiMismatch {
+            got: None,
+            supported: abi::ABI_VERSION,
+        });
+    }
+    if let Some(import) = bad_import {
+        return Err(PluginError::BadImport(import));
+    }
+
+    use ValType::{I32, I64};
+    let func = |name: &str, params: &[ValType], results: &[ValType]| -> Result<ModuleExport, PluginError> {
+        let ty = module
+            .get_export(name)
+            .ok_or_else(|| PluginError::MissingExport(name.to_owned()))?;
+        let ExternType::Func(f) = ty else {
+            return Err(PluginError::MissingExport(format!("{name} (not a function)")));
+        };
+        let same = |got: &mut dyn ExactSizeIterator<Item = ValType>, want: &[ValType]| {
+            got.len() == want.len() && got.zip(want).all(|(g, w)| ValType::eq(&g, w))
+        };
+        if !same(&mut f.params(), params) || !same(&mut f.results(), results) {
+            return Err(PluginError::MissingExport(format!(
+                "{name} (wrong signature {f})"
+            )));
+        }
+        module
+            .get_export_index(name)
+            .ok_or_else(|| PluginError::MissingExport(name.to_owned()))
+    };
+    func(abi::EXPORT_MARKER, &[], &[])?;
+    let alloc = func(abi::EXPORT_ALLOC, &[I32], &[I32])?;
+    func(abi::EXPORT_FREE, &[I32, I32], &[])?;
+    let describe = func(abi::EXPORT_DESCRIBE, &[], &[I64])?;
+    let handle = func(abi::EXPORT_HANDLE, &[I32, I32], &[I64])?;
+    let memory = match module.get_export(abi::EXPORT_MEMORY) {
+        Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {
+            module.get_export_index(abi::EXPORT_MEMORY)
+        }
+        _ => None,
+    }
+    .ok_or_else(|| {
+        PluginError::MissingExport(format!("{} (a 32-bit, unshared memory)", abi::EXPORT_MEMORY))
+    })?;
+    Ok(Exports {
+        memory,
+        alloc,
+        describe,
+        handle,
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Runtime {
+    /// Compile, check and describe a plugin synchronously. See [`Runtime::load`].
+    pub fn load_blocking(&self, source: PluginSource) -> Result<PluginVersion, PluginError> {
+        let inner = &self.inner;
+        let sha256 = sha256_hex(&source.wasm);
+        let module = inner.cache.get_or_compile(&inner.engine, &sha256, &source.wasm)?;
+        let exports = check_abi(&module)?;
+        let pre = inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| PluginError::BadImport(format!("{e:#}")))?;
+        let mut version = PluginVersion {
+            manifest: Manifest {
+                name: String::new(),
+                version: String::new(),
+                abi: 0,
+                title: String::new(),
+                description: String::new(),
+                entity_kinds: vec![],
+                actions: vec![],
+                hooks: vec![],
+            },
+            sha256,
+            loaded_at_ms: now_ms(),
+            content: source.content,
+            wasm_bytes: source.wasm.len(),
+            pre,
+            exports,
+            name: Arc::from(source.expected_name.as_deref().unwrap_or("?")),
+        };
+        let raw = self.run_guest(&version, None)?;
+        let manifest: Manifest = codec::decode(&raw)
+            .map_err(|e| PluginError::BadOutput(format!("manifest does not decode: {e}")))?;
+        if manifest.abi != abi::ABI_VERSION {
+            return Err(PluginError::AbiMismatch {
+                got: Some(manifest.abi),
+                supported: abi::ABI_VERSION,
+            });
+        }
+        manifest.validate().map_err(PluginError::BadManifest)?;
+        if let Some(expected) = &source.expected_name {
+            if &manifest.name != expected {
+                return Err(PluginError::BadManifest(format!(
+                    "file `{expected}.wasm` holds plugin `{}`; name the file after the plugin",
+                    manifest.name
+                )));
+            }
+        }
+        for action in &manifest.actions {
+            for table in &action.content {
+                if !version.content.contains_key(table) {
+                    return Err(PluginError::BadContent(format!(
+                        "action `{}` needs content table `{table}`, which is missing",
+                        action.name
+                    )));
+                }
+            }
+        }
+        version.name = Arc::from(manifest.name.as_str());
+        version.manifest = manifest;
+        Ok(version)
+    }
+
+    /// Compile (off the async workers), check the ABI, link, and read and validate the manifest.
+    /// The result is ready to publish; nothing has been published.
+    pub async fn load(&self, source: PluginSource) -> Result<Arc<PluginVersion>, PluginError> {
+        let this = self.clone();
+        let permit = self.inner.permits.clone().acquire_owned().await;
+        let _permit = permit.map_err(|_| PluginError::Unavailable("runtime is shutting down".into()))?;
+        tokio::task::spawn_blocking(move || this.load_blocking(source).map(Arc::new))
+            .await
+            .map_err(|e| PluginError::Unavailable(format!("load task failed: {e}")))?
+    }
+
+    /// Run one call in a fresh sandbox synchronously and decode its outcome.
+    pub fn call_blocking(&self, plugin: &PluginVersion, call: &Call) -> Result<Outcome, PluginError> {
+        let input =
+            codec::encode(call).map_err(|e| PluginError::Unavailable(format!("encoding call: {e}")))?;
+        self.call_bytes(plugin, &input)
+    }
+
+    /// Run one already-encoded call in a fresh sandbox synchronously and decode its outcome.
+    pub fn call_bytes(&self, plugin: &PluginVersion, input: &[u8]) -> Result<Outcome, PluginError> {
+        if input.len() > abi::MAX_CALL_BYTES {
+            return Err(PluginError::Unavailable(format!(
+                "call of {} bytes exceeds the call cap",
+                input.len()
+            )));
+        }
+        let raw = self.run_guest(plugin, Some(input))?;
+        codec::decode::<Outcome>(&raw)
+            .map_err(|e| PluginError::BadOutput(format!("outcome does not decode: {e}")))
+    }
+
+    /// Run one call off the async workers, bounded by the call semaphore. Rejections and guest faults
+    /// come back as errors; a successful outcome as `Ok`.
+    pub async fn call(&self, plugin: Arc<PluginVersion>, call: &Call) -> Result<Outcome, PluginError> {
+        let input =
+            codec::encode(call).map_err(|e| PluginError::Unavailable(format!("encoding call: {e}")))?;
+        let permit = self.inner.permits.clone().acquire_owned().await;
+        let permit = permit.map_err(|_| PluginError::Unavailable("runtime is shutting down".into()))?;
+        let this = self.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            this.call_bytes(&plugin, &input)
+        })
+        .await
+        .map_err(|e| PluginError::Unavailable(format!("call task failed: {e}")))??;
+        match outcome {
+            Outcome::Rejected { code, message } => Err(PluginError::Rejected { code, message }),
+            Outcome::Fault { code, message } => Err(PluginError::GuestFault { code, message }),
+            ok @ Outcome::Ok { .. } => Ok(ok),
+        }
+    }
+
+    /// Create and tear down one sandbox without calling into it (for benchmarks).
+    pub fn instantiate_only(&self, plugin: &PluginVersion) -> Result<(), PluginError> {
+        let mut store = wasmtime::Store::new(&self.inner.engine, CallState::for_bench(plugin));
+        plugin
+            .pre
+            .instantiate(&mut store)
+            .map(|_| ())
+            .map_err(|e| PluginError::Trap(format!("{e:#}")))
+    }
+
+    /// Compile wasm bytes with no cache, returning how large the compiled artifact is (for
+    /// benchmarks and for checking a module before upload).
+    pub fn compile_uncached(&self, wasm: &[u8]) -> Result<usize, PluginError> {
+        let module =
+            Module::new(&self.inner.engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        module
+            .serialize()
+            .map(|b| b.len())
+            .map_err(|e| PluginError::Compile(format!("{e:#}")))
+    }
+
+    /// How modules were obtained so far (compiled, disk cache, memory).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Forget compiled modules held in memory (the disk cache stays).
+    pub fn clear_memory_cache(&self) {
+        self.inner.cache.clear_memory();
+    }
+}

@@ -1,0 +1,197 @@
+//! Plugin name → current version (and the previous one, for rollback), with a status per plugin and
+//! a broadcast of changes for long-lived consumers such as WebSocket sessions.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::broadcast;
+
+use crate::PluginError;
+use crate::module::PluginVersion;
+
+/// How a plugin stands in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginStatus {
+    /// Plugin name.
+    pub name: String,
+    /// Version serving now, if any.
+    pub version: Option<String>,
+    /// sha256 of the serving module.
+    pub sha256: Option<String>,
+    /// When the serving version was loaded, ms since the epoch.
+    pub loaded_at_ms: Option<i64>,
+    /// The most recent refused load, if it came after the serving version.
+    pub last_error: Option<String>,
+    /// Version that a rollback would restore.
+    pub previous_version: Option<String>,
+    /// Refused loads since start.
+    pub refused: u64,
+}
+
+/// A change to the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryEvent {
+    /// A version was published (loaded, replaced or rolled back to).
+    Published {
+        /// Plugin name.
+        name: String,
+        /// Version now serving.
+        version: String,
+        /// Its sha256.
+        sha256: String,
+    },
+    /// A load was refused; the old version (if any) keeps serving.
+    Refused {
+        /// Plugin name.
+        name: String,
+        /// Why.
+        error: String,
+    },
+    /// The plugin was unloaded.
+    Unloaded {
+        /// Plugin name.
+        name: String,
+    },
+}
+
+#[derive(Default)]
+struct Entry {
+    current: Option<Arc<PluginVersion>>,
+    previous: Option<Arc<PluginVersion>>,
+    last_error: Option<String>,
+    refused: u64,
+}
+
+/// The registry. Reads take a short read lock and clone an `Arc`; a call in flight keeps its version
+/// alive whatever happens to the registry meanwhile.
+pub struct Registry {
+    entries: RwLock<BTreeMap<String, Entry>>,
+    events: broadcast::Sender<RegistryEvent>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self {
+            entries: RwLock::new(BTreeMap::new()),
+            events: broadcast::channel(256).0,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The version serving `name` now.
+    pub fn get(&self, name: &str) -> Option<Arc<PluginVersion>> {
+        self.read().get(name)?.current.clone()
+    }
+
+    /// Every serving version, by name.
+    pub fn current(&self) -> Vec<Arc<PluginVersion>> {
+        self.read().values().filter_map(|e| e.current.clone()).collect()
+    }
+
+    /// Subscribe to changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.events.subscribe()
+    }
+
+    /// Make `version` the serving one; the one it replaces becomes the rollback target. Publishing the
+    /// bytes already serving changes nothing.
+    pub fn publish(&self, version: Arc<PluginVersion>) {
+        let name = version.name().to_owned();
+        {
+            let mut entries = self.write();
+            let entry = entries.entry(name.clone()).or_default();
+            if entry.current.as_ref().is_some_and(|c| c.sha256 == version.sha256) {
+                entry.last_error = None;
+                return;
+            }
+            entry.previous = entry.current.replace(version.clone());
+            entry.last_error = None;
+        }
+        tracing::info!(plugin = %name, version = %version.version(), sha256 = %version.sha256, "plugin published");
+        let _ = self.events.send(RegistryEvent::Published {
+            name,
+            version: version.version().to_owned(),
+            sha256: version.sha256.clone(),
+        });
+    }
+
+    /// Record a refused load of `name`; whatever serves keeps serving.
+    pub fn refuse(&self, name: &str, error: &PluginError) {
+        let text = error.to_string();
+        {
+            let mut entries = self.write();
+            let entry = entries.entry(name.to_owned()).or_default();
+            entry.last_error = Some(text.clone());
+            entry.refused += 1;
+        }
+        tracing::warn!(plugin = %name, error = %text, "plugin load refused; the previous version keeps serving");
+        let _ = self.events.send(RegistryEvent::Refused {
+            name: name.to_owned(),
+            error: text,
+        });
+    }
+
+    /// Stop serving `name`. Calls already holding its version finish on it.
+    pub fn unload(&self, name: &str) -> bool {
+        let removed = self.write().remove(name).is_some_and(|e| e.current.is_some());
+        if removed {
+            tracing::info!(plugin = %name, "plugin unloaded");
+            let _ = self.events.send(RegistryEvent::Unloaded {
+                name: name.to_owned(),
+            });
+        }
+        removed
+    }
+
+    /// Swap the serving and the previous version of `name`.
+    pub fn rollback(&self, name: &str) -> Option<Arc<PluginVersion>> {
+        let restored = {
+            let mut entries = self.write();
+            let entry = entries.get_mut(name)?;
+            let previous = entry.previous.take()?;
+            entry.previous = entry.current.replace(previous.clone());
+            previous
+        };
+        let _ = self.events.send(RegistryEvent::Published {
+            name: name.to_owned(),
+            version: restored.version().to_owned(),
+            sha256: restored.sha256.clone(),
+        });
+        Some(restored)
+    }
+
+    /// The status of every plugin the registry has seen.
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        self.read()
+            .iter()
+            .map(|(name, e)| PluginStatus {
+                name: name.clone(),
+                version: e.current.as_ref().map(|v| v.version().to_owned()),
+                sha256: e.current.as_ref().map(|v| v.sha256.clone()),
+                loaded_at_ms: e.current.as_ref().map(|v| v.loaded_at_ms),
+                last_error: e.last_error.clone(),
+                previous_version: e.previous.as_ref().map(|v| v.version().to_owned()),
+                refused: e.refused,
+            })
+            .collect()
+    }
+
+    /// The status of one plugin.
+    pub fn status(&self, name: &str) -> Option<PluginStatus> {
+        self.statuses().into_iter().find(|s| s.name == name)
+    }
+}

@@ -1,0 +1,381 @@
+//! The sandbox's limits, each shown held and hit, for the Rust probe plugin and for the hand-written
+//! WAT plugin; ABI checks at load; isolation between calls; the module cache.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cauldron_runtime::{Limits, PluginError, PluginVersion, Runtime};
+use cauldron_sdk::wire::Outcome;
+use common::{bare, call, handmade, probe, runtime, runtime_with, source};
+
+fn reply<T: serde::de::DeserializeOwned>(outcome: Outcome) -> T {
+    match outcome {
+        Outcome::Ok { reply, .. } => reply.decode().expect("reply decodes"),
+        other => panic!("expected ok, got {other:?}"),
+    }
+}
+
+fn load(rt: &Runtime, wasm: &[u8]) -> PluginVersion {
+    rt.load_blocking(source(wasm)).expect("plugin loads")
+}
+
+/// Both fixtures: the Rust probe and the WAT plugin written from the spec.
+fn both(rt: &Runtime) -> [(&'static str, PluginVersion); 2] {
+    [
+        ("probe", load(rt, &probe().0)),
+        ("handmade", load(rt, &handmade())),
+    ]
+}
+
+/// After any failure the same runtime still serves a normal call.
+fn still_serves(rt: &Runtime, plugin: &PluginVersion) {
+    let n: u32 = reply(
+        rt.call_blocking(plugin, &bare("count"))
+            .expect("a normal call after a failure"),
+    );
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn manifests_are_read_at_load() {
+    let rt = runtime();
+    let [(_, p), (_, h)] = both(&rt);
+    assert_eq!(p.name(), "probe");
+    assert_eq!(p.version(), "0.1.0");
+    assert!(p.manifest.action("spend").is_some());
+    assert_eq!(h.name(), "handmade");
+    assert_eq!(h.version(), "1.0.0");
+    assert_eq!(h.manifest.actions.len(), 6);
+    assert_eq!(p.sha256.len(), 64);
+}
+
+#[test]
+fn no_state_carries_from_one_call_to_the_next() {
+    let rt = runtime();
+    for (name, plugin) in both(&rt) {
+        for _ in 0..5 {
+            let n: u32 = reply(rt.call_blocking(&plugin, &bare("count")).unwrap());
+            assert_eq!(n, 1, "{name}: a static counter must start fresh on every call");
+        }
+    }
+}
+
+#[test]
+fn same_call_same_outcome() {
+    let rt = runtime();
+    let plugin = load(&rt, &probe().0);
+    let c = call("echo", &BTreeMap::from([("k", 1)]));
+    assert_eq!(
+        rt.call_blocking(&plugin, &c).unwrap(),
+        rt.call_blocking(&plugin, &c).unwrap()
+    );
+}
+
+#[test]
+fn a_trap_is_a_typed_error_and_the_host_carries_on() {
+    let rt = runtime();
+    for (name, plugin) in both(&rt) {
+        let action = if name == "probe" { "panic" } else { "trap" };
+        let err = rt.call_blocking(&plugin, &bare(action)).unwrap_err();
+        assert!(matches!(err, PluginError::Trap(_)), "{name}: {err:?}");
+        if name == "probe" {
+            assert!(
+                err.to_string().contains("probe was asked to panic"),
+                "panic message reaches the host: {err}"
+            );
+        }
+        still_serves(&rt, &plugin);
+    }
+}
+
+#[test]
+fn fuel_is_held_by_normal_calls_and_hit_by_a_loop() {
+    let rt = runtime_with(Limits {
+        fuel: 2_000_000,
+        deadline: Duration::from_secs(30),
+        ..test_limits()
+    });
+    for (name, plugin) in both(&rt) {
+        still_serves(&rt, &plugin);
+        let err = rt.call_blocking(&plugin, &bare("spin")).unwrap_err();
+        assert_eq!(err, PluginError::OutOfFuel, "{name}");
+        still_serves(&rt, &plugin);
+    }
+}
+
+#[test]
+fn the_deadline_is_held_by_normal_calls_and_hit_by_a_loop() {
+    let rt = runtime_with(Limits {
+        fuel: u64::MAX,
+        deadline: Duration::from_millis(50),
+        ..test_limits()
+    });
+    for (name, plugin) in both(&rt) {
+        still_serves(&rt, &plugin);
+        let err = rt.call_blocking(&plugin, &bare("spin")).unwrap_err();
+        assert_eq!(err, PluginError::Deadline, "{name}");
+        still_serves(&rt, &plugin);
+    }
+}
+
+#[test]
+fn memory_under_the_cap_is_granted_and_past_it_refused() {
+    let rt = runtime_with(Limits {
+        memory_bytes: 32 << 20,
+        ..test_limits()
+    });
+    let probe = load(&rt, &probe().0);
+    let held: usize = reply(
+        rt.call_blocking(&probe, &call("hog", &BTreeMap::from([("mb", 8)])))
+            .unwrap(),
+    );
+    assert_eq!(held, 8);
+    let err = rt
+        .call_blocking(&probe, &call("hog", &BTreeMap::from([("mb", 64)])))
+        .unwrap_err();
+    assert_eq!(err, PluginError::MemoryLimit);
+    still_serves(&rt, &probe);
+
+    let hand = load(&rt, &handmade());
+    assert_eq!(
+        rt.call_blocking(&hand, &bare("hog")).unwrap_err(),
+        PluginError::MemoryLimit
+    );
+    still_serves(&rt, &hand);
+}
+
+#[test]
+fn output_under_the_cap_is_read_and_over_it_refused() {
+    let rt = runtime_with(Limits {
+        max_output_bytes: 64 << 10,
+        ..test_limits()
+    });
+    let probe = load(&rt, &probe().0);
+    let small: String = reply(
+        rt.call_blocking(&probe, &call("big", &BTreeMap::from([("bytes", 1000)])))
+            .unwrap(),
+    );
+    assert_eq!(small.len(), 1000);
+    let err = rt
+        .call_blocking(&probe, &call("big", &BTreeMap::from([("bytes", 100_000)])))
+        .unwrap_err();
+    assert!(
+        matches!(&err, PluginError::BadOutput(m) if m.contains("cap")),
+        "{err:?}"
+    );
+    still_serves(&rt, &probe);
+
+    let hand = load(&rt, &handmade());
+    let err = rt.call_blocking(&hand, &bare("big")).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::BadOutput(m) if m.contains("cap")),
+        "{err:?}"
+    );
+    still_serves(&rt, &hand);
+}
+
+#[test]
+fn garbage_output_is_bad_output() {
+    let rt = runtime();
+    let hand = load(&rt, &handmade());
+    let err = rt.call_blocking(&hand, &bare("garbage")).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::BadOutput(m) if m.contains("decode")),
+        "{err:?}"
+    );
+    still_serves(&rt, &hand);
+}
+
+#[test]
+fn unknown_actions_are_rejected_by_both_fixtures() {
+    let rt = runtime();
+    for (name, plugin) in both(&rt) {
+        match rt.call_blocking(&plugin, &bare("xyzzy")).unwrap() {
+            Outcome::Rejected { code, .. } => assert_eq!(code, "unknown_action", "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_malformed_call_is_a_guest_fault_not_a_crash() {
+    let rt = runtime();
+    let probe = load(&rt, &probe().0);
+    match rt.call_bytes(&probe, &[0xc1, 0x00, 0xff]).unwrap() {
+        Outcome::Fault { code, .. } => assert_eq!(code, "bad_call"),
+        other => panic!("{other:?}"),
+    }
+    still_serves(&rt, &probe);
+}
+
+const GOOD_EXPORTS: &str = r#"
+  (memory (export "memory") 1)
+  (func (export "cauldron_alloc") (param i32) (result i32) i32.const 8)
+  (func (export "cauldron_free") (param i32 i32))
+  (func (export "cauldron_describe") (result i64) i64.const 0)
+"#;
+
+fn load_wat(rt: &Runtime, wat: &str) -> PluginError {
+    rt.load_blocking(source(wat.as_bytes()))
+        .expect_err("must be refused")
+}
+
+#[test]
+fn the_wrong_abi_version_is_refused_at_load() {
+    let rt = runtime();
+    let v2 = format!(
+        r#"(module (import "cauldron_v2" "log" (func (param i32 i32 i32))) (func (export "cauldron_abi_v2")) {GOOD_EXPORTS}
+           (func (export "cauldron_handle") (param i32 i32) (result i64) i64.const 0))"#
+    );
+    assert_eq!(
+        load_wat(&rt, &v2),
+        PluginError::AbiMismatch {
+            got: Some(2),
+            supported: 1
+        }
+    );
+    let unversioned = format!(
+        r#"(module {GOOD_EXPORTS} (func (export "cauldron_handle") (param i32 i32) (result i64) i64.const 0))"#
+    );
+    assert_eq!(
+        load_wat(&rt, &unversioned),
+        PluginError::AbiMismatch {
+            got: None,
+            supported: 1
+        }
+    );
+}
+
+#[test]
+fn a_missing_or_mistyped_export_is_refused_at_load() {
+    let rt = runtime();
+    let missing = format!(r#"(module (func (export "cauldron_abi_v1")) {GOOD_EXPORTS})"#);
+    assert_eq!(
+        load_wat(&rt, &missing),
+        PluginError::MissingExport("cauldron_handle".into())
+    );
+    let mistyped = format!(
+        r#"(module (func (export "cauldron_abi_v1")) {GOOD_EXPORTS} (func (export "cauldron_handle") (param i32) (result i64) i64.const 0))"#
+    );
+    assert!(matches!(load_wat(&rt, &mistyped), PluginError::MissingExport(m) if m.contains("signature")));
+}
+
+#[test]
+fn ambient_imports_are_refused_at_load() {
+    let rt = runtime();
+    let wasi = format!(
+        r#"(module (import "wasi_snapshot_preview1" "random_get" (func (param i32 i32) (result i32)))
+           (func (export "cauldron_abi_v1")) {GOOD_EXPORTS}
+           (func (export "cauldron_handle") (param i32 i32) (result i64) i64.const 0))"#
+    );
+    assert!(matches!(load_wat(&rt, &wasi), PluginError::BadImport(m) if m.contains("random_get")));
+}
+
+#[test]
+fn not_wasm_is_a_compile_error() {
+    let rt = runtime();
+    assert!(matches!(
+        rt.load_blocking(source(b"\0asm garbage")).unwrap_err(),
+        PluginError::Compile(_)
+    ));
+}
+
+#[test]
+fn a_bad_describe_is_refused_at_load() {
+    let rt = runtime();
+    // describe returns a null pointer.
+    let wat = format!(
+        r#"(module (func (export "cauldron_abi_v1")) {GOOD_EXPORTS} (func (export "cauldron_handle") (param i32 i32) (result i64) i64.const 0))"#
+    );
+    assert!(matches!(load_wat(&rt, &wat), PluginError::BadOutput(_)));
+}
+
+#[test]
+fn a_file_must_be_named_after_its_plugin() {
+    let rt = runtime();
+    let mut src = source(&probe().0);
+    src.expected_name = Some("other".into());
+    assert!(matches!(rt.load_blocking(src).unwrap_err(), PluginError::BadManifest(m) if m.contains("probe")));
+}
+
+#[test]
+fn compiled_modules_are_cached_on_disk_and_reused_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..test_limits()
+    };
+    // This test counts compilations, so it uses a cache folder of its own.
+    let first = runtime_with(limits.clone());
+    load(&first, &probe().0);
+    load(&first, &probe().0);
+    assert_eq!(first.cache_stats().compiled, 1);
+    assert_eq!(first.cache_stats().memory_hits, 1);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+    // A "restart": a new runtime over the same folder loads without compiling.
+    let second = runtime_with(limits);
+    let plugin = load(&second, &probe().0);
+    assert_eq!(second.cache_stats().compiled, 0);
+    assert_eq!(second.cache_stats().disk_hits, 1);
+    still_serves(&second, &plugin);
+
+    // A corrupt cache file is discarded and recompiled, not trusted. (Cached modules are mapped from
+    // their files, so the file is replaced, never rewritten in place, just as the cache itself does.)
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"not a module").unwrap();
+    }
+    let third = runtime_with(Limits {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..test_limits()
+    });
+    let plugin = load(&third, &probe().0);
+    assert_eq!(third.cache_stats().compiled, 1);
+    still_serves(&third, &plugin);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_plugin_does_not_stall_other_calls() {
+    let rt = runtime_with(Limits {
+        fuel: u64::MAX,
+        deadline: Duration::from_secs(20),
+        ..test_limits()
+    });
+    let plugin = Arc::new(load(&rt, &probe().0));
+    let spinner = {
+        let (rt, plugin) = (rt.clone(), plugin.clone());
+        tokio::spawn(async move { rt.call(plugin, &bare("spin")).await })
+    };
+    for _ in 0..50 {
+        let outcome = rt
+            .call(plugin.clone(), &bare("count"))
+            .await
+            .expect("served while another call spins");
+        assert_eq!(reply::<u32>(outcome), 1);
+    }
+    assert!(
+        !spinner.is_finished(),
+        "the spinning call is still running while others were served"
+    );
+    assert_eq!(spinner.await.unwrap().unwrap_err(), PluginError::Deadline);
+}
+
+#[tokio::test]
+async fn async_calls_type_rejections_separately_from_faults() {
+    let rt = runtime();
+    let plugin = Arc::new(load(&rt, &probe().0));
+    let err = rt.call(plugin.clone(), &bare("spend")).await.unwrap_err();
+    assert!(matches!(&err, PluginError::Rejected { code, .. } if code == "insufficient"));
+    assert!(!err.is_fault());
+    let err = rt.call(plugin, &bare("panic")).await.unwrap_err();
+    assert!(err.is_fault());
+}
+
+fn test_limits() -> Limits {
+    common::test_limits()
+}
