@@ -1,1 +1,726 @@
-//! The pet plugin (being written).
+//! The pet plugin: 灵宠 pets drawn with spirit stones or hatched from eggs, deployed one at a time for
+//! flat stats and percentage bonuses, upgraded with pet essence, starred up by feeding other pets, and
+//! released for stones.
+//!
+//! See `README.md` next to this crate for the actions, the entity data and every difference from the seed.
+
+use std::collections::BTreeMap;
+
+use cauldron_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The pet plugin.
+pub struct Pets;
+
+/// The entity kind of a pet.
+pub const KIND: &str = "pet";
+
+/// Base stats: rounded to whole numbers, grown by upgrades.
+const BASE_STATS: [&str; 4] = ["attack", "health", "defense", "speed"];
+
+// ---------------------------------------------------------------------------------------------
+// Content
+
+/// One quality (rarity) of pet, from `pets.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// Key: common, uncommon, rare, epic, legendary, mythic.
+    pub key: String,
+    /// Chinese name.
+    pub name: String,
+    /// English name.
+    pub name_en: String,
+    /// Display colour.
+    pub color: String,
+    /// True chance, in percent.
+    pub odds: f64,
+    /// Spirit stones for releasing one.
+    pub release: i64,
+    /// Starting attack/defense/health bonus (0.03 = +3 %).
+    pub bonus: f64,
+    /// Bonus per star.
+    pub star_step: f64,
+    /// How many base stats a new pet gets.
+    pub base_stats: usize,
+    /// How many combat rates.
+    pub combat: usize,
+    /// How many resists.
+    pub resist: usize,
+    /// How many special stats.
+    pub special: usize,
+    /// Possible names.
+    pub names: Vec<String>,
+    /// English names, in the same order.
+    pub names_en: Vec<String>,
+    /// Value ranges: `attack`, `health`, `defense`, `speed`, and `rate` for everything else.
+    pub ranges: BTreeMap<String, [f64; 2]>,
+}
+
+/// Which stats exist in each group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pools {
+    /// attack, health, defense, speed.
+    pub base: Vec<String>,
+    /// The six combat rates.
+    pub combat: Vec<String>,
+    /// The six resists.
+    pub resist: Vec<String>,
+    /// The seven special stats.
+    pub special: Vec<String>,
+}
+
+/// `pets.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// Spirit stones per drawn pet.
+    pub draw_price: i64,
+    /// Allowed draw counts.
+    pub draw_counts: Vec<i64>,
+    /// Upgrade cost per current level, in pet essence.
+    pub essence_per_level: i64,
+    /// Multiplier of base stats per upgrade.
+    pub upgrade_factor: f64,
+    /// Star-up chance when the food has the same name.
+    pub star_same_name: f64,
+    /// Star-up chance otherwise.
+    pub star_other: f64,
+    /// Stat pools.
+    pub pools: Pools,
+    /// Qualities, lowest first.
+    pub quality: Vec<Quality>,
+}
+
+impl Table {
+    fn quality(&self, key: &str) -> Result<&Quality, Error> {
+        self.quality
+            .iter()
+            .find(|q| q.key == key)
+            .ok_or_else(|| Error::fault("bad_content", format!("quality `{key}` is not in pets.toml")))
+    }
+
+    /// 1 for the lowest quality, up to 6 for mythic; 0 when unknown.
+    fn rank(&self, key: &str) -> usize {
+        self.quality
+            .iter()
+            .position(|q| q.key == key)
+            .map_or(0, |i| i + 1)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entity data
+
+/// A pet's entity data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pet {
+    /// Name.
+    pub name: String,
+    /// Quality (rarity) key.
+    pub quality: String,
+    /// Level, from 1.
+    pub level: u32,
+    /// Stars, from 0.
+    pub star: u32,
+    /// Flat stats it gives while deployed, by shared stat name.
+    pub stats: BTreeMap<String, f64>,
+    /// Attack bonus while deployed (0.03 = +3 %).
+    pub attack_bonus: f64,
+    /// Defense bonus while deployed.
+    pub defense_bonus: f64,
+    /// Health bonus while deployed.
+    pub health_bonus: f64,
+    /// Whether it is the deployed pet.
+    #[serde(default)]
+    pub active: bool,
+}
+
+fn round_to(v: f64, step: f64) -> f64 {
+    (v / step).round() * step
+}
+
+/// The attack/defense/health bonus for a quality at a star and level.
+pub fn bonus_for(q: &Quality, star: u32, level: u32) -> f64 {
+    let b = q.bonus;
+    let v = b
+        + f64::from(star) * q.star_step
+        + f64::from(level.saturating_sub(1)) * b * 0.1
+        + f64::from(star / 5) * b * 0.5;
+    round_to(v, 1e-6)
+}
+
+impl Pet {
+    fn refresh_bonus(&mut self, q: &Quality) {
+        let b = bonus_for(q, self.star, self.level);
+        self.attack_bonus = b;
+        self.defense_bonus = b;
+        self.health_bonus = b;
+    }
+}
+
+fn pick_stats(rng: &mut Rng, pool: &[String], n: usize) -> Vec<String> {
+    let mut all = pool.to_vec();
+    rng.shuffle(&mut all);
+    all.truncate(n);
+    all
+}
+
+/// Draw a quality by the table's odds.
+pub fn roll_quality<'t>(rng: &mut Rng, table: &'t Table) -> Result<&'t Quality, Error> {
+    let weights: Vec<f64> = table.quality.iter().map(|q| q.odds).collect();
+    let i = rng
+        .weighted(&weights)
+        .ok_or_else(|| Error::fault("bad_content", "pets.toml has no quality with positive odds"))?;
+    Ok(&table.quality[i])
+}
+
+/// A new level-1, 0-star pet of a random quality.
+pub fn generate(rng: &mut Rng, table: &Table) -> Result<Pet, Error> {
+    let q = roll_quality(rng, table)?;
+    let name = rng
+        .pick(&q.names)
+        .cloned()
+        .ok_or_else(|| Error::fault("bad_content", format!("quality `{}` has no names", q.key)))?;
+    let mut stats = BTreeMap::new();
+    let groups = [
+        (&table.pools.base, q.base_stats),
+        (&table.pools.combat, q.combat),
+        (&table.pools.resist, q.resist),
+        (&table.pools.special, q.special),
+    ];
+    for (pool, n) in groups {
+        for stat in pick_stats(rng, pool, n) {
+            let is_base = BASE_STATS.contains(&stat.as_str());
+            let range_key = if is_base { stat.as_str() } else { "rate" };
+            let [lo, hi] = *q.ranges.get(range_key).ok_or_else(|| {
+                Error::fault(
+                    "bad_content",
+                    format!("quality `{}` has no `{range_key}` range", q.key),
+                )
+            })?;
+            let v = rng.range_f64(lo, hi);
+            let v = if is_base { v.round() } else { round_to(v, 0.001) };
+            stats.insert(stat, v);
+        }
+    }
+    let mut pet = Pet {
+        name,
+        quality: q.key.clone(),
+        level: 1,
+        star: 0,
+        stats,
+        attack_bonus: 0.0,
+        defense_bonus: 0.0,
+        health_bonus: 0.0,
+        active: false,
+    };
+    pet.refresh_bonus(q);
+    Ok(pet)
+}
+
+/// The star-up chance of feeding `food` to `pet`.
+pub fn star_chance(table: &Table, pet: &Pet, food: &Pet) -> f64 {
+    if pet.name == food.name {
+        table.star_same_name
+    } else {
+        table.star_other
+    }
+}
+
+/// Try to add a star (the food is eaten either way by the caller). Returns whether it worked.
+pub fn try_star_up(rng: &mut Rng, table: &Table, pet: &mut Pet, food: &Pet) -> Result<bool, Error> {
+    if rng.chance(star_chance(table, pet, food)) {
+        pet.star += 1;
+        pet.refresh_bonus(table.quality(&pet.quality)?);
+        Ok(true)
+    } else {
+        Ok(false)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies and params
+
+/// A pet with its entity id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PetView {
+    /// Entity id.
+    pub id: String,
+    /// Its data.
+    pub pet: Pet,
+}
+
+/// Reply of `draw` and `hatch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Obtained {
+    /// The new pets.
+    pub pets: Vec<PetView>,
+    /// Spirit stones spent.
+    pub spirit_stones_spent: i64,
+    /// Eggs used.
+    pub eggs_used: i64,
+}
+
+/// Reply of `deploy`, `recall` and `upgrade`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PetReply {
+    /// What happened.
+    pub message: String,
+    /// The pet afterwards.
+    pub pet: PetView,
+    /// Pet essence spent.
+    pub essence_spent: i64,
+}
+
+/// Reply of `star_up`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StarUpReply {
+    /// Whether the star was added.
+    pub success: bool,
+    /// The chance it had.
+    pub chance: f64,
+    /// The pet afterwards.
+    pub pet: PetView,
+    /// The id of the pet that was eaten.
+    pub food: String,
+}
+
+/// Reply of `release`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseReply {
+    /// The released pet's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Spirit stones received.
+    pub spirit_stones: i64,
+}
+
+/// Payload of the `rare_pet` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RarePet {
+    /// Who got it.
+    pub player: String,
+    /// Pet name.
+    pub name: String,
+    /// Quality key.
+    pub quality: String,
+    /// Quality's Chinese name.
+    pub quality_name: String,
+}
+
+#[derive(Deserialize)]
+struct DrawParams {
+    count: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct IdParams {
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StarParams {
+    id: Option<String>,
+    food: Option<String>,
+}
+
+fn required<T>(v: Option<T>, name: &str) -> Result<T, Error> {
+    v.ok_or_else(|| Error::bad_params(format!("`{name}` is required")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifest
+
+fn id_param(name: &str, description: &str) -> ParamSpec {
+    ParamSpec {
+        name: name.into(),
+        ty: ParamType::Entity,
+        required: true,
+        of: KIND.into(),
+        description: description.into(),
+    }
+}
+
+fn spec(name: &str, title: &str, description: &str, params: Vec<ParamSpec>, reads: &[Section]) -> ActionSpec {
+    ActionSpec {
+        name: name.into(),
+        title: title.into(),
+        description: description.into(),
+        params,
+        reads: reads.to_vec(),
+        kinds: vec![],
+        content: vec!["pets".into()],
+    }
+}
+
+impl Plugin for Pets {
+    fn manifest() -> Manifest {
+        use Section::{Currencies, Entities, Items};
+        Manifest {
+            name: "pet".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            abi: cauldron_sdk::abi::ABI_VERSION,
+            title: "灵宠 Pets".into(),
+            description: "Draw, hatch, deploy, upgrade, star up and release pets.".into(),
+            entity_kinds: vec![KIND.into()],
+            actions: vec![
+                spec(
+                    "info",
+                    "灵宠图鉴 Pet guide",
+                    "Qualities with their true odds, colours, names and prices.",
+                    vec![],
+                    &[],
+                ),
+                spec(
+                    "draw",
+                    "灵宠抽奖 Draw pets",
+                    "Draw 1 or 10 pets for 100 spirit stones each.",
+                    vec![ParamSpec {
+                        name: "count".into(),
+                        ty: ParamType::Integer,
+                        required: true,
+                        of: "1,10".into(),
+                        description: "How many pets: 1 or 10.".into(),
+                    }],
+                    &[Currencies],
+                ),
+                spec(
+                    "hatch",
+                    "孵化 Hatch egg",
+                    "Hatch one pet egg (egg:pet) into a random pet.",
+                    vec![],
+                    &[Items],
+                ),
+                spec(
+                    "deploy",
+                    "出战 Deploy",
+                    "Send a pet into battle; it replaces the deployed one.",
+                    vec![id_param("id", "The pet to deploy.")],
+                    &[Entities],
+                ),
+                spec(
+                    "recall",
+                    "召回 Recall",
+                    "Call the deployed pet back.",
+                    vec![id_param("id", "The deployed pet.")],
+                    &[Entities],
+                ),
+                spec(
+                    "upgrade",
+                    "升级 Upgrade",
+                    "Raise a pet's level for level × 10 pet essence; its base stats grow ×1.1.",
+                    vec![id_param("id", "The pet to upgrade.")],
+                    &[Currencies, Entities],
+                ),
+                spec(
+                    "star_up",
+                    "升星 Star up",
+                    "Feed a pet of the same quality to add a star (100 % with the same name, else 30 %). \
+                     The food is eaten either way.",
+                    vec![
+                        id_param("id", "The pet to star up."),
+                        id_param("food", "The pet to feed it (same quality, not deployed)."),
+                    ],
+                    &[Entities],
+                ),
+                spec(
+                    "release",
+                    "放生 Release",
+                    "Release a pet that is not deployed, for spirit stones by quality.",
+                    vec![id_param("id", "The pet to release.")],
+                    &[Entities],
+                ),
+            ],
+            hooks: vec![HookSpec {
+                name: "modifiers".into(),
+                reads: vec![Entities],
+                content: vec![],
+            }],
+        }
+    }
+
+    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
+        match ctx.action() {
+            "info" => {
+                let table: Table = ctx.content("pets")?;
+                ctx.reply(&table)
+            }
+            "draw" => draw(ctx),
+            "hatch" => hatch(ctx),
+            "deploy" => deploy(ctx),
+            "recall" => recall(ctx),
+            "upgrade" => upgrade(ctx),
+            "star_up" => star_up(ctx),
+            "release" => release(ctx),
+            other => Err(Error::unknown_action(other)),
+        }
+    }
+
+    fn modifiers(ctx: &mut Ctx) -> Result<Vec<Modifier>, Error> {
+        let Some(pet) = deployed(ctx) else {
+            return Ok(Vec::new());
+        };
+        Ok(pet_modifiers(&pet))
+    }
+}
+
+export!(Pets);
+
+/// The modifiers a deployed pet gives: its flat stats, and its bonuses on attack, defense and health.
+pub fn pet_modifiers(pet: &Pet) -> Vec<Modifier> {
+    let source = format!("pet: {}", pet.name);
+    let mut by_stat: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for (stat, v) in &pet.stats {
+        by_stat.entry(stat.as_str()).or_default().0 += v;
+    }
+    for (stat, b) in [
+        ("attack", pet.attack_bonus),
+        ("defense", pet.defense_bonus),
+        ("health", pet.health_bonus),
+    ] {
+        by_stat.entry(stat).or_default().1 += b;
+    }
+    by_stat
+        .into_iter()
+        .map(|(stat, (add, mul))| Modifier {
+            stat: stat.into(),
+            add,
+            mul,
+            source: source.clone(),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+
+/// The deployed pet, if any (the first by id should data ever hold two).
+fn deployed(ctx: &Ctx) -> Option<Pet> {
+    let mut active: Vec<(&str, Pet)> = ctx
+        .entities(KIND)
+        .filter_map(|e| Some((e.id.as_str(), e.data.decode::<Pet>().ok()?)))
+        .filter(|(_, p)| p.active)
+        .collect();
+    active.sort_by(|a, b| a.0.cmp(b.0));
+    active.into_iter().next().map(|(_, p)| p)
+}
+
+/// Leaderboard `pets`: the deployed pet's quality rank, then star, then level.
+fn update_score(ctx: &mut Ctx, table: &Table) {
+    let score = deployed(ctx).map_or(0.0, |p| {
+        let rank = table.rank(&p.quality) as f64;
+        rank * 1e6 + f64::from(p.star.min(999)) * 1e3 + f64::from(p.level.min(999))
+    });
+    ctx.set_score("pets", score);
+}
+
+fn create_pets(ctx: &mut Ctx, table: &Table, n: i64) -> Result<Vec<PetView>, Error> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let pet = generate(ctx.rng(), table)?;
+        let id = ctx.create_entity(KIND, &pet)?;
+        let q = table.quality(&pet.quality)?;
+        if table.rank(&pet.quality) >= table.rank("epic") {
+            let event = RarePet {
+                player: ctx.player().name.clone(),
+                name: pet.name.clone(),
+                quality: q.key.clone(),
+                quality_name: q.name.clone(),
+            };
+            if table.rank(&pet.quality) >= table.rank("legendary") {
+                ctx.emit_global("rare_pet", &event)?;
+            } else {
+                ctx.emit("rare_pet", &event)?;
+            }
+        }
+        out.push(PetView { id, pet });
+    }
+    Ok(out)
+}
+
+fn draw(ctx: &mut Ctx) -> Result<(), Error> {
+    let p: DrawParams = ctx.params()?;
+    let table: Table = ctx.content("pets")?;
+    let count = required(p.count, "count")?;
+    if !table.draw_counts.contains(&count) {
+        return Err(Error::bad_params(format!(
+            "`count` must be one of {:?}",
+            table.draw_counts
+        )));
+    }
+    let price = table.draw_price * count;
+    ctx.spend(
+        "spirit_stones",
+        price,
+        &format!("{count} draw(s) cost {price} spirit stones"),
+    )?;
+    let pets = create_pets(ctx, &table, count)?;
+    ctx.reply(&Obtained {
+        pets,
+        spirit_stones_spent: price,
+        eggs_used: 0,
+    })
+}
+
+fn hatch(ctx: &mut Ctx) -> Result<(), Error> {
+    let table: Table = ctx.content("pets")?;
+    ctx.take_item("egg:pet", 1, "you have no pet egg to hatch")?;
+    let pets = create_pets(ctx, &table, 1)?;
+    ctx.reply(&Obtained {
+        pets,
+        spirit_stones_spent: 0,
+        eggs_used: 1,
+    })
+}
+
+fn load(ctx: &Ctx, id: &str) -> Result<Pet, Error> {
+    ctx.entity_data::<Pet>(KIND, id)
+}
+
+fn deploy(ctx: &mut Ctx) -> Result<(), Error> {
+    let p: IdParams = ctx.params()?;
+    let id = required(p.id, "id")?;
+    let table: Table = ctx.content("pets")?;
+    let mut pet = load(ctx, &id)?;
+    if pet.active {
+        return ctx.reply(&PetReply {
+            message: format!("{} is already deployed", pet.name),
+            pet: PetView { id, pet },
+            essence_spent: 0,
+        });
+    }
+    let others: Vec<(String, Pet)> = ctx
+        .entities(KIND)
+        .filter(|e| e.id != id)
+        .filter_map(|e| Some((e.id.clone(), e.data.decode::<Pet>().ok()?)))
+        .filter(|(_, p)| p.active)
+        .collect();
+    for (other_id, mut other) in others {
+        other.active = false;
+        ctx.update_entity(&other_id, &other)?;
+    }
+    pet.active = true;
+    ctx.update_entity(&id, &pet)?;
+    update_score(ctx, &table);
+    ctx.reply(&PetReply {
+        message: format!("{} is deployed", pet.name),
+        pet: PetView { id, pet },
+        essence_spent: 0,
+    })
+}
+
+fn recall(ctx: &mut Ctx) -> Result<(), Error> {
+    let p: IdParams = ctx.params()?;
+    let id = required(p.id, "id")?;
+    let table: Table = ctx.content("pets")?;
+    let mut pet = load(ctx, &id)?;
+    if !pet.active {
+        return Err(Error::reject(
+            "not_active",
+            format!("{} is not deployed", pet.name),
+        ));
+    }
+    pet.active = false;
+    ctx.update_entity(&id, &pet)?;
+    update_score(ctx, &table);
+    ctx.reply(&PetReply {
+        message: format!("{} is recalled", pet.name),
+        pet: PetView { id, pet },
+        essence_spent: 0,
+    })
+}
+
+fn upgrade(ctx: &mut Ctx) -> Result<(), Error> {
+    let p: IdParams = ctx.params()?;
+    let id = required(p.id, "id")?;
+    let table: Table = ctx.content("pets")?;
+    let mut pet = load(ctx, &id)?;
+    let cost = i64::from(pet.level) * table.essence_per_level;
+    ctx.spend(
+        "pet_essence",
+        cost,
+        &format!("level {} → {} needs {cost} pet essence", pet.level, pet.level + 1),
+    )?;
+    pet.level += 1;
+    for stat in BASE_STATS {
+        if let Some(v) = pet.stats.get_mut(stat) {
+            *v = (*v * table.upgrade_factor).round();
+        }
+    }
+    pet.refresh_bonus(table.quality(&pet.quality)?);
+    ctx.update_entity(&id, &pet)?;
+    if pet.active {
+        update_score(ctx, &table);
+    }
+    ctx.reply(&PetReply {
+        message: format!("{} reached level {}", pet.name, pet.level),
+        pet: PetView { id, pet },
+        essence_spent: cost,
+    })
+}
+
+fn star_up(ctx: &mut Ctx) -> Result<(), Error> {
+    let p: StarParams = ctx.params()?;
+    let id = required(p.id, "id")?;
+    let food_id = required(p.food, "food")?;
+    if id == food_id {
+        return Err(Error::bad_params("a pet cannot be fed to itself"));
+    }
+    let table: Table = ctx.content("pets")?;
+    let mut pet = load(ctx, &id)?;
+    let food = load(ctx, &food_id)?;
+    if food.quality != pet.quality {
+        return Err(Error::reject(
+            "wrong_rarity",
+            format!(
+                "{} is {}, {} is {}: star-up needs the same quality",
+                food.name, food.quality, pet.name, pet.quality
+            ),
+        ));
+    }
+    if food.active {
+        return Err(Error::reject(
+            "food_active",
+            format!("{} is deployed; recall it before feeding it", food.name),
+        ));
+    }
+    let chance = star_chance(&table, &pet, &food);
+    let success = try_star_up(ctx.rng(), &table, &mut pet, &food)?;
+    ctx.delete_entity(&food_id);
+    if success {
+        ctx.update_entity(&id, &pet)?;
+        if pet.active {
+            update_score(ctx, &table);
+        }
+    }
+    ctx.reply(&StarUpReply {
+        success,
+        chance,
+        pet: PetView { id, pet },
+        food: food_id,
+    })
+}
+
+fn release(ctx: &mut Ctx) -> Result<(), Error> {
+    let p: IdParams = ctx.params()?;
+    let id = required(p.id, "id")?;
+    let table: Table = ctx.content("pets")?;
+    let pet = load(ctx, &id)?;
+    if pet.active {
+        return Err(Error::reject(
+            "pet_active",
+            format!("{} is deployed; recall it before releasing it", pet.name),
+        ));
+    }
+    let stones = table.quality(&pet.quality)?.release;
+    ctx.delete_entity(&id);
+    ctx.add_currency("spirit_stones", stones);
+    ctx.reply(&ReleaseReply {
+        id,
+        name: pet.name,
+        spirit_stones: stones,
+    })
+}
+
+#[cfg(test)]
+mod tests;
