@@ -1,1 +1,802 @@
-//! The equipment plugin (being written).
+//! The equipment plugin: gacha draws and chests, five slots, enhancing, two-step reforging, selling,
+//! and the `modifiers` hook that turns equipped items into stat modifiers.
+//!
+//! Every piece is an entity of kind `equipment` whose data is [`Equipment`]. See `README.md`.
+
+use std::collections::BTreeMap;
+
+use cauldron_sdk::abi::fault_codes;
+use cauldron_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub mod content;
+
+use content::{Content, Quality, tables};
+
+/// The equipment plugin.
+pub struct EquipmentPlugin;
+
+/// The entity kind.
+pub const KIND: &str = "equipment";
+/// The leaderboard of the best equipped piece.
+pub const BOARD: &str = "equipment";
+/// Event sent to everyone when a piece of an announced quality drops.
+pub const EVENT_RARE_DROP: &str = "equipment_rare_drop";
+
+/// A piece of equipment: the data of an `equipment` entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Equipment {
+    /// Chinese name.
+    pub name: String,
+    /// English name.
+    pub name_en: String,
+    /// Slot key (`faqi`, `guanjin`, `daopao`, `yunlv`, `fabao`).
+    pub slot: String,
+    /// `common` | `uncommon` | `rare` | `epic` | `legendary` | `mythic`.
+    pub quality: String,
+    /// Stat → value; flat stats are whole numbers, rates fractions.
+    pub stats: BTreeMap<String, f64>,
+    /// Times enhanced.
+    #[serde(default)]
+    pub enhance_level: i64,
+    /// Whether it is worn.
+    #[serde(default)]
+    pub equipped: bool,
+    /// The player's level when it dropped (display only).
+    #[serde(default)]
+    pub level: i64,
+    /// A reforge roll waiting for `reforge_confirm`.
+    #[serde(default)]
+    pub pending_reforge: Option<BTreeMap<String, f64>>,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Replies
+
+/// A piece as a client shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemView {
+    /// Entity id.
+    pub id: String,
+    /// The entity data.
+    pub item: Equipment,
+    /// Quality rank, 1-6.
+    pub rank: i64,
+    /// Quality name (Chinese).
+    pub quality_name: String,
+    /// Quality name (English).
+    pub quality_name_en: String,
+    /// Quality colour.
+    pub colour: String,
+    /// Slot name (Chinese).
+    pub slot_name: String,
+    /// Slot name (English).
+    pub slot_name_en: String,
+    /// Stones `sell` pays.
+    pub sell_price: i64,
+    /// Reinforce stones the next `enhance` costs (`None` at the cap).
+    pub enhance_cost: Option<i64>,
+}
+
+/// One quality's true odds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OddsView {
+    /// Quality key.
+    pub quality: String,
+    /// Chinese name.
+    pub name: String,
+    /// English name.
+    pub name_en: String,
+    /// Colour.
+    pub colour: String,
+    /// Chance in percent.
+    pub percent: f64,
+}
+
+/// Reply of `list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListReply {
+    /// Every piece, equipped first, then by quality (best first).
+    pub items: Vec<ItemView>,
+    /// Slot key → equipped entity id.
+    pub equipped: BTreeMap<String, String>,
+    /// Leaderboard score of the best equipped piece.
+    pub score: f64,
+    /// True gacha odds.
+    pub odds: Vec<OddsView>,
+    /// Price of one draw.
+    pub draw_price: i64,
+}
+
+/// Reply of `draw` and `open_chest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrawReply {
+    /// The new pieces.
+    pub items: Vec<ItemView>,
+    /// What was paid (stones for draws, chests for `open_chest`).
+    pub cost: i64,
+    /// Balance of what was paid afterwards.
+    pub balance: i64,
+}
+
+/// Reply of `equip` and `unequip`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EquipReply {
+    /// The piece acted on.
+    pub item: ItemView,
+    /// The piece it replaced in its slot, if any.
+    pub replaced: Option<ItemView>,
+    /// The new leaderboard score.
+    pub score: f64,
+}
+
+/// Reply of `enhance`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnhanceReply {
+    /// The piece after enhancing.
+    pub item: ItemView,
+    /// Reinforce stones paid.
+    pub cost: i64,
+    /// Reinforce stones left.
+    pub balance: i64,
+    /// Stats before.
+    pub old_stats: BTreeMap<String, f64>,
+}
+
+/// Reply of `reforge` and `reforge_confirm`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReforgeReply {
+    /// The piece afterwards.
+    pub item: ItemView,
+    /// Stats before this call.
+    pub old_stats: BTreeMap<String, f64>,
+    /// The rolled stats (`reforge`), or the stats kept (`reforge_confirm`).
+    pub new_stats: BTreeMap<String, f64>,
+    /// Refinement stones paid by this call.
+    pub cost: i64,
+    /// Refinement stones left.
+    pub balance: i64,
+    /// For `reforge_confirm`: whether the roll was applied.
+    pub kept: Option<bool>,
+}
+
+/// Reply of `sell`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SellReply {
+    /// The id sold.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Stones received.
+    pub price: i64,
+    /// Stones afterwards.
+    pub balance: i64,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Params
+
+#[derive(Debug, Deserialize)]
+struct IdParams {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DrawParams {
+    count: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfirmParams {
+    id: String,
+    keep: bool,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Manifest
+
+fn id_param() -> ParamSpec {
+    ParamSpec {
+        name: "id".into(),
+        ty: ParamType::Entity,
+        required: true,
+        of: KIND.into(),
+        description: "The piece of equipment".into(),
+    }
+}
+
+fn action(
+    name: &str,
+    title: &str,
+    description: &str,
+    params: Vec<ParamSpec>,
+    reads: &[Section],
+) -> ActionSpec {
+    ActionSpec {
+        name: name.into(),
+        title: title.into(),
+        description: description.into(),
+        params,
+        reads: reads.to_vec(),
+        kinds: vec![],
+        content: tables::ALL.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+impl Plugin for EquipmentPlugin {
+    fn manifest() -> Manifest {
+        use Section::{Currencies, Entities, Items, Stats};
+        let confirm = vec![
+            id_param(),
+            ParamSpec {
+                name: "keep".into(),
+                ty: ParamType::Bool,
+                required: true,
+                of: String::new(),
+                description: "true applies the pending roll, false discards it".into(),
+            },
+        ];
+        let count = vec![ParamSpec {
+            name: "count".into(),
+            ty: ParamType::Integer,
+            required: true,
+            of: String::new(),
+            description: "1 or 10".into(),
+        }];
+        Manifest {
+            name: "equipment".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            abi: cauldron_sdk::abi::ABI_VERSION,
+            title: "装备 Equipment".into(),
+            description: "Draw, wear, enhance, reforge and sell equipment in five slots.".into(),
+            entity_kinds: vec![KIND.into()],
+            actions: vec![
+                action(
+                    "list",
+                    "背包 Equipment bag",
+                    "Every piece, what is worn, and the true odds.",
+                    vec![],
+                    &[Entities],
+                ),
+                action(
+                    "draw",
+                    "抽奖 Draw",
+                    "Draw 1 or 10 random pieces for 100 spirit stones each.",
+                    count,
+                    &[Stats, Currencies, Entities],
+                ),
+                action(
+                    "open_chest",
+                    "开启宝箱 Open a chest",
+                    "Open one equipment chest for a random piece at the draw odds.",
+                    vec![],
+                    &[Stats, Items, Entities],
+                ),
+                action(
+                    "equip",
+                    "装备 Equip",
+                    "Wear a piece, replacing the one in its slot.",
+                    vec![id_param()],
+                    &[Entities],
+                ),
+                action(
+                    "unequip",
+                    "卸下 Unequip",
+                    "Take a worn piece off.",
+                    vec![id_param()],
+                    &[Entities],
+                ),
+                action(
+                    "enhance",
+                    "强化 Enhance",
+                    "Spend 10×(level+1) reinforce stones: every stat ×1.1, up to +100.",
+                    vec![id_param()],
+                    &[Currencies, Entities],
+                ),
+                action(
+                    "reforge",
+                    "洗练 Reforge",
+                    "Spend 10 refinement stones to roll new stat values; confirm to keep them.",
+                    vec![id_param()],
+                    &[Currencies, Entities],
+                ),
+                action(
+                    "reforge_confirm",
+                    "确认洗练 Confirm reforge",
+                    "Keep or discard the pending reforge roll.",
+                    confirm,
+                    &[Currencies, Entities],
+                ),
+                action(
+                    "sell",
+                    "出售 Sell",
+                    "Sell an unworn piece for spirit stones by quality.",
+                    vec![id_param()],
+                    &[Currencies, Entities],
+                ),
+            ],
+            hooks: vec![HookSpec {
+                name: "modifiers".into(),
+                reads: vec![Entities],
+                content: vec![],
+            }],
+        }
+    }
+
+    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
+        let c = Content::load(ctx)?;
+        match ctx.action() {
+            "list" => list(ctx, &c),
+            "draw" => draw(ctx, &c),
+            "open_chest" => open_chest(ctx, &c),
+            "equip" => equip(ctx, &c),
+            "unequip" => unequip(ctx, &c),
+            "enhance" => enhance(ctx, &c),
+            "reforge" => reforge(ctx, &c),
+            "reforge_confirm" => reforge_confirm(ctx, &c),
+            "sell" => sell(ctx, &c),
+            other => Err(Error::unknown_action(other)),
+        }
+    }
+
+    fn modifiers(ctx: &mut Ctx) -> Result<Vec<Modifier>, Error> {
+        let mut out = Vec::new();
+        for entity in ctx.entities(KIND) {
+            let Ok(item) = entity.data.decode::<Equipment>() else {
+                log(
+                    LogLevel::Warn,
+                    &format!("equipment `{}` does not decode; skipped", entity.id),
+                );
+                continue;
+            };
+            if !item.equipped {
+                continue;
+            }
+            for (stat, &value) in &item.stats {
+                out.push(Modifier {
+                    stat: stat.clone(),
+                    add: value,
+                    mul: 0.0,
+                    source: format!("equipment: {}", item.name),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+export!(EquipmentPlugin);
+
+// ---------------------------------------------------------------------------------------------------
+// Generation
+
+/// Roll a quality at the table's odds.
+pub fn roll_quality<'c>(rng: &mut Rng, c: &'c Content) -> Result<&'c Quality, Error> {
+    let weights: Vec<f64> = c.qualities.iter().map(|q| q.odds).collect();
+    let i = rng
+        .weighted(&weights)
+        .ok_or_else(|| Error::fault(fault_codes::BAD_CONTENT, "quality odds are all zero"))?;
+    c.qualities
+        .get(i)
+        .ok_or_else(|| Error::fault(fault_codes::INTERNAL, "weighted index out of range"))
+}
+
+/// Roll one stat value within a quality's range.
+fn roll_value(rng: &mut Rng, quality: &Quality, stat: &str) -> f64 {
+    if let Some([lo, hi]) = quality.flat.get(stat) {
+        return rng.range_i64(*lo, *hi) as f64;
+    }
+    let [lo, hi] = quality.rate;
+    let thousandths = rng.range_i64((lo * 1000.0).round() as i64, (hi * 1000.0).round() as i64);
+    thousandths as f64 / 1000.0
+}
+
+/// Round a stat the way it is stored: flat stats to whole numbers, rates to 0.001.
+fn round_stat(c: &Content, stat: &str, value: f64) -> f64 {
+    if c.is_flat(stat) {
+        value.round()
+    } else {
+        (value * 1000.0).round() / 1000.0
+    }
+}
+
+/// Pick up to `n` distinct stats from `pool`.
+fn pick(rng: &mut Rng, pool: &[String], n: usize) -> Vec<String> {
+    let mut pool = pool.to_vec();
+    rng.shuffle(&mut pool);
+    pool.truncate(n);
+    pool
+}
+
+/// Generate one random piece: quality at the odds, slot uniformly, then prefix and stat lines.
+pub fn generate(rng: &mut Rng, c: &Content, level: i64) -> Result<Equipment, Error> {
+    let quality = roll_quality(rng, c)?;
+    let slot = rng
+        .pick(&c.slots)
+        .ok_or_else(|| Error::fault(fault_codes::BAD_CONTENT, "no slots"))?;
+    let prefixes = slot
+        .prefixes
+        .get(&quality.key)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let [prefix, prefix_en] = rng
+        .pick(prefixes)
+        .cloned()
+        .ok_or_else(|| Error::fault(fault_codes::BAD_CONTENT, "no prefixes"))?;
+    let lines = &quality.lines;
+    let mut stats = BTreeMap::new();
+    for (pool, n) in [
+        (&slot.pools.base, lines.base),
+        (&slot.pools.combat, lines.combat),
+        (&slot.pools.resist, lines.resist),
+        (&slot.pools.special, lines.special),
+    ] {
+        for stat in pick(rng, pool, n) {
+            let value = roll_value(rng, quality, &stat);
+            stats.insert(stat, value);
+        }
+    }
+    Ok(Equipment {
+        name: format!("{prefix}{}", slot.name),
+        name_en: format!("{prefix_en} {}", slot.name_en),
+        slot: slot.key.clone(),
+        quality: quality.key.clone(),
+        stats,
+        enhance_level: 0,
+        equipped: false,
+        level,
+        pending_reforge: None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers
+
+fn enhance_cost(c: &Content, item: &Equipment) -> Option<i64> {
+    (item.enhance_level < c.rules.max_enhance_level).then(|| {
+        c.rules
+            .enhance_cost_per_level
+            .saturating_mul(item.enhance_level + 1)
+    })
+}
+
+fn view(c: &Content, id: &str, item: &Equipment) -> Result<ItemView, Error> {
+    let quality = c.quality(&item.quality)?;
+    let slot = c.slot(&item.slot)?;
+    Ok(ItemView {
+        id: id.to_owned(),
+        rank: quality.rank,
+        quality_name: quality.name.clone(),
+        quality_name_en: quality.name_en.clone(),
+        colour: quality.colour.clone(),
+        slot_name: slot.name.clone(),
+        slot_name_en: slot.name_en.clone(),
+        sell_price: quality.sell_price,
+        enhance_cost: enhance_cost(c, item),
+        item: item.clone(),
+    })
+}
+
+/// Every piece the player holds, decoded.
+fn bag(ctx: &Ctx) -> Result<Vec<(String, Equipment)>, Error> {
+    ctx.entities(KIND)
+        .map(|e| {
+            e.data
+                .decode::<Equipment>()
+                .map(|d| (e.id.clone(), d))
+                .map_err(|err| {
+                    Error::fault(fault_codes::INTERNAL, format!("equipment `{}` data: {err}", e.id))
+                })
+        })
+        .collect()
+}
+
+/// Leaderboard score: quality rank × 1000 + enhance level of the best worn piece (0 when none).
+pub fn score(c: &Content, items: &[(String, Equipment)]) -> f64 {
+    items
+        .iter()
+        .filter(|(_, i)| i.equipped)
+        .map(|(_, i)| {
+            let rank = c.quality(&i.quality).map(|q| q.rank).unwrap_or(0);
+            (rank * 1000 + i.enhance_level) as f64
+        })
+        .fold(0.0, f64::max)
+}
+
+fn update_score(ctx: &mut Ctx, c: &Content) -> Result<f64, Error> {
+    let s = score(c, &bag(ctx)?);
+    ctx.set_score(BOARD, s);
+    Ok(s)
+}
+
+fn load(ctx: &Ctx) -> Result<(String, Equipment), Error> {
+    let p: IdParams = ctx.params()?;
+    let item = ctx.entity_data::<Equipment>(KIND, &p.id)?;
+    Ok((p.id, item))
+}
+
+/// Create `n` random pieces, telling everyone about announced qualities.
+fn create_pieces(ctx: &mut Ctx, c: &Content, n: i64) -> Result<Vec<ItemView>, Error> {
+    let held = ctx.entities(KIND).count() as i64;
+    if held + n > c.rules.max_items {
+        return Err(Error::reject(
+            "bag_full",
+            format!(
+                "you hold {held} pieces; the most is {} — sell some first",
+                c.rules.max_items
+            ),
+        ));
+    }
+    let level = ctx.stat("level").max(1.0) as i64;
+    let mut views = Vec::new();
+    for _ in 0..n {
+        let item = generate(ctx.rng(), c, level)?;
+        let id = ctx.create_entity(KIND, &item)?;
+        if c.quality(&item.quality)?.announce {
+            let player = ctx.player().name.clone();
+            ctx.emit_global(
+                EVENT_RARE_DROP,
+                &BTreeMap::from([
+                    ("player", player),
+                    ("name", item.name.clone()),
+                    ("quality", item.quality.clone()),
+                ]),
+            )?;
+        }
+        views.push(view(c, &id, &item)?);
+    }
+    Ok(views)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Actions
+
+fn list(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+    let items = bag(ctx)?;
+    let mut views = items
+        .iter()
+        .map(|(id, item)| view(c, id, item))
+        .collect::<Result<Vec<_>, _>>()?;
+    views.sort_by(|a, b| {
+        (b.item.equipped, b.rank, b.item.enhance_level, &a.id).cmp(&(
+            a.item.equipped,
+            a.rank,
+            a.item.enhance_level,
+            &b.id,
+        ))
+    });
+    let total: f64 = c.qualities.iter().map(|q| q.odds.max(0.0)).sum();
+    let reply = ListReply {
+        equipped: items
+            .iter()
+            .filter(|(_, i)| i.equipped)
+            .map(|(id, i)| (i.slot.clone(), id.clone()))
+            .collect(),
+        score: score(c, &items),
+        odds: c
+            .qualities
+            .iter()
+            .map(|q| OddsView {
+                quality: q.key.clone(),
+                name: q.name.clone(),
+                name_en: q.name_en.clone(),
+                colour: q.colour.clone(),
+                percent: q.odds.max(0.0) * 100.0 / total,
+            })
+            .collect(),
+        draw_price: c.rules.draw_price,
+        items: views,
+    };
+    ctx.reply(&reply)
+}
+
+fn draw(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+    let p: DrawParams = ctx.params()?;
+    if !c.rules.draw_counts.contains(&p.count) {
+        return Err(Error::bad_params(format!(
+            "count must be one of {:?}",
+            c.rules.draw_counts
+        )));
+    }
+    let cost = c.rules.draw_price.saturating_mul(p.count);
+    let currency = &c.rules.draw_currency;
+    if ctx.currency(currency) < cost {
+        return Err(Error::insufficient(format!(
+            "a draw of {} costs {cost} spirit stones",
+            p.count
+        )));
+    }
+    let items = create_pieces(ctx, c, p.count)?;
+    ctx.spend(currency, cost, "not enough spirit stones")?;
+    let reply = DrawReply {
+        items,
+        cost,
+        balance: ctx.currency(currency),
+    };
+    ctx.reply(&reply)
+}
+
+fn open_chest(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+    let chest = c.rules.chest_item.clone();
+    if ctx.item(&chest) < 1 {
+        return Err(Error::insufficient("you have no equipment chest"));
+    }
+    let items = create_pieces(ctx, c, 1)?;
+    ctx.take_item(&chest, 1, "you have no equipment chest")?;
+    let reply = DrawReply {
+        items,
+        cost: 1,
+        balance: ctx.item(&chest),
+    };
+    ctx.reply(&reply)
+}
+
+fn equip(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+    let (id, mut item) = load(ctx)?;
+    if item.equipped {
+        return Err(Error::reject(
+            "already_equipped",
+            format!("{} is already worn", item.name),
+        ));
+    }
+    let mut replaced = None;
+    for (other_id, mut other) in bag(ctx)? {
+        if other.equipped && other.slot == item.slot && other_id != id {
+            other.equipped = false;
+            ctx.update_entity(&other_id, &other)?;
+            replaced = Some(view(c, &other_id, &other)?);
+        }
+    }
+    item.equipped = true;
+    ctx.update_entity(&id, &item)?;
+    let score = update_score(ctx, c)?;
+    let reply = EquipReply {
+        item: view(c, &id, &item)?,
+        replaced,
+        score,
+    };
+    ctx.reply(&reply)
+}
+
+fn unequip(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+    let (id, mut item) = load(ctx)?;
+    if !item.equipped {
+        return Err(Error::reject(
+            "not_equipped",
+            format!("{} is not worn", item.name),
+        ));
+    }
+    item.equipped = false;
+    ctx.update_entity(&id, &item)?;
+    let score = update_score(ctx, c)?;
+    let reply = EquipReply {
+        item: view(c, &id, &item)?,
+        replaced: None,
+        score,
+    };
+    ctx.reply(&reply)
+}
+
+fn enhance(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+    let (id, mut item) = load(ctx)?;
+    let Some(cost) = enhance_cost(c, &item) else {
+        return Err(Error::reject(
+            "max_level",
+            format!("{} is already at +{}", item.name, c.rules.max_enhance_level),
+        ));
+    };
+    if item.pending_reforge.is_some() {
+        return Err(Error::reject(
+            "reforge_pending",
+            "keep or discard the pending reforge first",
+        ));
+    }
+    let currency = c.rules.enhance_currency.clone();
+    ctx.spend(
+        &currency,
+        cost,
+        &format!("enhancing costs {cost} reinforce stones"),
+    )?;
+    let old_stats = item.stats.clone();
+    for (stat, value) in &mut item.stats {
+        *value = round_stat(c, stat, *value * c.rules.enhance_factor);
+    }
+    item.enhance_level += 1;
+    ctx.update_entity(&id, &item)?;
+    if item.equipped {
+        update_score(ctx, c)?;
+    }
+    let reply = EnhanceReply {
+        item: view(c, &id, &item)?,
+        cost,
+        balance: ctx.currency(&currency),
+        old_stats,
+    };
+    ctx.reply(&reply)
+}
+
+fn reforge(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+    let (id, mut item) = load(ctx)?;
+    if item.enhance_level > 0 {
+        return Err(Error::reject(
+            "enhanced",
+            format!("{} is enhanced and can no longer be reforged", item.name),
+        ));
+    }
+    let quality = c.quality(&item.quality)?.clone();
+    let currency = c.rules.reforge_currency.clone();
+    let cost = c.rules.reforge_cost;
+    ctx.spend(
+        &currency,
+        cost,
+        &format!("reforging costs {cost} refinement stones"),
+    )?;
+    let keys: Vec<String> = item.stats.keys().cloned().collect();
+    let rolled: BTreeMap<String, f64> = keys
+        .into_iter()
+        .map(|stat| {
+            let v = roll_value(ctx.rng(), &quality, &stat);
+            (stat, v)
+        })
+        .collect();
+    item.pending_reforge = Some(rolled.clone());
+    ctx.update_entity(&id, &item)?;
+    let reply = ReforgeReply {
+        old_stats: item.stats.clone(),
+        new_stats: rolled,
+        item: view(c, &id, &item)?,
+        cost,
+        balance: ctx.currency(&currency),
+        kept: None,
+    };
+    ctx.reply(&reply)
+}
+
+fn reforge_confirm(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+    let p: ConfirmParams = ctx.params()?;
+    let mut item = ctx.entity_data::<Equipment>(KIND, &p.id)?;
+    let Some(rolled) = item.pending_reforge.take() else {
+        return Err(Error::reject(
+            "no_pending_reforge",
+            format!("{} has no reforge roll waiting", item.name),
+        ));
+    };
+    let old_stats = item.stats.clone();
+    if p.keep {
+        item.stats = rolled;
+    }
+    ctx.update_entity(&p.id, &item)?;
+    let reply = ReforgeReply {
+        new_stats: item.stats.clone(),
+        old_stats,
+        item: view(c, &p.id, &item)?,
+        cost: 0,
+        balance: ctx.currency(&c.rules.reforge_currency),
+        kept: Some(p.keep),
+    };
+    ctx.reply(&reply)
+}
+
+fn sell(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+    let (id, item) = load(ctx)?;
+    if item.equipped {
+        return Err(Error::reject(
+            "equipped",
+            format!("take {} off before selling it", item.name),
+        ));
+    }
+    let price = c.quality(&item.quality)?.sell_price;
+    ctx.delete_entity(&id);
+    let currency = c.rules.sell_currency.clone();
+    ctx.add_currency(&currency, price);
+    let reply = SellReply {
+        id,
+        name: item.name,
+        price,
+        balance: ctx.currency(&currency),
+    };
+    ctx.reply(&reply)
+}
+
+#[cfg(test)]
+mod tests;
