@@ -7,6 +7,11 @@
 //! - `run`: build the plugins and start the host on them.
 //! - `bench`: run the criterion benchmarks.
 
+#![allow(
+    clippy::disallowed_macros,
+    reason = "a command-line tool reports to its terminal"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -33,11 +38,16 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn cargo() -> Command {
@@ -50,13 +60,26 @@ fn status(mut cmd: Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     eprintln!("xtask: {shown}");
     let st = cmd.status().map_err(|e| format!("{shown}: {e}"))?;
-    if st.success() { Ok(()) } else { Err(format!("{shown} failed with {st}")) }
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed with {st}"))
+    }
 }
 
 fn ensure_wasm_target() -> Result<()> {
-    let out = Command::new("rustup").args(["target", "list", "--installed"]).current_dir(root()).output();
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output();
     match out {
-        Ok(o) if String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == WASM_TARGET) => Ok(()),
+        Ok(o)
+            if String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET) =>
+        {
+            Ok(())
+        }
         Ok(_) => {
             let mut c = Command::new("rustup");
             c.args(["target", "add", WASM_TARGET]).current_dir(root());
@@ -81,7 +104,8 @@ fn plugin_names() -> Result<Vec<String>> {
 
 fn wasm_build(package: &str, features: &[&str]) -> Result<PathBuf> {
     let mut c = cargo();
-    c.args(["build", "--release", "--target", WASM_TARGET, "-p", package]).args(features);
+    c.args(["build", "--release", "--target", WASM_TARGET, "-p", package])
+        .args(features);
     status(c)?;
     let file = format!("{}.wasm", package.replace('-', "_"));
     Ok(target_dir().join(WASM_TARGET).join("release").join(file))
@@ -110,7 +134,10 @@ fn build_plugins() -> Result<PathBuf> {
     }
     status(c)?;
     for name in &names {
-        let built = target_dir().join(WASM_TARGET).join("release").join(format!("cauldron_plugin_{name}.wasm"));
+        let built = target_dir()
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("cauldron_plugin_{name}.wasm"));
         copy(&built, &out.join(format!("{name}.wasm")))?;
         let content_out = out.join(name);
         std::fs::create_dir_all(&content_out).map_err(|e| e.to_string())?;
@@ -123,8 +150,16 @@ fn build_plugins() -> Result<PathBuf> {
         }
     }
     copy(&wasm_build("cauldron-probe", &[])?, &fixtures.join("probe.wasm"))?;
-    copy(&wasm_build("cauldron-probe", &["--features", "v2"])?, &fixtures.join("probe_v2.wasm"))?;
-    eprintln!("xtask: {} plugins in {}, fixtures in {}", names.len(), out.display(), fixtures.display());
+    copy(
+        &wasm_build("cauldron-probe", &["--features", "v2"])?,
+        &fixtures.join("probe_v2.wasm"),
+    )?;
+    eprintln!(
+        "xtask: {} plugins in {}, fixtures in {}",
+        names.len(),
+        out.display(),
+        fixtures.display()
+    );
     Ok(out)
 }
 
@@ -139,25 +174,41 @@ fn test() -> Result<()> {
     // The modder's example is its own workspace: test it natively and build it for wasm.
     let examples = root().join("examples/Cargo.toml");
     let mut c = cargo();
-    c.args(["test", "--manifest-path"]).arg(&examples).env("CAULDRON_PLUGINS_OUT", &plugins);
+    c.args(["test", "--manifest-path"])
+        .arg(&examples)
+        .env("CAULDRON_PLUGINS_OUT", &plugins);
     status(c)?;
     let mut c = cargo();
-    c.args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"]).arg(&examples);
+    c.args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
+        .arg(&examples);
     status(c)
 }
 
 fn run(extra: &[String]) -> Result<()> {
     let plugins = build_plugins()?;
     let mut c = cargo();
-    c.args(["run", "--release", "-p", "cauldron-host", "--bin", "cauldron", "--"])
-        .args(extra.iter().skip_while(|a| *a == "--"))
-        .env("PLUGINS_DIR", std::env::var_os("PLUGINS_DIR").unwrap_or_else(|| plugins.into_os_string()));
+    c.args([
+        "run",
+        "--release",
+        "-p",
+        "cauldron-host",
+        "--bin",
+        "cauldron",
+        "--",
+    ])
+    .args(extra.iter().skip_while(|a| *a == "--"))
+    .env(
+        "PLUGINS_DIR",
+        std::env::var_os("PLUGINS_DIR").unwrap_or_else(|| plugins.into_os_string()),
+    );
     status(c)
 }
 
 fn bench(extra: &[String]) -> Result<()> {
     let plugins = build_plugins()?;
     let mut c = cargo();
-    c.args(["bench", "-p", "cauldron-runtime", "--"]).args(extra).env("CAULDRON_PLUGINS_OUT", &plugins);
+    c.args(["bench", "-p", "cauldron-runtime", "--"])
+        .args(extra)
+        .env("CAULDRON_PLUGINS_OUT", &plugins);
     status(c)
 }

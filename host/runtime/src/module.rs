@@ -215,10 +215,10 @@ impl ModuleCache {
     fn compile_and_store(&self, engine: &Engine, sha256: &str, wasm: &[u8]) -> Result<Module, PluginError> {
         let module = Module::new(engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
         self.count(|s| s.compiled += 1);
-        if let Some(path) = self.path(sha256) {
-            if let Err(e) = write_atomically(&path, &module) {
-                tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
-            }
+        if let Some(path) = self.path(sha256)
+            && let Err(e) = write_atomically(&path, &module)
+        {
+            tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
         }
         Ok(module)
     }
@@ -380,13 +380,13 @@ impl Runtime {
             });
         }
         manifest.validate().map_err(PluginError::BadManifest)?;
-        if let Some(expected) = &source.expected_name {
-            if &manifest.name != expected {
-                return Err(PluginError::BadManifest(format!(
-                    "file `{expected}.wasm` holds plugin `{}`; name the file after the plugin",
-                    manifest.name
-                )));
-            }
+        if let Some(expected) = &source.expected_name
+            && &manifest.name != expected
+        {
+            return Err(PluginError::BadManifest(format!(
+                "file `{expected}.wasm` holds plugin `{}`; name the file after the plugin",
+                manifest.name
+            )));
         }
         for action in &manifest.actions {
             for table in &action.content {

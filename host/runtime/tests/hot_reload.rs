@@ -67,8 +67,13 @@ async fn replacing_the_file_100_times_under_16_callers_fails_no_call() {
             while !stop.load(Ordering::Relaxed) {
                 let plugin = registry.get("probe").expect("probe stays loaded throughout");
                 let expected = plugin.version().to_owned();
-                let outcome = rt.call(plugin, &bare("whoami")).await.expect("no call fails during reloads");
-                let Outcome::Ok { reply, .. } = outcome else { panic!("not ok: {outcome:?}") };
+                let outcome = rt
+                    .call(plugin, &bare("whoami"))
+                    .await
+                    .expect("no call fails during reloads");
+                let Outcome::Ok { reply, .. } = outcome else {
+                    panic!("not ok: {outcome:?}")
+                };
                 let who: WhoAmI = reply.decode().expect("a complete reply");
                 // Exactly one complete version answered: the one the caller picked, with its own padding.
                 assert_eq!(who.version, expected);
@@ -77,7 +82,11 @@ async fn replacing_the_file_100_times_under_16_callers_fails_no_call() {
                     "0.2.0" => who.pad == "y".repeat(64),
                     other => panic!("unknown version {other}"),
                 };
-                assert!(pad_ok, "reply mixes versions: {} with pad {:?}", who.version, who.pad);
+                assert!(
+                    pad_ok,
+                    "reply mixes versions: {} with pad {:?}",
+                    who.version, who.pad
+                );
                 seen.insert(who.version);
                 calls.fetch_add(1, Ordering::Relaxed);
             }
@@ -89,19 +98,31 @@ async fn replacing_the_file_100_times_under_16_callers_fails_no_call() {
     for i in 0..REPLACEMENTS {
         if i % 10 == 5 {
             // A broken file: truncated wasm. It must be refused and reported.
-            let bad = if i % 20 == 5 { &v2[..v2.len() / 2] } else { &b"\0asm\x01\0\0\0junk"[..] };
+            let bad = if i % 20 == 5 {
+                &v2[..v2.len() / 2]
+            } else {
+                &b"\0asm\x01\0\0\0junk"[..]
+            };
             put(dir.path(), bad);
             broken += 1;
-            wait_for(&mut events, "refusal of a broken file", |e| matches!(e, RegistryEvent::Refused { .. })).await;
-            assert_eq!(registry.status("probe").unwrap().last_error.is_some(), true, "the refusal is reported");
+            wait_for(&mut events, "refusal of a broken file", |e| {
+                matches!(e, RegistryEvent::Refused { .. })
+            })
+            .await;
+            assert!(
+                registry.status("probe").unwrap().last_error.is_some(),
+                "the refusal is reported"
+            );
             assert!(registry.get("probe").is_some(), "the old version keeps serving");
         }
         let (bytes, want) = if i % 2 == 0 { (&v2, &sha2) } else { (&v1, &sha1) };
         put(dir.path(), bytes);
         let want = want.clone();
-        wait_for(&mut events, "publication of the new version", move |e| {
-            matches!(e, RegistryEvent::Published { sha256, .. } if *sha256 == want)
-        })
+        wait_for(
+            &mut events,
+            "publication of the new version",
+            move |e| matches!(e, RegistryEvent::Published { sha256, .. } if *sha256 == want),
+        )
         .await;
     }
 
@@ -111,18 +132,36 @@ async fn replacing_the_file_100_times_under_16_callers_fails_no_call() {
         versions.extend(c.await.expect("caller task"));
     }
     let status = registry.status("probe").unwrap();
-    assert!(status.refused >= broken, "{} refusals recorded for {broken} broken files", status.refused);
+    assert!(
+        status.refused >= broken,
+        "{} refusals recorded for {broken} broken files",
+        status.refused
+    );
     assert_eq!(status.last_error, None, "the last publish cleared the error");
-    assert_eq!(status.sha256.as_deref(), Some(sha1.as_str()), "the last file written (v1) serves");
-    assert_eq!(versions.len(), 2, "callers were answered by both versions: {versions:?}");
+    assert_eq!(
+        status.sha256.as_deref(),
+        Some(sha1.as_str()),
+        "the last file written (v1) serves"
+    );
+    assert_eq!(
+        versions.len(),
+        2,
+        "callers were answered by both versions: {versions:?}"
+    );
     assert!(calls.load(Ordering::Relaxed) > REPLACEMENTS as u64);
 
     // Deleting the file unloads the plugin; a caller holding the old Arc still finishes its call.
     let held = registry.get("probe").unwrap();
     std::fs::remove_file(dir.path().join("probe.wasm")).unwrap();
-    wait_for(&mut events, "unload", |e| matches!(e, RegistryEvent::Unloaded { .. })).await;
+    wait_for(&mut events, "unload", |e| {
+        matches!(e, RegistryEvent::Unloaded { .. })
+    })
+    .await;
     assert!(registry.get("probe").is_none());
-    assert!(rt.call(held, &bare("whoami")).await.is_ok(), "a call on a held version completes after unload");
+    assert!(
+        rt.call(held, &bare("whoami")).await.is_ok(),
+        "a call on a held version completes after unload"
+    );
 }
 
 #[tokio::test]
@@ -133,7 +172,10 @@ async fn rollback_restores_the_previous_version() {
     registry.publish(rt.load(common::source(&v1)).await.unwrap());
     registry.publish(rt.load(common::source(&v2)).await.unwrap());
     assert_eq!(registry.get("probe").unwrap().version(), "0.2.0");
-    assert_eq!(registry.status("probe").unwrap().previous_version.as_deref(), Some("0.1.0"));
+    assert_eq!(
+        registry.status("probe").unwrap().previous_version.as_deref(),
+        Some("0.1.0")
+    );
     registry.rollback("probe").unwrap();
     assert_eq!(registry.get("probe").unwrap().version(), "0.1.0");
 }

@@ -1,0 +1,198 @@
+//! One action of the cultivation plugin through the runtime (fresh sandbox per call, MessagePack in
+//! and out) against the same logic called natively through the SDK's export glue; instantiation
+//! alone; compile; cached load. Figures go to docs/benchmarks.md.
+//!
+//! The cultivation plugin is a dev-dependency here only so the native side runs the identical code;
+//! the runtime itself never names a plugin.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_macros,
+    missing_docs,
+    reason = "a benchmark binary (criterion generates undocumented items): failing loudly and printing its figures are its job"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cauldron_plugin_cultivation::Cultivation;
+use cauldron_runtime::{Limits, PluginSource, PluginVersion, Runtime, read_content_dir};
+use cauldron_sdk::Doc;
+use cauldron_sdk::codec;
+use cauldron_sdk::wire::{Call, CallKind, Outcome, PlayerState};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn cultivation_wasm() -> Vec<u8> {
+    if let Ok(dir) = std::env::var("CAULDRON_PLUGINS_OUT")
+        && let Ok(bytes) = std::fs::read(Path::new(&dir).join("cultivation.wasm"))
+    {
+        return bytes;
+    }
+    let target = root().join("target/bench-plugins");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            "cauldron-plugin-cultivation",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("cargo");
+    assert!(status.success());
+    std::fs::read(target.join("wasm32-unknown-unknown/release/cauldron_plugin_cultivation.wasm"))
+        .expect("wasm")
+}
+
+fn call(action: &str, player: PlayerState, plugin: &PluginVersion) -> Call {
+    let spec = plugin.manifest.action(action).expect("action");
+    Call {
+        action: action.into(),
+        kind: CallKind::Action,
+        params: Doc::nil(),
+        player,
+        effective_stats: Default::default(),
+        now_ms: 1_700_000_000_000,
+        seed: 7,
+        content: plugin.content_for(&spec.content),
+    }
+}
+
+/// A started level-1 character with plenty of spirit, built by running `start` for real.
+fn meditate_call(rt: &Runtime, plugin: &PluginVersion) -> Call {
+    let start = rt
+        .call_blocking(
+            plugin,
+            &call(
+                "start",
+                PlayerState {
+                    id: 1,
+                    ..Default::default()
+                },
+                plugin,
+            ),
+        )
+        .unwrap();
+    let Outcome::Ok { effects, .. } = start else {
+        panic!("start: {start:?}")
+    };
+    let mut player = PlayerState {
+        id: 1,
+        ..Default::default()
+    };
+    for e in &effects {
+        player.apply(e);
+    }
+    player.currencies.insert("spirit".into(), 1_000_000_000);
+    let c = call("meditate", player, plugin);
+    match rt.call_blocking(plugin, &c).unwrap() {
+        Outcome::Ok { .. } => c,
+        other => panic!("meditate: {other:?}"),
+    }
+}
+
+fn process_cpu() -> Duration {
+    // utime + stime of this process from /proc, in clock ticks (100 Hz on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<u64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // Fields after the command: state(skipped as non-numeric), ppid.. utime is field 14 overall.
+    let (utime, stime) = (f.get(10).copied().unwrap_or(0), f.get(11).copied().unwrap_or(0));
+    Duration::from_millis((utime + stime) * 10)
+}
+
+fn bench(c: &mut Criterion) {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(Limits {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..Limits::default()
+    })
+    .unwrap();
+    let wasm = cultivation_wasm();
+    let content = read_content_dir(&root().join("plugins/cultivation/content")).unwrap();
+    let source = PluginSource {
+        wasm: wasm.clone(),
+        content,
+        expected_name: None,
+    };
+    let plugin = rt.load_blocking(source.clone()).unwrap();
+    let the_call = meditate_call(&rt, &plugin);
+    let input = codec::encode(&the_call).unwrap();
+    eprintln!(
+        "meditate call: {} bytes encoded; wasm {} bytes",
+        input.len(),
+        wasm.len()
+    );
+
+    let mut g = c.benchmark_group("meditate");
+    g.bench_function("native (decode + rule + encode, same glue)", |b| {
+        b.iter(|| {
+            let out = cauldron_sdk::export::handle_bytes::<Cultivation>(&input);
+            codec::decode::<Outcome>(&out).unwrap()
+        })
+    });
+    g.bench_function("sandboxed (fresh instance per call)", |b| {
+        b.iter(|| rt.call_bytes(&plugin, &input).unwrap())
+    });
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let shared = std::sync::Arc::new(rt.load_blocking(source.clone()).unwrap());
+    g.bench_function("sandboxed, async request path (semaphore + blocking pool)", |b| {
+        b.iter(|| tokio.block_on(rt.call(shared.clone(), &the_call)).unwrap())
+    });
+    g.finish();
+
+    c.bench_function("instantiate only", |b| {
+        b.iter(|| rt.instantiate_only(&plugin).unwrap())
+    });
+    c.bench_function("cached load (disk cache hit, describe, validate)", |b| {
+        b.iter(|| {
+            rt.clear_memory_cache();
+            rt.load_blocking(source.clone()).unwrap()
+        })
+    });
+    let mut slow = c.benchmark_group("compile");
+    slow.sample_size(10);
+    slow.bench_function("cranelift compile (no cache)", |b| {
+        b.iter(|| rt.compile_uncached(&wasm).unwrap())
+    });
+    slow.finish();
+
+    // Whole-process CPU per call, background threads included (the epoch ticker, the allocator).
+    let n = 200_000u32;
+    let (cpu0, t0) = (process_cpu(), Instant::now());
+    for _ in 0..n {
+        rt.call_bytes(&plugin, &input).unwrap();
+    }
+    let (sandboxed_cpu, sandboxed_wall) = (process_cpu() - cpu0, t0.elapsed());
+    let (cpu0, t0) = (process_cpu(), Instant::now());
+    for _ in 0..n {
+        let out = cauldron_sdk::export::handle_bytes::<Cultivation>(&input);
+        codec::decode::<Outcome>(&out).unwrap();
+    }
+    let (native_cpu, native_wall) = (process_cpu() - cpu0, t0.elapsed());
+    eprintln!(
+        "process CPU per call over {n} calls: sandboxed {:.2} µs (wall {:.2} µs), native {:.2} µs (wall {:.2} µs), ratio {:.2}",
+        sandboxed_cpu.as_secs_f64() * 1e6 / f64::from(n),
+        sandboxed_wall.as_secs_f64() * 1e6 / f64::from(n),
+        native_cpu.as_secs_f64() * 1e6 / f64::from(n),
+        native_wall.as_secs_f64() * 1e6 / f64::from(n),
+        sandboxed_cpu.as_secs_f64() / native_cpu.as_secs_f64().max(1e-9),
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
