@@ -14,7 +14,10 @@ use cauldron_runtime::{Limits, Registry, Runtime, watcher};
 /// Read a numeric variable, naming it when the value is bad.
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
     match std::env::var(name) {
-        Ok(v) => v.trim().parse().map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
         Err(_) => Ok(default),
     }
 }
@@ -36,7 +39,9 @@ async fn main() -> anyhow::Result<()> {
         memory_bytes: env_num("PLUGIN_MEMORY_MB", 64usize)? << 20,
         max_output_bytes: env_num("PLUGIN_MAX_OUTPUT_BYTES", defaults.max_output_bytes)?,
         max_concurrent_calls: defaults.max_concurrent_calls,
-        cache_dir: Some(PathBuf::from(std::env::var("MODULE_CACHE_DIR").unwrap_or_else(|_| "data/module-cache".into()))),
+        cache_dir: Some(PathBuf::from(
+            std::env::var("MODULE_CACHE_DIR").unwrap_or_else(|_| "data/module-cache".into()),
+        )),
     };
     std::fs::create_dir_all(&plugins_dir)
         .with_context(|| format!("PLUGINS_DIR {} cannot be created", plugins_dir.display()))?;
