@@ -1,1 +1,634 @@
 //! Persistence behind one coarse, use-case-level trait.
+//!
+//! [`Store`] speaks in use cases ("load what this call may see", "apply this action's effects and log
+//! it"), never in per-table CRUD, so each use case is one transaction in one place. There are two
+//! implementations, chosen by [`connect`] from the `DATABASE_URL` scheme:
+//!
+//! - [`PgStore`] (`postgres.rs`) for production and clusters;
+//! - [`SqliteStore`] (`sqlite.rs`) for one-command local runs and small installs.
+//!
+//! Each backend keeps all of its SQL in its one file. Queries are checked at run time (`query_as` +
+//! `FromRow`), not by sqlx's compile-time macros: those check against one database per crate, and this
+//! crate has two. What keeps the two honest is the shared suite in `host/tests/store.rs`, which runs
+//! every case against both. The schemas live in `migrations/{postgres,sqlite}`, in lock-step.
+//!
+//! Errors never carry a raw constraint failure to callers: CHECK, foreign-key and type errors from the
+//! database become [`StoreError::Invalid`] (an effect that cannot apply), so a plugin can never turn a
+//! bad effect into a 500.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use cauldron_sdk::wire::{Buff, Effect, PlayerState, Section};
+use serde::Serialize;
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in a store use case.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The player's version changed since the state was loaded; reload and run the action again.
+    /// Also returned when the action's idempotency key was logged by a concurrent request: the retry
+    /// then finds that request's reply.
+    #[error("the player's state changed since it was loaded")]
+    Conflict,
+    /// An effect cannot apply (negative balance, unknown or foreign entity, duplicate entity id, entity
+    /// kind not allowed, a database rule refused it). Nothing was written.
+    #[error("invalid change: {0}")]
+    Invalid(String),
+    /// The player, account or artifact does not exist.
+    #[error("not found")]
+    NotFound,
+    /// An account with this username exists.
+    #[error("username is taken")]
+    UsernameTaken,
+    /// The database failed (connection, I/O, bad configuration, corrupt stored data). The detail is for
+    /// logs, not for clients.
+    #[error("database error")]
+    Db(#[source] sqlx::Error),
+}
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Plays the game.
+    Player,
+    /// Also manages plugins.
+    Admin,
+}
+
+impl Role {
+    /// The role as stored (`player` or `admin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Player => "player",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role stored as `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "player" => Some(Role::Player),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Account id.
+    pub id: i64,
+    /// Unique login name.
+    pub username: String,
+    /// The password hash (PHC string); never sent to clients.
+    pub password_hash: String,
+    /// What the account may do.
+    pub role: Role,
+    /// When it was created, ms since the epoch.
+    pub created_ms: i64,
+}
+
+/// A character, played through an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Player {
+    /// Player id.
+    pub id: i64,
+    /// The account that plays it.
+    pub account_id: i64,
+    /// Display name.
+    pub name: String,
+    /// Optimistic-concurrency version, bumped by every applied action.
+    pub version: i64,
+    /// When it was created, ms since the epoch.
+    pub created_ms: i64,
+}
+
+/// An entity as the API shows it: data as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEntity {
+    /// Entity id.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// The owning plugin's data.
+    pub data: serde_json::Value,
+    /// When it was created (the creating action's `now_ms`).
+    pub created_ms: i64,
+    /// When it last changed (the changing action's `now_ms`).
+    pub updated_ms: i64,
+}
+
+/// Everything about a player, for the API: all sections, every plugin's state, the scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FullState {
+    /// The player row, with its current version.
+    pub player: Player,
+    /// Stats before modifiers.
+    pub stats: BTreeMap<String, f64>,
+    /// Currency balances.
+    pub currencies: BTreeMap<String, i64>,
+    /// Counters.
+    pub counters: BTreeMap<String, i64>,
+    /// Item stacks (no empty ones).
+    pub items: BTreeMap<String, i64>,
+    /// Entities of every kind, by id.
+    pub entities: Vec<StoredEntity>,
+    /// Buffs not yet expired, by id.
+    pub buffs: Vec<Buff>,
+    /// Each plugin's private state, by plugin name.
+    pub plugin_state: BTreeMap<String, serde_json::Value>,
+    /// Leaderboard scores, by board.
+    pub scores: BTreeMap<String, f64>,
+}
+
+/// The action-log row written with an action's effects: what is needed to replay it bit for bit and to
+/// answer a retried request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// The plugin's semver version.
+    pub plugin_version: String,
+    /// The hex sha256 of the plugin's module.
+    pub plugin_sha256: String,
+    /// Action name.
+    pub action: String,
+    /// The action's params as JSON.
+    pub params: serde_json::Value,
+    /// The call's seed.
+    pub seed: u64,
+    /// The call's time.
+    pub now_ms: i64,
+    /// Digest of the plugin's outcome, to compare replays with.
+    pub outcome_digest: String,
+    /// The reply the client got, as JSON.
+    pub reply: serde_json::Value,
+    /// The client's Idempotency-Key, if it sent one.
+    pub idempotency_key: Option<String>,
+}
+
+/// One action to apply: its effects and its log row, in one transaction, guarded by the version.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyRequest<'a> {
+    /// The acting player.
+    pub player_id: i64,
+    /// The version the effects were computed from (returned by [`Store::load`]).
+    pub expected_version: i64,
+    /// The plugin that produced the effects; `SetState` writes its state.
+    pub plugin: &'a str,
+    /// Entity kinds the action may create, change or delete.
+    pub kinds: &'a [String],
+    /// The effects, applied in order. `Emit` is ignored here: the caller publishes events after commit.
+    pub effects: &'a [Effect],
+    /// The action-log row.
+    pub log: &'a LogEntry,
+}
+
+/// A logged action, for replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedAction {
+    /// Log id; pages are "ids after this one".
+    pub id: i64,
+    /// The acting player.
+    pub player_id: i64,
+    /// The plugin's name.
+    pub plugin: String,
+    /// The player's version this action produced.
+    pub version: i64,
+    /// When the row was written (wall clock), ms since the epoch.
+    pub created_ms: i64,
+    /// Everything else that was logged.
+    pub entry: LogEntry,
+}
+
+/// The logged answer to an earlier request with the same idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotentReply {
+    /// The reply the first request got.
+    pub reply: serde_json::Value,
+    /// The player's version after it.
+    pub version: i64,
+}
+
+/// A stored plugin module, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ArtifactInfo {
+    /// Plugin name.
+    pub name: String,
+    /// Semver version.
+    pub version: String,
+    /// Hex sha256 of the bytes, computed by the store.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Whether this is the version nodes should run.
+    pub active: bool,
+    /// Whether this is the version a rollback re-activates.
+    pub previous: bool,
+    /// When it was uploaded, ms since the epoch.
+    pub uploaded_ms: i64,
+}
+
+/// One line of a leaderboard.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ScoreEntry {
+    /// Player id.
+    pub player_id: i64,
+    /// Player's display name.
+    pub name: String,
+    /// Score; higher ranks first.
+    pub score: f64,
+}
+
+/// The host's persistence, one method per use case. Object-safe: the app holds an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `"postgres"` or `"sqlite"`, for logs and health checks.
+    fn backend(&self) -> &'static str;
+
+    /// Bring the schema up to date with the embedded migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Create an account. [`StoreError::UsernameTaken`] if the name is in use.
+    async fn create_account(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+    ) -> Result<Account, StoreError>;
+
+    /// The account with this username.
+    async fn account_by_username(&self, username: &str) -> Result<Option<Account>, StoreError>;
+
+    /// The account with this id.
+    async fn account_by_id(&self, id: i64) -> Result<Option<Account>, StoreError>;
+
+    /// Create the account's player (one per account). [`StoreError::NotFound`] if there is no such
+    /// account, [`StoreError::Invalid`] if it already has a player.
+    async fn create_player(&self, account_id: i64, name: &str) -> Result<Player, StoreError>;
+
+    /// The account's player.
+    async fn player_by_account(&self, account_id: i64) -> Result<Option<Player>, StoreError>;
+
+    /// The player with this id.
+    async fn player_by_id(&self, id: i64) -> Result<Option<Player>, StoreError>;
+
+    /// What one call of `plugin` may see, read from one consistent snapshot: only `sections`, only
+    /// entities of `kinds`, only buffs that have not expired at `now_ms`, and only this plugin's
+    /// private state. Returns the state and the version to pass to [`Store::apply`].
+    async fn load(
+        &self,
+        player_id: i64,
+        plugin: &str,
+        sections: &[Section],
+        kinds: &[String],
+        now_ms: i64,
+    ) -> Result<(PlayerState, i64), StoreError>;
+
+    /// Everything about a player, for the API, from one consistent snapshot.
+    async fn load_full(&self, player_id: i64, now_ms: i64) -> Result<FullState, StoreError>;
+
+    /// Apply every effect and write the log row in one transaction, only if the player is still at
+    /// `expected_version`. Returns the new version. [`StoreError::Conflict`] if the version moved,
+    /// [`StoreError::Invalid`] if any effect cannot apply; in both cases nothing is written.
+    async fn apply(&self, req: ApplyRequest<'_>) -> Result<i64, StoreError>;
+
+    /// The logged reply of the player's earlier action with this idempotency key.
+    async fn idempotent_reply(
+        &self,
+        player_id: i64,
+        key: &str,
+    ) -> Result<Option<IdempotentReply>, StoreError>;
+
+    /// Store a plugin module (inactive). Uploading the same bytes again is a no-op;
+    /// different bytes under an existing name and version are [`StoreError::Invalid`].
+    async fn put_artifact(&self, name: &str, version: &str, bytes: &[u8])
+    -> Result<ArtifactInfo, StoreError>;
+
+    /// Make `version` the active one of `name`; the version it replaces becomes the rollback target.
+    async fn activate_artifact(&self, name: &str, version: &str) -> Result<ArtifactInfo, StoreError>;
+
+    /// Re-activate the rollback target of `name` (the active one, if any, is just deactivated).
+    /// Returns the now active version; [`StoreError::NotFound`] if there is no rollback target.
+    async fn rollback_artifact(&self, name: &str) -> Result<ArtifactInfo, StoreError>;
+
+    /// Stop running `name` (the rollback target is kept). [`StoreError::NotFound`] if none is active.
+    async fn deactivate_artifact(&self, name: &str) -> Result<(), StoreError>;
+
+    /// The active version of every plugin, by name.
+    async fn active_artifacts(&self) -> Result<Vec<ArtifactInfo>, StoreError>;
+
+    /// Every stored version of `name`, oldest upload first.
+    async fn artifacts(&self, name: &str) -> Result<Vec<ArtifactInfo>, StoreError>;
+
+    /// The bytes of one stored version.
+    async fn artifact_bytes(&self, name: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` logged actions of `plugin` with ids after `after_id`, in id order (replay pages).
+    async fn action_log(
+        &self,
+        plugin: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<LoggedAction>, StoreError>;
+
+    /// The best `limit` scores of `board`, highest first (ties by player id).
+    async fn top_scores(&self, board: &str, limit: u32) -> Result<Vec<ScoreEntry>, StoreError>;
+}
+
+/// Open the database named by `url` (`postgres://`, `postgresql://` or `sqlite:`). Does not migrate.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or_default();
+    match scheme {
+        "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(url).await?)),
+        "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        // Only the scheme is echoed: the rest of the URL may hold a password.
+        _ => Err(StoreError::Db(sqlx::Error::Configuration(
+            format!("database url must start with postgres://, postgresql:// or sqlite: (got `{scheme}:`)")
+                .into(),
+        ))),
+    }
+}
+
+// ---- shared by both backends ------------------------------------------------------------------------
+
+/// A database error as callers see it: rule violations become `Invalid`, the rest stays `Db`.
+fn db_err(err: sqlx::Error) -> StoreError {
+    if let Some(db) = err.as_database_error() {
+        use sqlx::error::ErrorKind;
+        let rule = || {
+            db.constraint()
+                .map(str::to_owned)
+                .unwrap_or_else(|| db.message().to_owned())
+        };
+        match db.kind() {
+            ErrorKind::CheckViolation
+            | ErrorKind::ForeignKeyViolation
+            | ErrorKind::NotNullViolation
+            | ErrorKind::UniqueViolation => {
+                tracing::debug!(error = %err, "constraint refused a change");
+                return StoreError::Invalid(format!("refused by the database rule `{}`", rule()));
+            }
+            _ => {}
+        }
+        // Values out of range: PostgreSQL's numeric_value_out_of_range (a bigint sum overflowing) and
+        // SQLite's SQLITE_CONSTRAINT_DATATYPE (an integer sum overflowing into a REAL in a STRICT table).
+        if matches!(db.code().as_deref(), Some("22003" | "3091")) {
+            tracing::debug!(error = %err, "value out of range");
+            return StoreError::Invalid("a quantity is out of range".to_owned());
+        }
+    }
+    StoreError::Db(err)
+}
+
+/// Stored data that does not decode (corruption or a hand edit): a database error, not the caller's.
+fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(sqlx::Error::Decode(
+        format!("stored {what} is malformed: {err}").into(),
+    ))
+}
+
+/// The log keeps the u64 seed bit for bit in a signed 64-bit column.
+fn seed_to_db(seed: u64) -> i64 {
+    i64::from_le_bytes(seed.to_le_bytes())
+}
+
+fn seed_from_db(seed: i64) -> u64 {
+    u64::from_le_bytes(seed.to_le_bytes())
+}
+
+/// Wall-clock time for bookkeeping columns (account, player and upload times). Game time comes from the
+/// action (`LogEntry::now_ms`) so that replays see the same numbers.
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn role_from_db(role: &str) -> Result<Role, StoreError> {
+    Role::parse(role).ok_or_else(|| corrupt("account role", role))
+}
+
+/// Checks that need no database, done before any SQL so a bad effect costs nothing. The game layer
+/// validates too; this is the store refusing to write nonsense whoever calls it.
+fn precheck(effect: &Effect, kinds: &[String]) -> Result<(), StoreError> {
+    let invalid = |msg: String| Err(StoreError::Invalid(msg));
+    match effect {
+        Effect::AddItem { item, qty } | Effect::RemoveItem { item, qty } if *qty <= 0 => {
+            invalid(format!("item quantity for `{item}` must be positive, got {qty}"))
+        }
+        Effect::SetStat { name, value } if !value.is_finite() => {
+            invalid(format!("stat `{name}` must be a finite number"))
+        }
+        Effect::SetScore { board, score } if !score.is_finite() => {
+            invalid(format!("score on `{board}` must be a finite number"))
+        }
+        Effect::CreateEntity { kind, .. } if !kinds.contains(kind) => {
+            invalid(format!("entity kind `{kind}` is not allowed for this action"))
+        }
+        Effect::CreateEntity { id, .. } if id.is_empty() => invalid("entity id is empty".to_owned()),
+        Effect::AddBuff { buff }
+            if buff
+                .modifiers
+                .iter()
+                .any(|m| !m.add.is_finite() || !m.mul.is_finite()) =>
+        {
+            invalid(format!("buff `{}` has a non-finite modifier", buff.id))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A plugin document as stored JSON; documents with no JSON form are refused.
+fn doc_json(what: &str, doc: &cauldron_sdk::Doc) -> Result<serde_json::Value, StoreError> {
+    crate::json::doc_to_json(doc).map_err(|e| StoreError::Invalid(format!("{what}: {e}")))
+}
+
+fn modifiers_json(buff: &Buff) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(&buff.modifiers).map_err(|e| StoreError::Invalid(format!("buff `{}`: {e}", buff.id)))
+}
+
+/// The sections asked for, each once, in a fixed order.
+fn wanted(sections: &[Section]) -> std::collections::BTreeSet<Section> {
+    sections.iter().copied().collect()
+}
+
+/// Which balance table an effect names.
+#[derive(Clone, Copy)]
+enum Balance {
+    Currency,
+    Counter,
+}
+
+/// An entity row as the owner check sees it.
+#[derive(sqlx::FromRow)]
+struct EntityOwner {
+    player_id: i64,
+    kind: String,
+}
+
+/// Whether `owner` lets `player_id` change entity `id` under an action allowed `kinds`.
+fn check_owner(
+    id: &str,
+    owner: Option<EntityOwner>,
+    player_id: i64,
+    kinds: &[String],
+) -> Result<(), StoreError> {
+    match owner {
+        // Someone else's entity reads as absent: its existence is none of this player's business.
+        Some(o) if o.player_id != player_id => Err(StoreError::Invalid(format!("no entity `{id}`"))),
+        None => Err(StoreError::Invalid(format!("no entity `{id}`"))),
+        Some(o) if !kinds.contains(&o.kind) => Err(StoreError::Invalid(format!(
+            "entity `{id}` is of kind `{}`, not allowed for this action",
+            o.kind
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The account columns, shared by the queries that read accounts.
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: i64,
+    username: String,
+    password_hash: String,
+    role: String,
+    created_ms: i64,
+}
+
+impl AccountRow {
+    fn into_account(self) -> Result<Account, StoreError> {
+        Ok(Account {
+            id: self.id,
+            role: role_from_db(&self.role)?,
+            username: self.username,
+            password_hash: self.password_hash,
+            created_ms: self.created_ms,
+        })
+    }
+}
+
+/// An action-log row as stored.
+#[derive(sqlx::FromRow)]
+struct LogRow {
+    id: i64,
+    player_id: i64,
+    plugin: String,
+    plugin_version: String,
+    plugin_sha256: String,
+    action: String,
+    params: sqlx::types::Json<serde_json::Value>,
+    seed: i64,
+    now_ms: i64,
+    outcome_digest: String,
+    reply: sqlx::types::Json<serde_json::Value>,
+    idempotency_key: Option<String>,
+    version: i64,
+    created_ms: i64,
+}
+
+impl From<LogRow> for LoggedAction {
+    fn from(r: LogRow) -> Self {
+        LoggedAction {
+            id: r.id,
+            player_id: r.player_id,
+            plugin: r.plugin,
+            version: r.version,
+            created_ms: r.created_ms,
+            entry: LogEntry {
+                plugin_version: r.plugin_version,
+                plugin_sha256: r.plugin_sha256,
+                action: r.action,
+                params: r.params.0,
+                seed: seed_from_db(r.seed),
+                now_ms: r.now_ms,
+                outcome_digest: r.outcome_digest,
+                reply: r.reply.0,
+                idempotency_key: r.idempotency_key,
+            },
+        }
+    }
+}
+
+/// A buff row as stored.
+#[derive(sqlx::FromRow)]
+struct BuffRow {
+    id: String,
+    modifiers: sqlx::types::Json<serde_json::Value>,
+    expires_ms: i64,
+}
+
+impl BuffRow {
+    fn into_buff(self) -> Result<Buff, StoreError> {
+        let modifiers = serde_json::from_value(self.modifiers.0).map_err(|e| corrupt("buff modifiers", e))?;
+        Ok(Buff {
+            id: self.id,
+            modifiers,
+            expires_ms: self.expires_ms,
+        })
+    }
+}
+
+/// An entity row as stored.
+#[derive(sqlx::FromRow)]
+struct EntityRow {
+    id: String,
+    kind: String,
+    data: sqlx::types::Json<serde_json::Value>,
+    created_ms: i64,
+    updated_ms: i64,
+}
+
+impl EntityRow {
+    fn into_stored(self) -> StoredEntity {
+        StoredEntity {
+            id: self.id,
+            kind: self.kind,
+            data: self.data.0,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+        }
+    }
+
+    fn into_wire(self) -> cauldron_sdk::wire::Entity {
+        cauldron_sdk::wire::Entity {
+            data: crate::json::json_to_doc(&self.data.0),
+            id: self.id,
+            kind: self.kind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_survive_the_signed_column() {
+        for seed in [0, 1, u64::MAX, 1 << 63, 0xdead_beef_cafe_f00d] {
+            assert_eq!(seed_from_db(seed_to_db(seed)), seed);
+        }
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in [Role::Player, Role::Admin] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}
