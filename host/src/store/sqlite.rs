@@ -619,8 +619,7 @@ async fn artifact(
 /// The body of an action's transaction: the version guard, the effects, the log row. Returns the new
 /// version.
 async fn apply_in(db: &mut SqliteConnection, req: &ApplyRequest<'_>) -> Result<i64, StoreError> {
-    // The guard comes first: it takes the player's row lock, so everything below runs with no
-    // concurrent action of this player, and a stale version writes nothing at all.
+    // The guard comes first, under the write lock: a stale version writes nothing at all.
     let version: Option<i64> = sqlx::query_scalar(
         // language=sqlite
         "update players set version = version + 1 where id = $1 and version = $2 returning version",
@@ -875,7 +874,7 @@ async fn add_balance(
     delta: i64,
 ) -> Result<(), StoreError> {
     if delta >= 0 {
-        // An overflowing sum fails as numeric_value_out_of_range, which `db_err` makes `Invalid`.
+        // An overflowing sum becomes a REAL, which the STRICT table refuses; `db_err` makes that `Invalid`.
         let sql = match which {
             // language=sqlite
             Balance::Currency => {
