@@ -1,0 +1,201 @@
+//! Who is online: a heartbeat marks a player online until its TTL runs out.
+//!
+//! The seed kept one hash per player with a 15 s TTL plus a set of ids, and found who was online with
+//! `KEYS player:online:*` every 5 s (seed-game §2.15, §5 weakness 22). Here presence is one sorted set,
+//! member = player id, score = when the heartbeat expires (by the Redis clock, so nodes with skewed
+//! clocks agree). Counting and listing first drop expired members; nothing ever scans the keyspace.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Script;
+use tokio::time::Instant;
+
+use super::state::millis;
+use super::{RedisLink, ServiceError};
+
+/// Online presence with heartbeat expiry.
+#[async_trait]
+pub trait Presence: Send + Sync + std::fmt::Debug {
+    /// Marks `player` online until `ttl` from now; each heartbeat pushes the expiry forward.
+    async fn heartbeat(&self, player: i64, ttl: Duration) -> Result<(), ServiceError>;
+
+    /// Marks `player` offline now (logout, socket closed).
+    async fn mark_offline(&self, player: i64) -> Result<(), ServiceError>;
+
+    /// Whether `player`'s last heartbeat has not expired.
+    async fn is_online(&self, player: i64) -> Result<bool, ServiceError>;
+
+    /// How many players are online.
+    async fn count_online(&self) -> Result<u64, ServiceError>;
+
+    /// The ids of the players online, ascending.
+    async fn list_online(&self) -> Result<Vec<i64>, ServiceError>;
+}
+
+/// Presence for a single node.
+#[derive(Debug, Default)]
+pub struct InProcessPresence {
+    expiries: Mutex<HashMap<i64, Instant>>,
+}
+
+impl InProcessPresence {
+    /// Nobody online.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The live map after dropping expired players; the closure runs under the lock.
+    fn with_live<T>(&self, f: impl FnOnce(&mut HashMap<i64, Instant>) -> T) -> T {
+        let now = Instant::now();
+        let mut map = self
+            .expiries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, expires| *expires > now);
+        f(&mut map)
+    }
+}
+
+#[async_trait]
+impl Presence for InProcessPresence {
+    async fn heartbeat(&self, player: i64, ttl: Duration) -> Result<(), ServiceError> {
+        let expires = Instant::now() + ttl;
+        self.with_live(|map| map.insert(player, expires));
+        Ok(())
+    }
+
+    async fn mark_offline(&self, player: i64) -> Result<(), ServiceError> {
+        self.with_live(|map| map.remove(&player));
+        Ok(())
+    }
+
+    async fn is_online(&self, player: i64) -> Result<bool, ServiceError> {
+        Ok(self.with_live(|map| map.contains_key(&player)))
+    }
+
+    async fn count_online(&self) -> Result<u64, ServiceError> {
+        Ok(self.with_live(|map| map.len() as u64))
+    }
+
+    async fn list_online(&self) -> Result<Vec<i64>, ServiceError> {
+        let mut ids = self.with_live(|map| map.keys().copied().collect::<Vec<_>>());
+        ids.sort_unstable();
+        Ok(ids)
+    }
+}
+
+/// ARGV: player, ttl ms.
+static HEARTBEAT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+",
+    )
+});
+
+/// Drops expired members, then answers ARGV[1]: `count`, `list`, or `is` (for player ARGV[2]).
+static QUERY_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[1] == 'count' then return redis.call('ZCARD', KEYS[1]) end
+if ARGV[1] == 'list' then return redis.call('ZRANGE', KEYS[1], 0, -1) end
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 1 end
+return 0
+",
+    )
+});
+
+/// Presence shared by every node: one sorted set, `{prefix}presence`.
+#[derive(Debug)]
+pub struct RedisPresence {
+    link: Arc<RedisLink>,
+    key: String,
+}
+
+impl RedisPresence {
+    pub(crate) fn new(link: Arc<RedisLink>) -> Self {
+        let key = link.key("presence");
+        Self { link, key }
+    }
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn heartbeat(&self, player: i64, ttl: Duration) -> Result<(), ServiceError> {
+        let ttl_ms = millis(ttl);
+        self.link
+            .run(|mut conn| async move {
+                HEARTBEAT_SCRIPT
+                    .key(&self.key)
+                    .arg(player)
+                    .arg(ttl_ms)
+                    .invoke_async::<i64>(&mut conn)
+                    .await
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn mark_offline(&self, player: i64) -> Result<(), ServiceError> {
+        self.link
+            .run(|mut conn| async move {
+                redis::cmd("ZREM")
+                    .arg(&self.key)
+                    .arg(player)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn is_online(&self, player: i64) -> Result<bool, ServiceError> {
+        self.link
+            .run(|mut conn| async move {
+                QUERY_SCRIPT
+                    .key(&self.key)
+                    .arg("is")
+                    .arg(player)
+                    .invoke_async::<i64>(&mut conn)
+                    .await
+            })
+            .await
+            .map(|n| n == 1)
+    }
+
+    async fn count_online(&self) -> Result<u64, ServiceError> {
+        self.link
+            .run(|mut conn| async move {
+                QUERY_SCRIPT
+                    .key(&self.key)
+                    .arg("count")
+                    .invoke_async::<u64>(&mut conn)
+                    .await
+            })
+            .await
+    }
+
+    async fn list_online(&self) -> Result<Vec<i64>, ServiceError> {
+        let mut ids = self
+            .link
+            .run(|mut conn| async move {
+                QUERY_SCRIPT
+                    .key(&self.key)
+                    .arg("list")
+                    .invoke_async::<Vec<i64>>(&mut conn)
+                    .await
+            })
+            .await?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+}
