@@ -342,6 +342,16 @@ pub trait Store: Send + Sync {
 
     /// The best `limit` scores of `board`, highest first (ties by player id).
     async fn top_scores(&self, board: &str, limit: u32) -> Result<Vec<ScoreEntry>, StoreError>;
+
+    /// Answers once the database does (a trivial query), for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Revoke the token `jti` of `account_id` until `expires_ms` (its own expiry), and forget
+    /// revocations whose tokens have expired meanwhile. Revoking a token twice changes nothing.
+    async fn revoke_token(&self, jti: &str, account_id: i64, expires_ms: i64) -> Result<(), StoreError>;
+
+    /// Whether the token `jti` was revoked.
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
 }
 
 /// Open the database named by `url` (`postgres://`, `postgresql://` or `sqlite:`). Does not migrate.

@@ -480,6 +480,49 @@ impl Store for PgStore {
         .await
         .map_err(db_err)
     }
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn revoke_token(&self, jti: &str, account_id: i64, expires_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            // language=postgresql
+            "delete from revoked_tokens where expires_ms < $1",
+        )
+        .bind(wall_clock_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            // language=postgresql
+            "insert into revoked_tokens (jti, account_id, expires_ms) values ($1, $2, $3)
+             on conflict (jti) do nothing",
+        )
+        .bind(jti)
+        .bind(account_id)
+        .bind(expires_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            // language=postgresql
+            "select 1::bigint from revoked_tokens where jti = $1",
+        )
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.is_some())
+    }
 }
 
 // ---- queries shared by several use cases ------------------------------------------------------------
