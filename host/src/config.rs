@@ -1,0 +1,705 @@
+//! Settings from the environment (and `.env`), read and validated once at start-up.
+//!
+//! Two steps, as ripgrep splits "low" and "high" arguments: [`Cli`] is what clap parses (every
+//! setting a raw string from a flag or its environment variable, so parsing itself never fails on a
+//! value), and [`Config::from_settings`] turns it into typed values, refusing every bad one with a
+//! message that names its variable. Nothing else in the host reads the environment.
+//!
+//! `--help` lists every variable; `deploy/.env.example` documents them for operators.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A secret shorter than this is refused in production: HS256 wants at least 256 bits of key.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Secrets that are well known (from samples and tutorials) and so refused in production.
+const KNOWN_SECRETS: &[&str] = &[
+    "secret",
+    "changeme",
+    "change-me",
+    "change_me",
+    "your-secret-key",
+    "your_jwt_secret",
+    "jwt_secret",
+    "dev-secret",
+    "cauldron-dev-secret",
+    "please-change-this-secret-in-production",
+];
+
+/// `cauldron`: the game server host.
+#[derive(Debug, Parser)]
+#[command(name = "cauldron", version, about)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Every setting, from flags or environment variables.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Serve the game (the default).
+    Serve,
+    /// Bring the database schema up to date, then exit.
+    Migrate,
+}
+
+/// Every setting as given, unvalidated. Each flag falls back to its environment variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Settings {
+    /// `development` (default) or `production`; production refuses unsafe secrets.
+    #[arg(long, env = "CAULDRON_ENV", global = true)]
+    pub cauldron_env: Option<String>,
+    /// Database URL: `postgres://...` or `sqlite:path`. Default: an SQLite file `data/cauldron.db`.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// PostgreSQL host, when DATABASE_URL is not set (with DB_PORT, DB_NAME, DB_USER, DB_PASSWORD).
+    #[arg(long, env = "DB_HOST", global = true)]
+    pub db_host: Option<String>,
+    /// PostgreSQL port (default 5432).
+    #[arg(long, env = "DB_PORT", global = true)]
+    pub db_port: Option<String>,
+    /// PostgreSQL database name (default cauldron).
+    #[arg(long, env = "DB_NAME", global = true)]
+    pub db_name: Option<String>,
+    /// PostgreSQL user (default postgres).
+    #[arg(long, env = "DB_USER", global = true)]
+    pub db_user: Option<String>,
+    /// PostgreSQL password.
+    #[arg(long, env = "DB_PASSWORD", global = true, hide_env_values = true)]
+    pub db_password: Option<String>,
+    /// How long start-up waits for the database, in seconds (default 60).
+    #[arg(long, env = "DB_CONNECT_TIMEOUT_SECS", global = true)]
+    pub db_connect_timeout_secs: Option<String>,
+    /// Redis URL; unset means one node with in-process cache, pub/sub and rate limits.
+    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Address to listen on (default 0.0.0.0).
+    #[arg(long, env = "BIND_ADDR", global = true)]
+    pub bind_addr: Option<String>,
+    /// Port to listen on (default 3000).
+    #[arg(long, env = "PORT", global = true)]
+    pub port: Option<String>,
+    /// Log filter, e.g. `info` or `cauldron_host=debug,tower_http=info` (default info).
+    #[arg(long, env = "LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
+    /// `pretty` (default) or `json`.
+    #[arg(long, env = "LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// Key for signing tokens (HS256); required in production, at least 32 characters.
+    #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// How long a token is valid, in seconds (default 7 days).
+    #[arg(long, env = "JWT_TTL_SECS", global = true)]
+    pub jwt_ttl_secs: Option<String>,
+    /// Bearer token for the admin API; unset disables token access to it.
+    #[arg(long, env = "ADMIN_TOKEN", global = true, hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Folder of plugin modules (`NAME.wasm` + `NAME/*.toml`), watched for changes (default target/plugins,
+    /// where `cargo xtask build-plugins` puts them).
+    #[arg(long, env = "PLUGINS_DIR", global = true)]
+    pub plugins_dir: Option<String>,
+    /// Folder of the web client, served at `/` when it exists (default web).
+    #[arg(long, env = "WEB_DIR", global = true)]
+    pub web_dir: Option<String>,
+    /// Comma-separated origins allowed by CORS, or `*`; unset allows none (same origin only).
+    #[arg(long, env = "CORS_ORIGINS", global = true)]
+    pub cors_origins: Option<String>,
+    /// Largest request body, in bytes (default 65536).
+    #[arg(long, env = "MAX_BODY_BYTES", global = true)]
+    pub max_body_bytes: Option<String>,
+    /// Longest a request may take before 408, in seconds (default 30).
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", global = true)]
+    pub request_timeout_secs: Option<String>,
+    /// How long shutdown waits for in-flight requests, in seconds (default 10).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", global = true)]
+    pub shutdown_timeout_secs: Option<String>,
+    /// Fuel per plugin call (about one unit per wasm instruction).
+    #[arg(long, env = "PLUGIN_FUEL", global = true)]
+    pub plugin_fuel: Option<String>,
+    /// Wall-clock budget per plugin call, in ms (default 500).
+    #[arg(long, env = "PLUGIN_DEADLINE_MS", global = true)]
+    pub plugin_deadline_ms: Option<String>,
+    /// Largest plugin memory, in MiB (default 64).
+    #[arg(long, env = "PLUGIN_MEMORY_MB", global = true)]
+    pub plugin_memory_mb: Option<String>,
+    /// Largest plugin output accepted, in bytes.
+    #[arg(long, env = "PLUGIN_MAX_OUTPUT_BYTES", global = true)]
+    pub plugin_max_output_bytes: Option<String>,
+    /// Folder for compiled plugin modules (default data/module-cache); `off` keeps them in memory.
+    #[arg(long, env = "MODULE_CACHE_DIR", global = true)]
+    pub module_cache_dir: Option<String>,
+    /// Login attempts allowed in a burst, per username (default 10).
+    #[arg(long, env = "RATE_LIMIT_LOGIN_BURST", global = true)]
+    pub rate_limit_login_burst: Option<String>,
+    /// Login attempts regained per minute, per username (default 10).
+    #[arg(long, env = "RATE_LIMIT_LOGIN_PER_MIN", global = true)]
+    pub rate_limit_login_per_min: Option<String>,
+    /// Actions allowed in a burst, per player (default 30).
+    #[arg(long, env = "RATE_LIMIT_ACTION_BURST", global = true)]
+    pub rate_limit_action_burst: Option<String>,
+    /// Actions regained per second, per player (default 10).
+    #[arg(long, env = "RATE_LIMIT_ACTION_PER_SEC", global = true)]
+    pub rate_limit_action_per_sec: Option<String>,
+}
+
+impl Settings {
+    /// Settings from a lookup function instead of the process environment (tests, embedding).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            cauldron_env: get("CAULDRON_ENV"),
+            database_url: get("DATABASE_URL"),
+            db_host: get("DB_HOST"),
+            db_port: get("DB_PORT"),
+            db_name: get("DB_NAME"),
+            db_user: get("DB_USER"),
+            db_password: get("DB_PASSWORD"),
+            db_connect_timeout_secs: get("DB_CONNECT_TIMEOUT_SECS"),
+            redis_url: get("REDIS_URL"),
+            bind_addr: get("BIND_ADDR"),
+            port: get("PORT"),
+            log_level: get("LOG_LEVEL"),
+            log_format: get("LOG_FORMAT"),
+            jwt_secret: get("JWT_SECRET"),
+            jwt_ttl_secs: get("JWT_TTL_SECS"),
+            admin_token: get("ADMIN_TOKEN"),
+            plugins_dir: get("PLUGINS_DIR"),
+            web_dir: get("WEB_DIR"),
+            cors_origins: get("CORS_ORIGINS"),
+            max_body_bytes: get("MAX_BODY_BYTES"),
+            request_timeout_secs: get("REQUEST_TIMEOUT_SECS"),
+            shutdown_timeout_secs: get("SHUTDOWN_TIMEOUT_SECS"),
+            plugin_fuel: get("PLUGIN_FUEL"),
+            plugin_deadline_ms: get("PLUGIN_DEADLINE_MS"),
+            plugin_memory_mb: get("PLUGIN_MEMORY_MB"),
+            plugin_max_output_bytes: get("PLUGIN_MAX_OUTPUT_BYTES"),
+            module_cache_dir: get("MODULE_CACHE_DIR"),
+            rate_limit_login_burst: get("RATE_LIMIT_LOGIN_BURST"),
+            rate_limit_login_per_min: get("RATE_LIMIT_LOGIN_PER_MIN"),
+            rate_limit_action_burst: get("RATE_LIMIT_ACTION_BURST"),
+            rate_limit_action_per_sec: get("RATE_LIMIT_ACTION_PER_SEC"),
+        }
+    }
+}
+
+/// A setting that cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn bad(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+/// Which kind of deployment this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Local runs: a missing `JWT_SECRET` gets a random one (tokens die with the process).
+    Development,
+    /// Real players: secrets must be set and strong.
+    Production,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Which origins CORS allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// No CORS headers: only same-origin pages may call the API.
+    SameOrigin,
+    /// Any origin (`*`); credentials are bearer tokens, never cookies, so this leaks nothing.
+    Any,
+    /// These origins exactly.
+    List(Vec<String>),
+}
+
+/// Where the HMAC key came from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtSecret(Vec<u8>);
+
+impl JwtSecret {
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtSecret(..)")
+    }
+}
+
+/// A token bucket's shape as configured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Requests allowed at once.
+    pub burst: u32,
+    /// Requests regained per second.
+    pub per_sec: f64,
+}
+
+/// Plugin sandbox limits as configured (turned into `cauldron_runtime::Limits` by the caller).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginLimits {
+    /// Fuel per call; `None` keeps the runtime's default.
+    pub fuel: Option<u64>,
+    /// Wall-clock budget per call.
+    pub deadline: Duration,
+    /// Largest linear memory, bytes.
+    pub memory_bytes: usize,
+    /// Largest output accepted, bytes; `None` keeps the runtime's default.
+    pub max_output_bytes: Option<usize>,
+    /// Compiled-module cache folder; `None` keeps modules in memory only.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Development or production.
+    pub environment: Environment,
+    /// Database URL (`postgres://` or `sqlite:`).
+    pub database_url: String,
+    /// How long start-up waits for the database.
+    pub db_connect_timeout: Duration,
+    /// Redis URL, if any.
+    pub redis_url: Option<String>,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Log filter directives.
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Token signing key.
+    pub jwt_secret: JwtSecret,
+    /// Token lifetime.
+    pub jwt_ttl: Duration,
+    /// Admin bearer token, if any.
+    pub admin_token: Option<String>,
+    /// Plugins folder.
+    pub plugins_dir: PathBuf,
+    /// Web client folder.
+    pub web_dir: PathBuf,
+    /// CORS policy.
+    pub cors: Cors,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Longest request.
+    pub request_timeout: Duration,
+    /// Longest drain at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Plugin sandbox limits.
+    pub plugin_limits: PluginLimits,
+    /// Login attempts per username.
+    pub login_rate: Bucket,
+    /// Actions per player.
+    pub action_rate: Bucket,
+}
+
+/// A trimmed, non-empty value.
+fn value(raw: &Option<String>) -> Option<&str> {
+    raw.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn number<T: std::str::FromStr>(
+    var: &'static str,
+    raw: &Option<String>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match value(raw) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| bad(var, format!("`{v}` is not a valid non-negative whole number"))),
+    }
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    var: &'static str,
+    raw: &Option<String>,
+    default: T,
+) -> Result<T, ConfigError> {
+    let n = number(var, raw, default)?;
+    if n <= T::default() {
+        return Err(bad(var, "must be greater than zero"));
+    }
+    Ok(n)
+}
+
+fn rate(var: &'static str, raw: &Option<String>, default: f64) -> Result<f64, ConfigError> {
+    match value(raw) {
+        None => Ok(default),
+        Some(v) => match v.parse::<f64>() {
+            Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+            _ => Err(bad(var, format!("`{v}` is not a positive number"))),
+        },
+    }
+}
+
+/// Percent-encode a URL userinfo part (user or password) so any character is safe in it.
+fn userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Config {
+    /// Read `.env` if present, then the command line and environment. Exits with clap's message for
+    /// an unknown flag; returns the subcommand and the validated configuration.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first bad variable.
+    pub fn load() -> Result<(Command, Self), ConfigError> {
+        // A missing .env is the normal case in production; a malformed one is an error worth a stop.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(bad("(.env)", format!("cannot read .env: {e}"))),
+        }
+        let cli = Cli::parse();
+        let config = Self::from_settings(&cli.settings)?;
+        Ok((cli.command.unwrap_or(Command::Serve), config))
+    }
+
+    /// Validate raw settings.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first bad variable.
+    pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let environment = match value(&s.cauldron_env).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("development" | "dev") => Environment::Development,
+            Some("production" | "prod") => Environment::Production,
+            Some(other) => {
+                return Err(bad(
+                    "CAULDRON_ENV",
+                    format!("`{other}` is not one of development, production"),
+                ));
+            }
+        };
+
+        let database_url = Self::database_url(s)?;
+        let port: u16 = number("PORT", &s.port, 3000)?;
+        let bind: IpAddr = match value(&s.bind_addr) {
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Some(v) => v
+                .parse()
+                .map_err(|_| bad("BIND_ADDR", format!("`{v}` is not an IP address")))?,
+        };
+
+        let log_level = value(&s.log_level).unwrap_or("info").to_owned();
+        tracing_subscriber::EnvFilter::try_new(&log_level)
+            .map_err(|e| bad("LOG_LEVEL", format!("`{log_level}` is not a valid filter: {e}")))?;
+        let log_format = match value(&s.log_format).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("pretty" | "text") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(bad("LOG_FORMAT", format!("`{other}` is not one of pretty, json"))),
+        };
+
+        let jwt_secret = Self::jwt_secret(environment, value(&s.jwt_secret))?;
+        let admin_token = value(&s.admin_token).map(str::to_owned);
+        if environment == Environment::Production
+            && let Some(token) = &admin_token
+            && (token.len() < MIN_SECRET_LEN || KNOWN_SECRETS.contains(&token.as_str()))
+        {
+            return Err(bad(
+                "ADMIN_TOKEN",
+                format!(
+                    "in production it must be at least {MIN_SECRET_LEN} characters and not a sample value"
+                ),
+            ));
+        }
+
+        let cors = match value(&s.cors_origins) {
+            None => Cors::SameOrigin,
+            Some("*") => Cors::Any,
+            Some(list) => {
+                let mut origins = Vec::new();
+                for origin in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                    let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                        && !origin.ends_with('/')
+                        && axum::http::HeaderValue::from_str(origin).is_ok();
+                    if !ok {
+                        return Err(bad(
+                            "CORS_ORIGINS",
+                            format!(
+                                "`{origin}` is not an origin like https://game.example.com (no path, no trailing slash)"
+                            ),
+                        ));
+                    }
+                    origins.push(origin.to_owned());
+                }
+                Cors::List(origins)
+            }
+        };
+
+        let memory_mb: usize = positive("PLUGIN_MEMORY_MB", &s.plugin_memory_mb, 64)?;
+        if memory_mb > 4096 {
+            return Err(bad("PLUGIN_MEMORY_MB", "wasm32 memories hold at most 4096 MiB"));
+        }
+        let plugin_limits = PluginLimits {
+            fuel: value(&s.plugin_fuel)
+                .map(|_| positive("PLUGIN_FUEL", &s.plugin_fuel, 1u64))
+                .transpose()?,
+            deadline: Duration::from_millis(positive("PLUGIN_DEADLINE_MS", &s.plugin_deadline_ms, 500u64)?),
+            memory_bytes: memory_mb << 20,
+            max_output_bytes: value(&s.plugin_max_output_bytes)
+                .map(|_| positive("PLUGIN_MAX_OUTPUT_BYTES", &s.plugin_max_output_bytes, 1usize))
+                .transpose()?,
+            cache_dir: match value(&s.module_cache_dir) {
+                Some("off" | "none") => None,
+                Some(dir) => Some(PathBuf::from(dir)),
+                None => Some(PathBuf::from("data/module-cache")),
+            },
+        };
+
+        Ok(Self {
+            environment,
+            database_url,
+            db_connect_timeout: Duration::from_secs(positive(
+                "DB_CONNECT_TIMEOUT_SECS",
+                &s.db_connect_timeout_secs,
+                60u64,
+            )?),
+            redis_url: value(&s.redis_url).map(str::to_owned),
+            listen: SocketAddr::new(bind, port),
+            log_level,
+            log_format,
+            jwt_secret,
+            jwt_ttl: Duration::from_secs(positive("JWT_TTL_SECS", &s.jwt_ttl_secs, 7 * 24 * 3600u64)?),
+            admin_token,
+            plugins_dir: PathBuf::from(value(&s.plugins_dir).unwrap_or("target/plugins")),
+            web_dir: PathBuf::from(value(&s.web_dir).unwrap_or("web")),
+            cors,
+            max_body_bytes: positive("MAX_BODY_BYTES", &s.max_body_bytes, 64 * 1024usize)?,
+            request_timeout: Duration::from_secs(positive(
+                "REQUEST_TIMEOUT_SECS",
+                &s.request_timeout_secs,
+                30u64,
+            )?),
+            shutdown_timeout: Duration::from_secs(number(
+                "SHUTDOWN_TIMEOUT_SECS",
+                &s.shutdown_timeout_secs,
+                10u64,
+            )?),
+            plugin_limits,
+            login_rate: Bucket {
+                burst: positive("RATE_LIMIT_LOGIN_BURST", &s.rate_limit_login_burst, 10u32)?,
+                per_sec: rate("RATE_LIMIT_LOGIN_PER_MIN", &s.rate_limit_login_per_min, 10.0)? / 60.0,
+            },
+            action_rate: Bucket {
+                burst: positive("RATE_LIMIT_ACTION_BURST", &s.rate_limit_action_burst, 30u32)?,
+                per_sec: rate("RATE_LIMIT_ACTION_PER_SEC", &s.rate_limit_action_per_sec, 10.0)?,
+            },
+        })
+    }
+
+    /// `DATABASE_URL`, else one built from the seed's `DB_*` variables, else the default SQLite file.
+    fn database_url(s: &Settings) -> Result<String, ConfigError> {
+        if let Some(url) = value(&s.database_url) {
+            let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or_default();
+            if !matches!(scheme, "postgres" | "postgresql" | "sqlite") {
+                // Only the scheme is echoed: the rest may hold a password.
+                return Err(bad(
+                    "DATABASE_URL",
+                    format!("must start with postgres://, postgresql:// or sqlite: (got `{scheme}:`)"),
+                ));
+            }
+            return Ok(url.to_owned());
+        }
+        if let Some(host) = value(&s.db_host) {
+            let port: u16 = number("DB_PORT", &s.db_port, 5432)?;
+            let name = value(&s.db_name).unwrap_or("cauldron");
+            let user = value(&s.db_user).unwrap_or("postgres");
+            let auth = match value(&s.db_password) {
+                Some(pw) => format!("{}:{}", userinfo(user), userinfo(pw)),
+                None => userinfo(user),
+            };
+            return Ok(format!("postgres://{auth}@{host}:{port}/{}", userinfo(name)));
+        }
+        Ok("sqlite://data/cauldron.db".to_owned())
+    }
+
+    fn jwt_secret(environment: Environment, raw: Option<&str>) -> Result<JwtSecret, ConfigError> {
+        match (environment, raw) {
+            (Environment::Production, None) => Err(bad(
+                "JWT_SECRET",
+                format!(
+                    "is required in production (at least {MIN_SECRET_LEN} random characters, e.g. `openssl rand -hex 32`)"
+                ),
+            )),
+            (Environment::Production, Some(s)) if s.len() < MIN_SECRET_LEN => Err(bad(
+                "JWT_SECRET",
+                format!(
+                    "is {} characters; production needs at least {MIN_SECRET_LEN}",
+                    s.len()
+                ),
+            )),
+            (Environment::Production, Some(s))
+                if KNOWN_SECRETS.contains(&s.to_ascii_lowercase().as_str()) =>
+            {
+                Err(bad(
+                    "JWT_SECRET",
+                    "is a well-known sample value; generate a random one",
+                ))
+            }
+            (_, Some(s)) => Ok(JwtSecret(s.as_bytes().to_vec())),
+            (Environment::Development, None) => {
+                // A random key per process: fine for one developer, and nobody can forge tokens with
+                // a value copied from a README. Tokens stop working at restart, which says why in the log.
+                let key: [u8; 32] = rand::random();
+                tracing::warn!("JWT_SECRET not set: using a random key for this process (development only)");
+                Ok(JwtSecret(key.to_vec()))
+            }
+        }
+    }
+
+    /// The SQLite file this configuration uses, if it is one (to create its folder).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    /// The database URL without its password, for logs.
+    pub fn database_url_redacted(&self) -> String {
+        redact(&self.database_url)
+    }
+}
+
+/// `scheme://user:***@host/...` for a URL with a password; other URLs unchanged.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((auth, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_settings(&Settings::from_lookup(|k| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn defaults_are_a_local_sqlite_game_on_3000() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.database_url, "sqlite://data/cauldron.db");
+        assert_eq!(c.sqlite_path(), Some(PathBuf::from("data/cauldron.db")));
+        assert_eq!(c.listen.port(), 3000);
+        assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.cors, Cors::SameOrigin);
+        assert_eq!(c.jwt_secret.as_bytes().len(), 32);
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        for (var, val) in [
+            ("PORT", "http"),
+            ("PORT", "70000"),
+            ("LOG_FORMAT", "xml"),
+            ("CAULDRON_ENV", "staging"),
+            ("DATABASE_URL", "mysql://x"),
+            ("PLUGIN_FUEL", "-1"),
+            ("PLUGIN_MEMORY_MB", "0"),
+            ("PLUGIN_DEADLINE_MS", "soon"),
+            ("MAX_BODY_BYTES", "lots"),
+            ("CORS_ORIGINS", "example.com"),
+            ("RATE_LIMIT_ACTION_PER_SEC", "NaN"),
+            ("BIND_ADDR", "localhost:3000"),
+            ("DB_CONNECT_TIMEOUT_SECS", "0"),
+        ] {
+            let err = config(&[(var, val)]).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_missing_short_or_sample_secrets() {
+        let prod = ("CAULDRON_ENV", "production");
+        for secret in [
+            None,
+            Some(""),
+            Some("short"),
+            Some("please-change-this-secret-in-production"),
+        ] {
+            let mut vars = vec![prod];
+            if let Some(s) = secret {
+                vars.push(("JWT_SECRET", s));
+            }
+            assert_eq!(config(&vars).expect_err("weak secret").var, "JWT_SECRET");
+        }
+        let strong = "0123456789abcdef0123456789abcdef";
+        assert!(config(&[prod, ("JWT_SECRET", strong)]).is_ok());
+        let err =
+            config(&[prod, ("JWT_SECRET", strong), ("ADMIN_TOKEN", "admin")]).expect_err("weak admin token");
+        assert_eq!(err.var, "ADMIN_TOKEN");
+    }
+
+    #[test]
+    fn seed_db_variables_build_a_postgres_url_with_escaped_password() {
+        let c = config(&[
+            ("DB_HOST", "db"),
+            ("DB_PASSWORD", "p@ss:word"),
+            ("DB_NAME", "game"),
+        ])
+        .unwrap();
+        assert_eq!(c.database_url, "postgres://postgres:p%40ss%3Aword@db:5432/game");
+        assert_eq!(c.database_url_redacted(), "postgres://postgres:***@db:5432/game");
+        let c = config(&[("DATABASE_URL", "postgres://u@h/d"), ("DB_HOST", "ignored")]).unwrap();
+        assert_eq!(c.database_url, "postgres://u@h/d");
+    }
+
+    #[test]
+    fn cors_lists_and_wildcard() {
+        let c = config(&[("CORS_ORIGINS", "https://a.example, http://localhost:5173")]).unwrap();
+        assert_eq!(
+            c.cors,
+            Cors::List(vec!["https://a.example".into(), "http://localhost:5173".into()])
+        );
+        assert_eq!(config(&[("CORS_ORIGINS", "*")]).unwrap().cors, Cors::Any);
+    }
+}
