@@ -6,13 +6,10 @@
 //! - `cache`, `bus`: Redis services (cache, pub/sub, presence, rate limits, leaderboards) with
 //!   in-process fallbacks.
 //! - `json`: conversion between plugin documents (MessagePack) and stored/served JSON.
-//! - `config`: settings from the environment, validated once; `telemetry`: logs.
-//! - `auth`: password and username rules, argon2id hashing, HS256 tokens.
 
-pub mod auth;
 pub mod bus;
 pub mod cache;
-pub mod config;
+pub mod game;
 pub mod json;
+pub mod metrics;
 pub mod store;
-pub mod telemetry;

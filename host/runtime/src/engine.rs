@@ -193,6 +193,15 @@ impl Runtime {
         plugin: &PluginVersion,
         input: Option<&[u8]>,
     ) -> Result<Vec<u8>, PluginError> {
+        self.run_guest_metered(plugin, input).0
+    }
+
+    /// [`Runtime::run_guest`], also reporting the fuel the call used (whatever its result).
+    pub(crate) fn run_guest_metered(
+        &self,
+        plugin: &PluginVersion,
+        input: Option<&[u8]>,
+    ) -> (Result<Vec<u8>, PluginError>, u64) {
         let inner = &self.inner;
         let state = CallState {
             limiter: MemoryCap {
@@ -204,9 +213,9 @@ impl Runtime {
         };
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store
-            .set_fuel(inner.limits.fuel)
-            .map_err(|e| PluginError::Unavailable(e.to_string()))?;
+        if let Err(e) = store.set_fuel(inner.limits.fuel) {
+            return (Err(PluginError::Unavailable(e.to_string())), 0);
+        }
         store.set_epoch_deadline(inner.deadline_ticks);
         store.epoch_deadline_trap();
 
@@ -248,7 +257,8 @@ impl Runtime {
             Ok(out.to_vec())
         })();
 
-        result.map_err(|err| classify(err, store.data()))
+        let fuel_used = inner.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        (result.map_err(|err| classify(err, store.data())), fuel_used)
     }
 }
 

@@ -434,6 +434,52 @@ impl Runtime {
             .map_err(|e| PluginError::BadOutput(format!("outcome does not decode: {e}")))
     }
 
+    /// Like [`Runtime::call`], also reporting the fuel the call used, whatever its result.
+    pub async fn call_metered(
+        &self,
+        plugin: Arc<PluginVersion>,
+        call: &Call,
+    ) -> (Result<Outcome, PluginError>, u64) {
+        let input = match codec::encode(call) {
+            Ok(i) => i,
+            Err(e) => return (Err(PluginError::Unavailable(format!("encoding call: {e}"))), 0),
+        };
+        if input.len() > abi::MAX_CALL_BYTES {
+            let msg = format!("call of {} bytes exceeds the call cap", input.len());
+            return (Err(PluginError::Unavailable(msg)), 0);
+        }
+        let permit = match self.inner.permits.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => {
+                return (
+                    Err(PluginError::Unavailable("runtime is shutting down".into())),
+                    0,
+                );
+            }
+        };
+        let this = self.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let (raw, fuel) = this.run_guest_metered(&plugin, Some(&input));
+            let outcome = raw.and_then(|raw| {
+                codec::decode::<Outcome>(&raw)
+                    .map_err(|e| PluginError::BadOutput(format!("outcome does not decode: {e}")))
+            });
+            (outcome, fuel)
+        })
+        .await;
+        match joined {
+            Ok((Ok(Outcome::Rejected { code, message }), fuel)) => {
+                (Err(PluginError::Rejected { code, message }), fuel)
+            }
+            Ok((Ok(Outcome::Fault { code, message }), fuel)) => {
+                (Err(PluginError::GuestFault { code, message }), fuel)
+            }
+            Ok(other) => other,
+            Err(e) => (Err(PluginError::Unavailable(format!("call task failed: {e}"))), 0),
+        }
+    }
+
     /// Run one call off the async workers, bounded by the call semaphore. Rejections and guest faults
     /// come back as errors; a successful outcome as `Ok`.
     pub async fn call(&self, plugin: Arc<PluginVersion>, call: &Call) -> Result<Outcome, PluginError> {

@@ -1,0 +1,665 @@
+//! The action pipeline: one player action from request to committed effects and published events.
+//! Knows the runtime and the store/cache/bus traits, never HTTP.
+//!
+//! # Layout
+//! - this file: [`Game`], [`Game::execute`] (the pipeline), character creation, reads.
+//! - `effects`: checking a plugin's effects before they are written.
+//! - `stats`: composing effective stats from modifiers.
+//!
+//! One action: look up the plugin version (an `Arc`, so a reload never disturbs it) and the action in
+//! its manifest → honour the idempotency key → take this node's lock for the player (so one player's
+//! actions run one at a time here; the version guard covers other nodes) → load the player's state
+//! (from the cache when its version is current) → compose effective stats from every plugin's
+//! `modifiers` hook and active buffs → call the plugin with only its declared sections and tables →
+//! validate the effects → apply them and the log row in one transaction guarded by the version (on a
+//! conflict, reload and re-run, a bounded number of times) → invalidate the cache, update
+//! leaderboards, publish events.
+
+pub mod effects;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cauldron_runtime::{PluginError, PluginVersion, Registry, Runtime};
+use cauldron_sdk::Doc;
+use cauldron_sdk::abi::reject_codes;
+use cauldron_sdk::codec;
+use cauldron_sdk::wire::{
+    Call, CallKind, Effect, Entity, HOOK_MODIFIERS, Manifest, Modifier, Outcome, PlayerState, Scope,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::bus::Channel;
+use crate::cache::services::Services;
+use crate::json::{doc_to_json, json_to_doc};
+use crate::metrics::Metrics;
+use crate::store::{ApplyRequest, FullState, LogEntry, Player, Store, StoreError};
+
+/// How many times an action is re-run after a concurrent change before giving up with a conflict.
+pub const MAX_ATTEMPTS: usize = 8;
+/// How long a player's state stays in the cache.
+pub const CACHE_TTL: Duration = Duration::from_secs(300);
+/// The optional action every plugin may offer to set up a new character.
+pub const START_ACTION: &str = "start";
+
+/// One action as requested by a client.
+#[derive(Debug, Clone)]
+pub struct ActionRequest {
+    /// The acting player.
+    pub player_id: i64,
+    /// Plugin name.
+    pub plugin: String,
+    /// Action name.
+    pub action: String,
+    /// Params as sent (an object, or null).
+    pub params: serde_json::Value,
+    /// The client's Idempotency-Key.
+    pub idempotency_key: Option<String>,
+}
+
+/// An event for clients, as published on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventOut {
+    /// The plugin that emitted it.
+    pub plugin: String,
+    /// Its topic.
+    pub topic: String,
+    /// `player` or `global`.
+    pub scope: String,
+    /// The acting player.
+    pub player_id: i64,
+    /// Payload.
+    pub data: serde_json::Value,
+}
+
+/// The answer to an action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionReply {
+    /// The plugin's reply.
+    pub reply: serde_json::Value,
+    /// Events the action emitted (already published).
+    pub events: Vec<EventOut>,
+    /// The player's version after the action.
+    pub player_version: i64,
+    /// True when this is the stored answer to an earlier request with the same idempotency key.
+    pub replayed: bool,
+}
+
+/// A player's stats: base, after modifiers, and the modifiers themselves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsView {
+    /// Stats as plugins set them.
+    pub base: BTreeMap<String, f64>,
+    /// After every plugin's modifiers and active buffs.
+    pub effective: BTreeMap<String, f64>,
+    /// Every modifier that applied, with its source.
+    pub modifiers: Vec<Modifier>,
+}
+
+/// One plugin in the catalog: what clients need to render its actions and content.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogEntry {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Its version.
+    pub version: String,
+    /// sha256 of its module.
+    pub sha256: String,
+    /// Its content tables as JSON.
+    pub content: BTreeMap<String, serde_json::Value>,
+}
+
+/// Why an action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum GameError {
+    /// No plugin of that name is loaded.
+    #[error("unknown plugin `{0}`")]
+    UnknownPlugin(String),
+    /// The plugin has no such action.
+    #[error("plugin `{plugin}` has no action `{action}`")]
+    UnknownAction {
+        /// Plugin name.
+        plugin: String,
+        /// Action name.
+        action: String,
+    },
+    /// The params are malformed.
+    #[error("bad params: {0}")]
+    BadParams(String),
+    /// The rules said no.
+    #[error("{message}")]
+    Rejected {
+        /// Rejection code.
+        code: String,
+        /// Message for the player.
+        message: String,
+    },
+    /// The player, or a thing the action names, does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The plugin failed; nothing changed.
+    #[error("plugin {plugin} {version} failed ({kind}): {message}")]
+    Fault {
+        /// Plugin name.
+        plugin: String,
+        /// Plugin version.
+        version: String,
+        /// Fault kind (`trap`, `out_of_fuel`, `bad_effect`, ...).
+        kind: &'static str,
+        /// Detail for operators.
+        message: String,
+    },
+    /// The player's state kept changing concurrently; nothing changed.
+    #[error("the player's state kept changing; try again")]
+    Conflict,
+    /// The host cannot serve the action right now.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The store failed.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A player's whole state as loaded once per attempt: everything, from which each call gets its view.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Snapshot {
+    version: i64,
+    state: PlayerState,
+    plugin_states: BTreeMap<String, Doc>,
+}
+
+impl Snapshot {
+    fn from_full(full: &FullState) -> Self {
+        let state = PlayerState {
+            id: full.player.id,
+            name: full.player.name.clone(),
+            created_ms: full.player.created_ms,
+            stats: full.stats.clone(),
+            currencies: full.currencies.clone(),
+            counters: full.counters.clone(),
+            items: full.items.clone(),
+            entities: full
+                .entities
+                .iter()
+                .map(|e| Entity {
+                    id: e.id.clone(),
+                    kind: e.kind.clone(),
+                    data: json_to_doc(&e.data),
+                })
+                .collect(),
+            buffs: full.buffs.clone(),
+            state: Doc::nil(),
+        };
+        let plugin_states = full
+            .plugin_state
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_doc(v)))
+            .collect();
+        Self {
+            version: full.player.version,
+            state,
+            plugin_states,
+        }
+    }
+
+    /// What a call of `plugin` that reads `sections` and entity `kinds` may see.
+    fn view(&self, plugin: &str, sections: &[cauldron_sdk::wire::Section], kinds: &[String]) -> PlayerState {
+        let mut view = self.state.only(sections, kinds);
+        if sections.contains(&cauldron_sdk::wire::Section::State) {
+            view.state = self.plugin_states.get(plugin).cloned().unwrap_or_else(Doc::nil);
+        }
+        view
+    }
+
+    /// The full state with `plugin`'s private state in place, for effect validation.
+    fn full_for(&self, plugin: &str) -> PlayerState {
+        let mut s = self.state.clone();
+        s.state = self.plugin_states.get(plugin).cloned().unwrap_or_else(Doc::nil);
+        s
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The game: plugins, state and services wired into the action pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Game {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Runtime,
+    registry: Arc<Registry>,
+    store: Arc<dyn Store>,
+    services: Services,
+    metrics: Arc<Metrics>,
+    locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Game {
+    /// Wire the pipeline.
+    pub fn new(
+        runtime: Runtime,
+        registry: Arc<Registry>,
+        store: Arc<dyn Store>,
+        services: Services,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                runtime,
+                registry,
+                store,
+                services,
+                metrics,
+                locks: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The plugin registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// The plugin runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The Redis (or in-process) services.
+    pub fn services(&self) -> &Services {
+        &self.inner.services
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Every loaded plugin's manifest and content, for clients.
+    pub fn catalog(&self) -> Vec<CatalogEntry> {
+        self.inner
+            .registry
+            .current()
+            .into_iter()
+            .map(|v| CatalogEntry {
+                manifest: v.manifest.clone(),
+                version: v.version().to_owned(),
+                sha256: v.sha256.clone(),
+                content: v
+                    .content
+                    .iter()
+                    .filter_map(|(k, d)| Some((k.clone(), doc_to_json(d).ok()?)))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The player's full state.
+    pub async fn state(&self, player_id: i64) -> Result<FullState, GameError> {
+        self.inner
+            .store
+            .load_full(player_id, now_ms())
+            .await
+            .map_err(not_found_player)
+    }
+
+    /// The player's base and effective stats.
+    pub async fn effective_stats(&self, player_id: i64) -> Result<StatsView, GameError> {
+        let now = now_ms();
+        let snap = self.snapshot(player_id, now, true).await?;
+        let modifiers = self.modifiers(&snap, now).await;
+        Ok(StatsView {
+            base: snap.state.stats.clone(),
+            effective: stats::compose(&snap.state.stats, &modifiers),
+            modifiers,
+        })
+    }
+
+    /// Create a player for an account and run every plugin's optional `start` action for it.
+    pub async fn create_character(&self, account_id: i64, name: &str) -> Result<Player, GameError> {
+        let player = self.inner.store.create_player(account_id, name).await?;
+        for version in self.inner.registry.current() {
+            if version.manifest.action(START_ACTION).is_none() {
+                continue;
+            }
+            let req = ActionRequest {
+                player_id: player.id,
+                plugin: version.name().to_owned(),
+                action: START_ACTION.into(),
+                params: serde_json::Value::Null,
+                idempotency_key: None,
+            };
+            match self.execute(req).await {
+                Ok(_) | Err(GameError::Rejected { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(plugin = %version.name(), player = player.id, "start action failed: {e}")
+                }
+            }
+        }
+        let player = self.inner.store.player_by_id(player.id).await?.unwrap_or(player);
+        Ok(player)
+    }
+
+    fn player_lock(&self, player_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(player_id).or_default().clone()
+    }
+
+    fn release_lock(&self, player_id: i64, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map and this handle hold it: nobody else is waiting, so forget it.
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&player_id);
+        }
+    }
+
+    /// Load the player's whole state: from the cache when allowed and its version is current,
+    /// otherwise from the store (refilling the cache).
+    async fn snapshot(&self, player_id: i64, now: i64, use_cache: bool) -> Result<Snapshot, GameError> {
+        let cache = &self.inner.services.cache;
+        if use_cache && let Some(hit) = cache.get(player_id).await {
+            // One indexed read confirms the cached copy is the committed one; a stale copy is dropped.
+            let current = self.inner.store.player_by_id(player_id).await?.map(|p| p.version);
+            if current == Some(hit.version)
+                && let Ok(snap) = codec::decode::<Snapshot>(&hit.bytes)
+                && snap.version == hit.version
+            {
+                return Ok(snap);
+            }
+        }
+        let full = self
+            .inner
+            .store
+            .load_full(player_id, now)
+            .await
+            .map_err(not_found_player)?;
+        let snap = Snapshot::from_full(&full);
+        if let Ok(bytes) = codec::encode(&snap) {
+            cache
+                .set(player_id, snap.version, Bytes::from(bytes), CACHE_TTL)
+                .await;
+        }
+        Ok(snap)
+    }
+
+    /// Every plugin's `modifiers` for this state, plus active buffs. A failing hook is skipped (and
+    /// counted) so one broken plugin never blocks the others' actions.
+    async fn modifiers(&self, snap: &Snapshot, now: i64) -> Vec<Modifier> {
+        let mut all: Vec<Modifier> = snap
+            .state
+            .buffs
+            .iter()
+            .flat_map(|b| b.modifiers.iter().cloned())
+            .collect();
+        for version in self.inner.registry.current() {
+            let Some(hook) = version.manifest.hook(HOOK_MODIFIERS) else {
+                continue;
+            };
+            let call = Call {
+                action: HOOK_MODIFIERS.into(),
+                kind: CallKind::Hook,
+                params: Doc::nil(),
+                player: snap.view(version.name(), &hook.reads, &version.manifest.entity_kinds),
+                effective_stats: BTreeMap::new(),
+                now_ms: now,
+                seed: rand::random(),
+                content: version.content_for(&hook.content),
+            };
+            match self.call_plugin(&version, &call).await {
+                Ok(Outcome::Ok { modifiers, .. }) => all.extend(modifiers),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(plugin = %version.name(), "modifiers hook skipped: {e}"),
+            }
+        }
+        all
+    }
+
+    /// Call a plugin, recording metrics.
+    async fn call_plugin(&self, version: &Arc<PluginVersion>, call: &Call) -> Result<Outcome, PluginError> {
+        let started = Instant::now();
+        let (result, fuel) = self.inner.runtime.call_metered(version.clone(), call).await;
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        self.inner.metrics.plugin_call(
+            version.name(),
+            &call.action,
+            label,
+            started.elapsed().as_secs_f64(),
+            fuel,
+        );
+        if let Err(e) = &result
+            && e.is_fault()
+        {
+            self.inner
+                .metrics
+                .plugin_fault(version.name(), version.version(), e.kind());
+        }
+        result
+    }
+
+    fn fault(&self, version: &PluginVersion, kind: &'static str, message: String) -> GameError {
+        tracing::warn!(plugin = %version.name(), version = %version.version(), kind, "plugin fault: {message}");
+        GameError::Fault {
+            plugin: version.name().to_owned(),
+            version: version.version().to_owned(),
+            kind,
+            message,
+        }
+    }
+
+    /// Run one action end to end. See the module docs for the steps.
+    pub async fn execute(&self, req: ActionRequest) -> Result<ActionReply, GameError> {
+        let version = self
+            .inner
+            .registry
+            .get(&req.plugin)
+            .ok_or_else(|| GameError::UnknownPlugin(req.plugin.clone()))?;
+        let spec = version
+            .manifest
+            .action(&req.action)
+            .cloned()
+            .ok_or_else(|| GameError::UnknownAction {
+                plugin: req.plugin.clone(),
+                action: req.action.clone(),
+            })?;
+        if !(req.params.is_object() || req.params.is_null()) {
+            return Err(GameError::BadParams("params must be a JSON object".into()));
+        }
+        let params = json_to_doc(&req.params);
+        let mut kinds = version.manifest.entity_kinds.clone();
+        kinds.extend(spec.kinds.iter().cloned());
+
+        let lock = self.player_lock(req.player_id);
+        let result = {
+            let _guard = lock.lock().await;
+            self.execute_locked(&req, &version, &spec, &params, &kinds).await
+        };
+        self.release_lock(req.player_id, lock);
+        result
+    }
+
+    async fn execute_locked(
+        &self,
+        req: &ActionRequest,
+        version: &Arc<PluginVersion>,
+        spec: &cauldron_sdk::wire::ActionSpec,
+        params: &Doc,
+        kinds: &[String],
+    ) -> Result<ActionReply, GameError> {
+        let store = &self.inner.store;
+        for attempt in 0..MAX_ATTEMPTS {
+            if let Some(key) = &req.idempotency_key
+                && let Some(done) = store.idempotent_reply(req.player_id, key).await?
+            {
+                return Ok(ActionReply {
+                    reply: done.reply,
+                    events: Vec::new(),
+                    player_version: done.version,
+                    replayed: true,
+                });
+            }
+            let now = now_ms();
+            let snap = self.snapshot(req.player_id, now, attempt == 0).await?;
+            let modifiers = self.modifiers(&snap, now).await;
+            let call = Call {
+                action: req.action.clone(),
+                kind: CallKind::Action,
+                params: params.clone(),
+                player: snap.view(version.name(), &spec.reads, kinds),
+                effective_stats: stats::compose(&snap.state.stats, &modifiers),
+                now_ms: now,
+                seed: rand::random(),
+                content: version.content_for(&spec.content),
+            };
+            let outcome = match self.call_plugin(version, &call).await {
+                Ok(o) => o,
+                Err(PluginError::Rejected { code, message }) => {
+                    return Err(match code.as_str() {
+                        reject_codes::BAD_PARAMS => GameError::BadParams(message),
+                        reject_codes::UNKNOWN_ACTION => GameError::UnknownAction {
+                            plugin: req.plugin.clone(),
+                            action: req.action.clone(),
+                        },
+                        reject_codes::NOT_FOUND => GameError::NotFound(message),
+                        _ => GameError::Rejected { code, message },
+                    });
+                }
+                Err(e) => return Err(self.fault(version, e.kind(), e.to_string())),
+            };
+            let Outcome::Ok { effects, reply, .. } = &outcome else {
+                return Err(self.fault(version, "bad_output", "unexpected outcome".into()));
+            };
+            effects::validate(
+                &snap.full_for(version.name()),
+                &version.manifest.entity_kinds,
+                &spec.kinds,
+                effects,
+                now,
+            )
+            .map_err(|e| self.fault(version, "bad_effect", e))?;
+            let reply_json =
+                doc_to_json(reply).map_err(|e| self.fault(version, "bad_output", format!("reply: {e}")))?;
+            let digest = codec::encode(&outcome)
+                .map(|b| hex::encode(Sha256::digest(b)))
+                .unwrap_or_default();
+            let log = LogEntry {
+                plugin_version: version.version().to_owned(),
+                plugin_sha256: version.sha256.clone(),
+                action: req.action.clone(),
+                params: req.params.clone(),
+                seed: call.seed,
+                now_ms: now,
+                outcome_digest: digest,
+                reply: reply_json.clone(),
+                idempotency_key: req.idempotency_key.clone(),
+            };
+            let apply = ApplyRequest {
+                player_id: req.player_id,
+                expected_version: snap.version,
+                plugin: version.name(),
+                kinds,
+                effects,
+                log: &log,
+            };
+            match store.apply(apply).await {
+                Ok(new_version) => {
+                    let events = self
+                        .after_commit(req.player_id, version.name(), new_version, effects)
+                        .await;
+                    return Ok(ActionReply {
+                        reply: reply_json,
+                        events,
+                        player_version: new_version,
+                        replayed: false,
+                    });
+                }
+                Err(StoreError::Conflict) => {
+                    self.inner
+                        .metrics
+                        .inc("cauldron_action_conflicts_total", &[("plugin", version.name())]);
+                    self.inner
+                        .services
+                        .cache
+                        .invalidate(req.player_id, snap.version + 1)
+                        .await;
+                    continue;
+                }
+                Err(StoreError::Invalid(e)) => return Err(self.fault(version, "bad_effect", e)),
+                Err(StoreError::NotFound) => {
+                    return Err(GameError::NotFound(format!("player {}", req.player_id)));
+                }
+                Err(e) => return Err(GameError::Store(e)),
+            }
+        }
+        Err(GameError::Conflict)
+    }
+
+    /// After a commit: invalidate the cache, mirror scores to the leaderboards, publish events.
+    async fn after_commit(
+        &self,
+        player_id: i64,
+        plugin: &str,
+        new_version: i64,
+        effects: &[Effect],
+    ) -> Vec<EventOut> {
+        let services = &self.inner.services;
+        services.cache.invalidate(player_id, new_version).await;
+        let mut events = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::SetScore { board, score } => {
+                    if let Err(e) = services.leaderboard.set_score(board, player_id, *score).await {
+                        tracing::warn!(board, "leaderboard not updated (the store has the score): {e}");
+                    }
+                }
+                Effect::Emit { event } => {
+                    let scope = match event.scope {
+                        Scope::Player => "player",
+                        Scope::Global => "global",
+                    };
+                    let out = EventOut {
+                        plugin: plugin.to_owned(),
+                        topic: event.topic.clone(),
+                        scope: scope.into(),
+                        player_id,
+                        data: doc_to_json(&event.data).unwrap_or(serde_json::Value::Null),
+                    };
+                    let channel = match event.scope {
+                        Scope::Player => Channel::Player(player_id),
+                        Scope::Global => Channel::Global,
+                    };
+                    if let Ok(bytes) = serde_json::to_vec(&out) {
+                        services.bus.publish(&channel, Bytes::from(bytes)).await;
+                    }
+                    events.push(out);
+                }
+                _ => {}
+            }
+        }
+        events
+    }
+}
+
+fn not_found_player(e: StoreError) -> GameError {
+    match e {
+        StoreError::NotFound => GameError::NotFound("player".into()),
+        other => GameError::Store(other),
+    }
+}
