@@ -5,11 +5,17 @@
 //! - `store`: persistence behind one coarse trait, PostgreSQL and SQLite implementations.
 //! - `cache`, `bus`: Redis services (cache, pub/sub, presence, rate limits, leaderboards) with
 //!   in-process fallbacks.
+//! - `game`: the action pipeline; `metrics`: Prometheus metrics.
 //! - `json`: conversion between plugin documents (MessagePack) and stored/served JSON.
+//! - `config`: settings from the environment, validated once; `telemetry`: logs.
+//! - `auth`: password and username rules, argon2id hashing, HS256 tokens.
 
+pub mod auth;
 pub mod bus;
 pub mod cache;
+pub mod config;
 pub mod game;
 pub mod json;
 pub mod metrics;
 pub mod store;
+pub mod telemetry;
