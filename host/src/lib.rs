@@ -9,7 +9,10 @@
 //! - `json`: conversion between plugin documents (MessagePack) and stored/served JSON.
 //! - `config`: settings from the environment, validated once; `telemetry`: logs.
 //! - `auth`: password and username rules, argon2id hashing, HS256 tokens.
+//! - `state`: the app state shared by handlers, and the start-up steps that build it.
+//! - `api`: the HTTP API (axum), its error type, extractors and routes.
 
+pub mod api;
 pub mod auth;
 pub mod bus;
 pub mod cache;
@@ -17,5 +20,6 @@ pub mod config;
 pub mod game;
 pub mod json;
 pub mod metrics;
+pub mod state;
 pub mod store;
 pub mod telemetry;

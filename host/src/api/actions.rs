@@ -1,0 +1,98 @@
+//! `/api/v1/actions/{plugin}/{action}`: run one plugin action for the caller.
+
+use axum::extract::{Path, State};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Auth, IdempotencyKey, Params};
+use super::rate_limit;
+use crate::game::{ActionReply, ActionRequest};
+use crate::state::AppState;
+
+/// The action route.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(act))
+}
+
+/// An event an action emitted (also delivered over the bus to WebSocket clients).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Event)]
+#[allow(dead_code, reason = "documentation shape only")]
+struct EventDoc {
+    plugin: String,
+    topic: String,
+    /// `player` or `global`.
+    scope: String,
+    player_id: i64,
+    data: serde_json::Value,
+}
+
+/// What an action returned (documents `game::ActionReply`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = ActionReply)]
+#[allow(dead_code, reason = "documentation shape only")]
+struct ActionReplyDoc {
+    /// The plugin's reply.
+    reply: serde_json::Value,
+    /// Events the action emitted.
+    events: Vec<EventDoc>,
+    /// The player's state version after the action.
+    player_version: i64,
+    /// True when this answers a repeated Idempotency-Key (the action was not run again).
+    replayed: bool,
+}
+
+/// Run `action` of `plugin` with the JSON body as params (an empty body means `{}`). Rate-limited per
+/// player. With an `Idempotency-Key`, a repeat of the same key returns the first reply and changes
+/// nothing.
+#[utoipa::path(
+    post, path = "/actions/{plugin}/{action}", tag = "actions",
+    security(("bearer" = [])),
+    params(
+        ("plugin" = String, Path, description = "Plugin name, as in the catalog"),
+        ("action" = String, Path, description = "Action name, as in the plugin's manifest"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible ASCII characters; repeats return the first reply"),
+    ),
+    request_body(content = Object, description = "The action's params", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied", body = ActionReplyDoc),
+        (status = 400, description = "Malformed JSON or bad params", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Unknown plugin or action", body = ErrorBody),
+        (status = 409, description = "The state kept changing concurrently", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "The game's rules refused; nothing changed", body = ErrorBody),
+        (status = 429, description = "Too many actions; see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "The plugin failed (`plugin_fault`); nothing changed", body = ErrorBody),
+        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+    )
+)]
+async fn act(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path((plugin, action)): Path<(String, String)>,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
+    Params(params): Params,
+) -> Result<axum::Json<ActionReply>, ApiError> {
+    rate_limit(
+        &state,
+        &format!("action:{}", who.player_id),
+        state.config.action_rate,
+    )
+    .await?;
+    let reply = state
+        .game
+        .execute(ActionRequest {
+            player_id: who.player_id,
+            plugin,
+            action,
+            params,
+            idempotency_key,
+        })
+        .await?;
+    Ok(axum::Json(reply))
+}

@@ -1,0 +1,248 @@
+//! `/api/v1/auth`: register, login, logout, me.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{AppJson, Auth};
+use super::rate_limit;
+use crate::auth::{check_password, check_username, hash_password, verify_password};
+use crate::game::GameError;
+use crate::state::AppState;
+use crate::store::{Account, Player, Role, StoreError};
+
+/// The auth routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+}
+
+/// A username and a password.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Credentials {
+    /// 3–24 characters: letters A-Z, digits, `_`, Chinese characters.
+    #[schema(example = "player_one")]
+    pub username: String,
+    /// 8–128 characters.
+    #[schema(example = "correct horse battery")]
+    pub password: String,
+}
+
+/// An account as clients see it (never its password hash).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    /// Account id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// `player` or `admin`.
+    pub role: String,
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        Self {
+            id: a.id,
+            username: a.username.clone(),
+            role: a.role.as_str().to_owned(),
+            created_ms: a.created_ms,
+        }
+    }
+}
+
+/// A character.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlayerView {
+    /// Player id.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// State version, bumped by every applied action.
+    pub version: i64,
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+}
+
+impl From<&Player> for PlayerView {
+    fn from(p: &Player) -> Self {
+        Self {
+            id: p.id,
+            name: p.name.clone(),
+            version: p.version,
+            created_ms: p.created_ms,
+        }
+    }
+}
+
+/// A token and who it is for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    /// Bearer token (HS256 JWT) for `Authorization: Bearer <token>`.
+    pub token: String,
+    /// When it expires, ms since the epoch.
+    pub expires_ms: i64,
+    /// The account.
+    pub account: AccountView,
+    /// Its character.
+    pub player: PlayerView,
+}
+
+/// Who the token belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// The account.
+    pub account: AccountView,
+    /// Its character.
+    pub player: PlayerView,
+}
+
+fn session(state: &AppState, account: &Account, player: &Player) -> Result<Session, ApiError> {
+    let issued = state
+        .keys
+        .issue(account.id, player.id, account.role)
+        .map_err(ApiError::internal)?;
+    Ok(Session {
+        token: issued.token,
+        expires_ms: issued.expires_ms,
+        account: account.into(),
+        player: player.into(),
+    })
+}
+
+/// The account's character, created now if an earlier registration stopped before making it.
+async fn character(state: &AppState, account: &Account) -> Result<Player, ApiError> {
+    if let Some(player) = state.store().player_by_account(account.id).await? {
+        return Ok(player);
+    }
+    match state.game.create_character(account.id, &account.username).await {
+        Ok(player) => Ok(player),
+        // A concurrent login created it first.
+        Err(GameError::Store(StoreError::Invalid(_))) => state
+            .store()
+            .player_by_account(account.id)
+            .await?
+            .ok_or_else(|| ApiError::internal("character vanished after a concurrent creation")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Create an account and its character; returns a token.
+#[utoipa::path(
+    post, path = "/auth/register", tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Account and character created", body = Session),
+        (status = 400, description = "Malformed JSON, or a username or password rule failed", body = ErrorBody),
+        (status = 409, description = "The username is taken", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
+async fn register(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<Credentials>,
+) -> Result<(StatusCode, axum::Json<Session>), ApiError> {
+    check_username(&body.username).map_err(|m| ApiError::bad_request("invalid_username", m))?;
+    check_password(&body.password).map_err(|m| ApiError::bad_request("invalid_password", m))?;
+    let hash = hash_password(body.password).await.map_err(ApiError::internal)?;
+    let account = state
+        .store()
+        .create_account(&body.username, &hash, Role::Player)
+        .await?;
+    let player = character(&state, &account).await?;
+    tracing::info!(account = account.id, player = player.id, "account registered");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(session(&state, &account, &player)?),
+    ))
+}
+
+/// Exchange a username and password for a token. Rate-limited per username.
+#[utoipa::path(
+    post, path = "/auth/login", tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in", body = Session),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Wrong username or password", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+async fn login(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<Credentials>,
+) -> Result<axum::Json<Session>, ApiError> {
+    // Keyed by name, not address: it protects each account from guessing, and players behind one
+    // proxy or NAT do not share a bucket. Bounded in length so the key cannot be made huge.
+    let name: String = body.username.chars().take(64).collect::<String>().to_lowercase();
+    rate_limit(&state, &format!("login:{name}"), state.config.login_rate).await?;
+    let refused = || ApiError::Unauthorized("wrong username or password".to_owned());
+    if body.password.chars().count() > crate::auth::PASSWORD_MAX {
+        return Err(refused());
+    }
+    let account = state.store().account_by_username(&body.username).await?;
+    let ok = verify_password(body.password, account.as_ref().map(|a| a.password_hash.clone())).await;
+    let Some(account) = account.filter(|_| ok) else {
+        return Err(refused());
+    };
+    let player = character(&state, &account).await?;
+    Ok(axum::Json(session(&state, &account, &player)?))
+}
+
+/// Revoke the token this request carries. Other tokens of the account stay valid.
+#[utoipa::path(
+    post, path = "/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The token is revoked"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+async fn logout(State(state): State<AppState>, Auth(who): Auth) -> Result<StatusCode, ApiError> {
+    state
+        .store()
+        .revoke_token(&who.jti, who.account_id, who.expires_ms)
+        .await?;
+    if let Err(e) = state.game.services().presence.mark_offline(who.player_id).await {
+        tracing::debug!(error = %e, "presence: could not mark offline");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's account and character.
+#[utoipa::path(
+    get, path = "/auth/me", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "The account was deleted", body = ErrorBody),
+    )
+)]
+async fn me(State(state): State<AppState>, Auth(who): Auth) -> Result<axum::Json<Me>, ApiError> {
+    let store = state.store();
+    let account = store
+        .account_by_id(who.account_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("not_found", "the account no longer exists"))?;
+    let player = store
+        .player_by_id(who.player_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("not_found", "the character no longer exists"))?;
+    Ok(axum::Json(Me {
+        account: (&account).into(),
+        player: (&player).into(),
+    }))
+}

@@ -1,0 +1,122 @@
+//! Extractors that speak our error format: [`AppJson`] (JSON bodies), [`Params`] (an action's
+//! params: JSON or an empty body), [`Auth`] (the bearer token) and [`IdempotencyKey`].
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+
+use super::error::ApiError;
+use crate::auth::Identity;
+use crate::state::AppState;
+
+/// Longest accepted `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_MAX: usize = 128;
+
+/// `axum::Json` whose rejections are [`ApiError`]s: malformed JSON is a 400 `bad_json`, a body over
+/// the limit a 413, a missing JSON content type a 415.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Self::UnsupportedMediaType("send JSON with `Content-Type: application/json`".to_owned())
+            }
+            _ => Self::bad_request("bad_json", rejection.body_text()),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            _ => Self::bad_request("bad_body", rejection.body_text()),
+        }
+    }
+}
+
+/// An action's params: the JSON body, or `{}` when the body is empty (so `POST` with no body works).
+#[derive(Debug, Clone)]
+pub struct Params(pub serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(serde_json::Value::Object(serde_json::Map::new())));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}")))
+    }
+}
+
+/// The authenticated caller: a valid, unexpired, unrevoked bearer token.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Identity);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("log in first: no Authorization header".to_owned()))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".to_owned())
+            })?;
+        let identity = state
+            .keys
+            .verify(token)
+            .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        if state.store().is_token_revoked(&identity.jti).await? {
+            return Err(ApiError::Unauthorized(
+                "the token was revoked by a logout; log in again".to_owned(),
+            ));
+        }
+        Ok(Self(identity))
+    }
+}
+
+/// The optional `Idempotency-Key` header: 1 to 128 visible ASCII characters.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| {
+                !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_MAX && k.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_idempotency_key",
+                    format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
+                )
+            })?;
+        Ok(Self(Some(key.to_owned())))
+    }
+}

@@ -1,0 +1,298 @@
+//! The HTTP API (axum). Knows `game` and `auth`, never wasmtime.
+//!
+//! # Layout
+//! - this file: [`app`] (the router with every layer) and [`serve`] (listener + graceful shutdown),
+//!   the OpenAPI document, the request observer (metrics and error logs).
+//! - `error`: [`ApiError`], the one error type, rendered `{"error":{"code","message"}}`.
+//! - `extract`: JSON and params extractors with our rejections, the bearer-token extractor,
+//!   `Idempotency-Key`.
+//! - `auth`, `players`, `actions`, `catalog`, `leaderboards`, `health`, `metrics`: one `router()`
+//!   each, handlers next to their routes, each annotated for the OpenAPI document.
+//! - `ws` and `admin` are reserved for the WebSocket endpoint and the plugin administration routes.
+//!
+//! Every route is registered through `utoipa_axum`'s router, so a route without an OpenAPI
+//! description cannot be added by accident: `/api/openapi.json` is generated from the same list.
+
+pub mod actions;
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod leaderboards;
+pub mod metrics;
+pub mod players;
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::ApiError;
+
+use crate::cache::RateLimit;
+use crate::config::{Bucket, Cors};
+use crate::metrics::LATENCY_BUCKETS;
+use crate::state::AppState;
+
+/// The header carrying each request's id (set if the client sent none, echoed in the response).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The OpenAPI document's fixed parts; paths come from the routers.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Cauldron API", description = "Accounts, actions, state, catalog and leaderboards of a Cauldron game host."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Accounts and tokens"),
+        (name = "player", description = "The caller's character"),
+        (name = "actions", description = "Plugin actions"),
+        (name = "catalog", description = "Loaded plugins and their content"),
+        (name = "leaderboards", description = "Scores and presence"),
+        (name = "ops", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer-token security scheme the authenticated routes refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route with its OpenAPI description, before layers and state.
+fn routes() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(players::router())
+        .merge(actions::router())
+        .merge(catalog::router())
+        .merge(leaderboards::router());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .merge(health::router())
+        .merge(metrics::router())
+}
+
+/// The generated OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The whole application: routes, OpenAPI document, static web client and every layer. Tests drive
+/// it directly; [`serve`] puts it on a socket.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = routes().split_for_parts();
+    let doc = Arc::new(doc);
+    let mut router = router
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move { axum::Json(doc) }
+            }),
+        )
+        // Unknown API paths are JSON 404s, never the web client's index.html.
+        .route("/api", any(api_not_found))
+        .route("/api/{*rest}", any(api_not_found));
+
+    let web = &state.config.web_dir;
+    router = if web.is_dir() {
+        router.fallback_service(ServeDir::new(web).fallback(ServeFile::new(web.join("index.html"))))
+    } else {
+        router.fallback(api_not_found)
+    };
+
+    let config = &state.config;
+    let cors = cors(&config.cors);
+    router
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(cors)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+fn cors(policy: &Cors) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([REQUEST_ID, header::RETRY_AFTER])
+        .max_age(Duration::from_secs(3600));
+    match policy {
+        Cors::SameOrigin => CorsLayer::new(),
+        Cors::Any => base.allow_origin(AllowOrigin::any()),
+        Cors::List(origins) => base.allow_origin(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::not_found("no_route", "no such API route")
+}
+
+/// Inside the trace span: counts the request by route and status, times it, and logs the detail of
+/// a failed response (put there by [`ApiError`]'s conversion, which itself never logs).
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status();
+    state.metrics.inc(
+        "cauldron_http_requests_total",
+        &[("route", &route), ("status", status.as_str())],
+    );
+    state.metrics.observe(
+        "cauldron_http_request_seconds",
+        &[("route", &route)],
+        started.elapsed().as_secs_f64(),
+        LATENCY_BUCKETS,
+    );
+    if let Some(err) = response.extensions().get::<error::ErrorDetail>() {
+        if err.internal {
+            tracing::error!(status = status.as_u16(), code = %err.code, detail = %err.detail, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), code = %err.code, detail = %err.detail, "request refused");
+        }
+    }
+    response
+}
+
+/// Take one token from `key`'s bucket, or fail with 429 and `Retry-After`.
+pub(crate) async fn rate_limit(state: &AppState, key: &str, bucket: Bucket) -> Result<(), ApiError> {
+    let decision = state
+        .game
+        .services()
+        .rate_limiter
+        .check(key, RateLimit::new(bucket.burst, bucket.per_sec))
+        .await;
+    match decision {
+        crate::cache::Decision::Allowed { .. } => Ok(()),
+        crate::cache::Decision::Limited { retry_after } => Err(ApiError::RateLimited { retry_after }),
+    }
+}
+
+/// Serve `state`'s app on `listener` until `shutdown` completes; then stop accepting, let in-flight
+/// requests finish for up to `SHUTDOWN_TIMEOUT_SECS`, and return.
+///
+/// # Errors
+/// An accept-loop I/O error.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.config.shutdown_timeout;
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let notify = Arc::clone(&signalled);
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "shutting down: no new connections, finishing in-flight requests"
+            );
+            notify.notify_one();
+        })
+        .into_future();
+    tokio::select! {
+        result = server => result,
+        () = async { signalled.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM (what `docker stop` sends).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// A plain response with a status and text body (health, metrics).
+pub(crate) fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
