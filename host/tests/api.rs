@@ -1,0 +1,801 @@
+//! The HTTP API end to end: the real app on an ephemeral port with the real plugins (and the probe
+//! fixture), every case run twice by `both_backends!`: PostgreSQL + Redis, and SQLite + in-process
+//! services. No mocks; nothing waits on wall-clock time.
+
+#![allow(clippy::unwrap_used, reason = "an unwrap is an assertion here")]
+
+mod common;
+
+use cauldron_host::auth::{Claims, TokenKeys};
+use common::{Backend, TEST_SECRET, TestApp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+// ---- helpers -----------------------------------------------------------------------------------
+
+/// A registered player: their token and ids.
+struct User {
+    token: String,
+    account_id: i64,
+    player_id: i64,
+    username: String,
+}
+
+fn unique_username(tag: &str) -> String {
+    format!("{tag}_{:08x}", common::random_u64() as u32)
+}
+
+async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+#[track_caller]
+fn assert_error(actual: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(actual.0, status, "body: {}", actual.1);
+    assert_eq!(actual.1["error"]["code"], code, "body: {}", actual.1);
+    assert!(actual.1["error"]["message"].is_string(), "body: {}", actual.1);
+}
+
+async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+    let mut req = app.http.post(app.url(path)).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    json_of(req.send().await.unwrap()).await
+}
+
+async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+    let mut req = app.http.get(app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    json_of(req.send().await.unwrap()).await
+}
+
+async fn register(app: &TestApp, tag: &str) -> User {
+    let username = unique_username(tag);
+    let (status, body) = post(
+        app,
+        "/api/v1/auth/register",
+        None,
+        &json!({"username": username, "password": "hunter2hunter2"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    User {
+        token: body["token"].as_str().unwrap().to_owned(),
+        account_id: body["account"]["id"].as_i64().unwrap(),
+        player_id: body["player"]["id"].as_i64().unwrap(),
+        username,
+    }
+}
+
+async fn act(app: &TestApp, user: &User, plugin: &str, action: &str, params: &Value) -> (StatusCode, Value) {
+    post(
+        app,
+        &format!("/api/v1/actions/{plugin}/{action}"),
+        Some(&user.token),
+        params,
+    )
+    .await
+}
+
+async fn full_state(app: &TestApp, user: &User) -> Value {
+    let (status, body) = get(app, "/api/v1/player", Some(&user.token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Generates `pg_redis::case` and `sqlite_local::case` for each `async fn case(app: TestApp)`.
+macro_rules! both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod pg_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::TestApp::start(super::Backend::PgRedis).await).await;
+                }
+            )*
+        }
+        mod sqlite_local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::TestApp::start(super::Backend::SqliteLocal).await).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    register_login_me_logout,
+    bad_tokens_are_401,
+    malformed_oversized_and_unknown_requests,
+    actions_apply_reject_and_fault,
+    idempotency_key_applies_once,
+    player_state_and_stats,
+    catalog_leaderboards_online,
+    health_metrics_and_openapi,
+    login_rate_limit_is_429_with_retry_after,
+    action_rate_limit_is_429_with_retry_after,
+    graceful_shutdown_stops_serving,
+    web_client_is_served_with_fallback,
+);
+
+// ---- cases -------------------------------------------------------------------------------------
+
+async fn register_login_me_logout(app: TestApp) {
+    let user = register(&app, "reg").await;
+
+    let (status, me) = get(&app, "/api/v1/auth/me", Some(&user.token)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["account"]["username"], user.username.as_str());
+    assert_eq!(me["account"]["role"], "player");
+    assert_eq!(me["player"]["id"], user.player_id);
+    assert_eq!(me["player"]["name"], user.username.as_str());
+    assert!(me["account"].get("password_hash").is_none());
+
+    // Chinese names are allowed; the rules speak clearly otherwise.
+    let cjk = format!("李逍遥{}", common::random_u64() % 1000);
+    let (status, body) = post(
+        &app,
+        "/api/v1/auth/register",
+        None,
+        &json!({"username": cjk, "password": "12345678"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let r = post(
+        &app,
+        "/api/v1/auth/register",
+        None,
+        &json!({"username": "a b", "password": "12345678"}),
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_username");
+    let r = post(
+        &app,
+        "/api/v1/auth/register",
+        None,
+        &json!({"username": "ok_name", "password": "short"}),
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_password");
+    assert!(r.1["error"]["message"].as_str().unwrap().contains("at least 8"));
+    let r = post(
+        &app,
+        "/api/v1/auth/register",
+        None,
+        &json!({"username": user.username, "password": "another-password"}),
+    )
+    .await;
+    assert_error(&r, StatusCode::CONFLICT, "username_taken");
+
+    // Login: right password, wrong password, unknown name (same answer).
+    let (status, login) = post(
+        &app,
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": user.username, "password": "hunter2hunter2"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    assert_eq!(login["player"]["id"], user.player_id);
+    let second_token = login["token"].as_str().unwrap().to_owned();
+    assert_ne!(second_token, user.token);
+    let r = post(
+        &app,
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": user.username, "password": "wrong-password"}),
+    )
+    .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    let r2 = post(
+        &app,
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": "nobody_here", "password": "wrong-password"}),
+    )
+    .await;
+    assert_error(&r2, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(r.1, r2.1, "unknown names and wrong passwords must look the same");
+
+    // Logout revokes this token only.
+    let resp = app
+        .http
+        .post(app.url("/api/v1/auth/logout"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let r = get(&app, "/api/v1/auth/me", Some(&user.token)).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(r.1["error"]["message"].as_str().unwrap().contains("revoked"));
+    let r = post(&app, "/api/v1/actions/probe/echo", Some(&user.token), &json!({})).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, _) = get(&app, "/api/v1/auth/me", Some(&second_token)).await;
+    assert_eq!(status, StatusCode::OK);
+    // Logging out twice with the same token is refused: it is no longer valid.
+    let resp = app
+        .http
+        .post(app.url("/api/v1/auth/logout"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn bad_tokens_are_401(app: TestApp) {
+    let user = register(&app, "tok").await;
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let claims = |exp: i64| Claims {
+        sub: user.account_id.to_string(),
+        pid: user.player_id,
+        role: "player".into(),
+        jti: format!("{:x}", common::random_u64()),
+        iat: now - 7200,
+        exp,
+    };
+    let ours = TokenKeys::new(TEST_SECRET.as_bytes(), std::time::Duration::from_secs(60));
+    let forger = TokenKeys::new(
+        b"not the server's key, but long enough to look real",
+        std::time::Duration::from_secs(60),
+    );
+    let expired = ours.sign(&claims(now - 3600)).unwrap();
+    let forged = forger.sign(&claims(now + 3600)).unwrap();
+    // Sanity: the same claims signed with the right key are accepted.
+    let valid = ours.sign(&claims(now + 3600)).unwrap();
+    let (status, _) = get(&app, "/api/v1/player", Some(&valid)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    for path in ["/api/v1/auth/me", "/api/v1/player", "/api/v1/player/stats"] {
+        assert_error(
+            &get(&app, path, None).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
+        for token in ["garbage", forged.as_str(), expired.as_str()] {
+            assert_error(
+                &get(&app, path, Some(token)).await,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            );
+        }
+    }
+    let r = get(&app, "/api/v1/player", Some(&expired)).await;
+    assert!(
+        r.1["error"]["message"].as_str().unwrap().contains("expired"),
+        "{}",
+        r.1
+    );
+    let resp = app
+        .http
+        .get(app.url("/api/v1/player"))
+        .header("authorization", format!("Basic {}", user.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let r = post(
+        &app,
+        "/api/v1/actions/cultivation/checkin",
+        Some(&forged),
+        &json!({}),
+    )
+    .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+async fn malformed_oversized_and_unknown_requests(app: TestApp) {
+    let user = register(&app, "bad").await;
+    // Malformed JSON: 400 in our format, on a JSON route and on the action route.
+    let resp = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body("{\"username\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_error(&json_of(resp).await, StatusCode::BAD_REQUEST, "bad_json");
+    let resp = app
+        .http
+        .post(app.url("/api/v1/actions/probe/echo"))
+        .bearer_auth(&user.token)
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_error(&json_of(resp).await, StatusCode::BAD_REQUEST, "bad_json");
+    // A JSON body of the wrong shape.
+    let r = post(&app, "/api/v1/auth/login", None, &json!({"user": "x"})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_json");
+    // Not JSON at all.
+    let resp = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        &json_of(resp).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    // Params must be an object.
+    let r = act(&app, &user, "probe", "whoami", &json!([1, 2, 3])).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_params");
+    // Over MAX_BODY_BYTES (4096 in tests): 413, on both kinds of body.
+    let big = json!({"pad": "x".repeat(8192)});
+    assert_error(
+        &act(&app, &user, "probe", "whoami", &big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    let r = post(
+        &app,
+        "/api/v1/auth/register",
+        None,
+        &json!({"username": "x".repeat(8192), "password": "12345678"}),
+    )
+    .await;
+    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    // Unknown plugin, action and route: 404.
+    assert_error(
+        &act(&app, &user, "nosuchplugin", "go", &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "unknown_plugin",
+    );
+    assert_error(
+        &act(&app, &user, "cultivation", "fly", &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "unknown_action",
+    );
+    assert_error(
+        &get(&app, "/api/v1/nothing/here", None).await,
+        StatusCode::NOT_FOUND,
+        "no_route",
+    );
+    assert_error(
+        &get(&app, "/nothing/here", None).await,
+        StatusCode::NOT_FOUND,
+        "no_route",
+    );
+    // A bad Idempotency-Key.
+    let resp = app
+        .http
+        .post(app.url("/api/v1/actions/probe/echo"))
+        .bearer_auth(&user.token)
+        .header("idempotency-key", "x".repeat(200))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        &json_of(resp).await,
+        StatusCode::BAD_REQUEST,
+        "bad_idempotency_key",
+    );
+    // An empty body is `{}`.
+    let resp = app
+        .http
+        .post(app.url("/api/v1/actions/probe/whoami"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["reply"]["version"], "0.1.0");
+}
+
+async fn actions_apply_reject_and_fault(app: TestApp) {
+    let user = register(&app, "act").await;
+    let before = full_state(&app, &user).await;
+    let stones = |s: &Value| s["currencies"]["spirit_stones"].as_i64().unwrap_or(0);
+
+    // A real rule applied: the daily check-in pays spirit stones.
+    let (status, reply) = act(&app, &user, "cultivation", "checkin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["replayed"], false);
+    let after = full_state(&app, &user).await;
+    assert_eq!(after["player"]["version"], reply["player_version"]);
+    assert!(stones(&after) > stones(&before), "{after}");
+
+    // A rule rejection: 422 with the plugin's code, nothing changed.
+    let r = act(&app, &user, "probe", "spend", &json!({})).await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "insufficient");
+    assert_eq!(r.1["error"]["message"], "no gems left");
+    assert_eq!(full_state(&app, &user).await, after);
+
+    // A plugin fault: 500 plugin_fault naming plugin and version, nothing changed, host still serving.
+    let r = act(&app, &user, "probe", "panic", &json!({})).await;
+    assert_error(&r, StatusCode::INTERNAL_SERVER_ERROR, "plugin_fault");
+    let message = r.1["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("probe") && message.contains("0.1.0"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("asked to panic"),
+        "operator detail must not leak: {message}"
+    );
+    assert_eq!(full_state(&app, &user).await, after);
+    let (status, who) = act(&app, &user, "probe", "whoami", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{who}");
+    assert_eq!(who["reply"]["version"], "0.1.0");
+    let (status, _) = get(&app, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cauldron_plugin_faults_total{plugin=\"probe\""),
+        "{metrics}"
+    );
+}
+
+async fn idempotency_key_applies_once(app: TestApp) {
+    let user = register(&app, "idem").await;
+    let before = full_state(&app, &user).await;
+    let send = || {
+        app.http
+            .post(app.url("/api/v1/actions/cultivation/checkin"))
+            .bearer_auth(&user.token)
+            .header("idempotency-key", "checkin-once-1")
+            .json(&json!({}))
+            .send()
+    };
+    let (s1, first) = json_of(send().await.unwrap()).await;
+    assert_eq!(s1, StatusCode::OK, "{first}");
+    let after_first = full_state(&app, &user).await;
+    let (s2, second) = json_of(send().await.unwrap()).await;
+    assert_eq!(s2, StatusCode::OK, "{second}");
+    assert_eq!(first["replayed"], false);
+    assert_eq!(second["replayed"], true);
+    assert_eq!(first["reply"], second["reply"]);
+    assert_eq!(first["player_version"], second["player_version"]);
+    // Applied once: the second request changed nothing.
+    assert_eq!(full_state(&app, &user).await, after_first);
+    assert_eq!(
+        after_first["player"]["version"].as_i64().unwrap(),
+        before["player"]["version"].as_i64().unwrap() + 1
+    );
+}
+
+async fn player_state_and_stats(app: TestApp) {
+    let user = register(&app, "state").await;
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["player"]["id"], user.player_id);
+    assert_eq!(state["player"]["account_id"], user.account_id);
+    for section in [
+        "stats",
+        "currencies",
+        "counters",
+        "items",
+        "plugin_state",
+        "scores",
+    ] {
+        assert!(state[section].is_object(), "{section}: {state}");
+    }
+    assert!(state["entities"].is_array() && state["buffs"].is_array());
+    // Registration ran the cultivation plugin's `start`: a level-1 character.
+    assert_eq!(state["stats"]["level"], 1.0, "{state}");
+    let (status, stats) = get(&app, "/api/v1/player/stats", Some(&user.token)).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["base"]["level"], 1.0);
+    assert!(stats["effective"]["attack"].as_f64().unwrap() >= stats["base"]["attack"].as_f64().unwrap());
+    assert!(stats["modifiers"].is_array());
+}
+
+async fn catalog_leaderboards_online(app: TestApp) {
+    let user = register(&app, "board").await;
+    let (status, catalog) = get(&app, "/api/v1/catalog", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manifest"]["name"].as_str().unwrap())
+        .collect();
+    for name in ["cultivation", "probe", "alchemy"] {
+        assert!(names.contains(&name), "{names:?}");
+    }
+    let cultivation = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manifest"]["name"] == "cultivation")
+        .unwrap();
+    assert!(
+        cultivation["content"]["realms"].is_object(),
+        "content tables are served"
+    );
+    assert_eq!(cultivation["sha256"].as_str().unwrap().len(), 64);
+
+    // `start` set the realm score; the board lists the player with their name.
+    let (status, board) = get(&app, "/api/v1/leaderboards/realm?limit=100", None).await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    let row = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["player_id"] == user.player_id)
+        .unwrap();
+    assert_eq!(row["name"], user.username.as_str());
+    assert!(row["rank"].as_u64().unwrap() >= 1);
+    let (status, empty) = get(&app, "/api/v1/leaderboards/no_such_board", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(empty["entries"], json!([]));
+    assert_error(
+        &get(&app, "/api/v1/leaderboards/realm?limit=0", None).await,
+        StatusCode::BAD_REQUEST,
+        "bad_limit",
+    );
+    assert_error(
+        &get(&app, "/api/v1/leaderboards/realm?limit=1000", None).await,
+        StatusCode::BAD_REQUEST,
+        "bad_limit",
+    );
+
+    let (status, online) = get(&app, "/api/v1/online", None).await;
+    assert_eq!(status, StatusCode::OK, "{online}");
+    assert!(online["count"].is_u64());
+}
+
+async fn health_metrics_and_openapi(app: TestApp) {
+    let (status, alive) = get(&app, "/healthz", None).await;
+    assert_eq!((status, &alive["status"]), (StatusCode::OK, &json!("ok")));
+    let (status, ready) = get(&app, "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["checks"]["database"]["status"], "ok");
+    assert_eq!(ready["checks"]["redis"]["status"], "ok");
+    assert_eq!(ready["plugins"]["probe"], "0.1.0");
+
+    // Requests are counted by route template and status; compression and request ids apply.
+    let _ = get(&app, "/api/v1/catalog", None).await;
+    let resp = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(resp.headers().contains_key("x-request-id"));
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("cauldron_http_requests_total{route=\"/api/v1/catalog\",status=\"200\"}"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE cauldron_http_request_seconds histogram"));
+    let resp = app
+        .http
+        .get(app.url("/api/v1/catalog"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip")
+    );
+    let resp = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "my-request-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "my-request-7");
+
+    // The OpenAPI document is 3.1 and covers every route.
+    let (status, doc) = get(&app, "/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/auth/register", "post"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/logout", "post"),
+        ("/api/v1/auth/me", "get"),
+        ("/api/v1/player", "get"),
+        ("/api/v1/player/stats", "get"),
+        ("/api/v1/actions/{plugin}/{action}", "post"),
+        ("/api/v1/catalog", "get"),
+        ("/api/v1/leaderboards/{board}", "get"),
+        ("/api/v1/online", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from OpenAPI"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    // With the PostgreSQL database gone, readiness says so with a 503 (liveness does not care).
+    if app.backend == Backend::PgRedis {
+        use sqlx::Connection;
+        let name = app.database_url.rsplit('/').next().unwrap().to_owned();
+        let admin_url = format!("{}/postgres", app.database_url.rsplit_once('/').unwrap().0);
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("drop database \"{name}\" with (force)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let (status, ready) = get(&app, "/readyz", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+        assert_eq!(ready["status"], "unavailable");
+        assert_eq!(ready["checks"]["database"]["status"], "down");
+        let (status, _) = get(&app, "/healthz", None).await;
+        assert_eq!(status, StatusCode::OK);
+        // Reads that need the database are a 503 in our format, not a crash.
+        let r = post(
+            &app,
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "someone", "password": "12345678"}),
+        )
+        .await;
+        assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    }
+}
+
+async fn login_rate_limit_is_429_with_retry_after(app: TestApp) {
+    // Tests run with the default login bucket of 10 attempts; the 11th in a row is refused.
+    let user = register(&app, "rate").await;
+    let wrong = json!({"username": user.username, "password": "not-the-password"});
+    for _ in 0..10 {
+        let r = post(&app, "/api/v1/auth/login", None, &wrong).await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let resp = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    assert_error(
+        &json_of(resp).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    );
+    // Even the right password waits: the bucket is per username.
+    let r = post(
+        &app,
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": user.username, "password": "hunter2hunter2"}),
+    )
+    .await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Other names are not affected.
+    let other = register(&app, "rate2").await;
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": other.username, "password": "hunter2hunter2"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn action_rate_limit_is_429_with_retry_after(app: TestApp) {
+    // This case needs a small bucket: its own app with 3 actions per burst, one regained a minute.
+    let app = TestApp::start_with(
+        app.backend,
+        &[
+            ("RATE_LIMIT_ACTION_BURST", "3"),
+            ("RATE_LIMIT_ACTION_PER_SEC", "0.0166"),
+        ],
+    )
+    .await;
+    let user = register(&app, "spam").await;
+    for _ in 0..3 {
+        let (status, body) = act(&app, &user, "probe", "whoami", &json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let resp = app
+        .http
+        .post(app.url("/api/v1/actions/probe/whoami"))
+        .bearer_auth(&user.token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_error(
+        &json_of(resp).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    );
+    // Another player has their own bucket.
+    let other = register(&app, "calm").await;
+    let (status, _) = act(&app, &other, "probe", "whoami", &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn graceful_shutdown_stops_serving(mut app: TestApp) {
+    let (status, _) = get(&app, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let base = app.base.clone();
+    app.stop().await;
+    // The listener is closed: new connections are refused.
+    assert!(reqwest::get(format!("{base}/healthz")).await.is_err());
+}
+
+async fn web_client_is_served_with_fallback(app: TestApp) {
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(
+        web.path().join("index.html"),
+        "<!doctype html><title>Cauldron</title>",
+    )
+    .unwrap();
+    std::fs::write(web.path().join("app.js"), "console.log('hi')").unwrap();
+    let app = TestApp::start_with(app.backend, &[("WEB_DIR", web.path().to_str().unwrap())]).await;
+    for path in ["/", "/index.html", "/some/client/route"] {
+        let resp = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert!(
+            resp.text().await.unwrap().contains("<title>Cauldron</title>"),
+            "{path}"
+        );
+    }
+    let resp = app.http.get(app.url("/app.js")).send().await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "console.log('hi')");
+    // API paths never fall back to the page.
+    assert_error(
+        &get(&app, "/api/v1/no/such/route", None).await,
+        StatusCode::NOT_FOUND,
+        "no_route",
+    );
+    let (status, _) = get(&app, "/api/v1/catalog", None).await;
+    assert_eq!(status, StatusCode::OK);
+}

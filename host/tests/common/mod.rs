@@ -1,0 +1,309 @@
+//! Start the real host on an ephemeral port, against PostgreSQL + Redis or SQLite + in-process
+//! services, with the real plugins and the probe fixture; clean everything up on drop.
+//!
+//! Needs the plugins built for wasm32: `cargo xtask test` sets `CAULDRON_PLUGINS_OUT` and
+//! `CAULDRON_FIXTURES_DIR`; for a bare `cargo test`, run `cargo xtask build-plugins` and export them
+//! (`$CARGO_TARGET_DIR/plugins` and `$CARGO_TARGET_DIR/fixtures`). PostgreSQL: `CAULDRON_TEST_PG_URL`
+//! (default `postgres://postgres@127.0.0.1:5432`, trust auth), a fresh database per test, dropped
+//! after. Redis: `CAULDRON_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`), a random key prefix per
+//! test, its keys deleted after.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+#![allow(clippy::unwrap_used, reason = "an unwrap is an assertion in a test harness")]
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use cauldron_host::cache::{Services, ServicesConfig};
+use cauldron_host::config::{Config, Settings};
+use cauldron_host::game::Game;
+use cauldron_host::metrics::Metrics;
+use cauldron_host::state::{self, AppState};
+use cauldron_runtime::{Registry, Runtime, watcher};
+use sqlx::Connection;
+
+/// The JWT secret every test app signs with (tests forge and expire tokens with it).
+pub(crate) const TEST_SECRET: &str = "api-tests-secret-0123456789abcdef-0123456789";
+
+/// Which backends an app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// PostgreSQL and Redis.
+    PgRedis,
+    /// SQLite and in-process services.
+    SqliteLocal,
+}
+
+fn pg_base() -> String {
+    std::env::var("CAULDRON_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("CAULDRON_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub(crate) fn random_u64() -> u64 {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.write_u32(SEQ.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn env_dir(var: &str) -> PathBuf {
+    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "{var} is not set: the API tests need the plugins built for wasm32. Run `cargo xtask test`, \
+             or `cargo xtask build-plugins` and then set CAULDRON_PLUGINS_OUT=$CARGO_TARGET_DIR/plugins \
+             and CAULDRON_FIXTURES_DIR=$CARGO_TARGET_DIR/fixtures"
+        )
+    });
+    assert!(
+        dir.is_dir(),
+        "{var}={} is not a folder; run `cargo xtask build-plugins`",
+        dir.display()
+    );
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A fresh PostgreSQL database, dropped (with its connections) when this is dropped.
+struct PgDb {
+    name: String,
+}
+
+impl Drop for PgDb {
+    #[allow(
+        clippy::disallowed_macros,
+        reason = "a test binary's stderr is the place for this"
+    )]
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, so the cleanup gets a thread and a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await?;
+                sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
+                    .execute(&mut admin)
+                    .await?;
+                admin.close().await
+            })
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("could not drop the test database: {e}");
+        }
+    }
+}
+
+/// Deletes every Redis key under a prefix when dropped.
+struct RedisKeys {
+    prefix: String,
+}
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{}*", self.prefix))
+            .map(|it| it.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        for key in keys {
+            let _: Result<(), _> = redis::Commands::del(&mut conn, key);
+        }
+    }
+}
+
+/// A running host.
+pub(crate) struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
+    /// An HTTP client.
+    pub(crate) http: reqwest::Client,
+    /// The backends it runs on.
+    pub(crate) backend: Backend,
+    /// The state it serves (to reach the store directly).
+    pub(crate) state: AppState,
+    /// The database URL (for tests that break it).
+    pub(crate) database_url: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    // Dropped after the server stops: the database, the Redis keys, the folders.
+    _pg: Option<PgDb>,
+    _redis: Option<RedisKeys>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl TestApp {
+    /// An app with the test defaults.
+    pub(crate) async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// An app with the test defaults plus `vars` (environment variable names and values).
+    pub(crate) async fn start_with(backend: Backend, vars: &[(&str, &str)]) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "cauldron_host=debug,tower_http=info",
+            ))
+            .try_init();
+
+        let plugins_out = env_dir("CAULDRON_PLUGINS_OUT");
+        let fixtures = env_dir("CAULDRON_FIXTURES_DIR");
+        let plugins = tempfile::tempdir().unwrap();
+        copy_dir(&plugins_out, plugins.path());
+        std::fs::copy(fixtures.join("probe.wasm"), plugins.path().join("probe.wasm")).unwrap();
+        // Compiled modules are shared between tests (keyed by sha256): each plugin compiles once.
+        let module_cache = std::env::temp_dir().join("cauldron-api-tests-module-cache");
+        let data = tempfile::tempdir().unwrap();
+
+        let mut pg = None;
+        let mut redis_keys = None;
+        let (database_url, redis) = match backend {
+            Backend::PgRedis => {
+                let name = format!("cauldron_api_{:016x}", random_u64());
+                let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
+                    .await
+                    .expect("PostgreSQL must be running at CAULDRON_TEST_PG_URL for the API tests");
+                sqlx::query(&format!("create database \"{name}\""))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                admin.close().await.unwrap();
+                let url = format!("{}/{name}", pg_base());
+                pg = Some(PgDb { name });
+                (url, Some(redis_url()))
+            }
+            Backend::SqliteLocal => (format!("sqlite://{}", data.path().join("api.db").display()), None),
+        };
+
+        let mut env: HashMap<String, String> = [
+            ("DATABASE_URL", database_url.clone()),
+            ("JWT_SECRET", TEST_SECRET.to_owned()),
+            ("PLUGINS_DIR", plugins.path().display().to_string()),
+            ("WEB_DIR", data.path().join("no-web").display().to_string()),
+            ("MODULE_CACHE_DIR", module_cache.display().to_string()),
+            ("MAX_BODY_BYTES", "4096".to_owned()),
+            ("RATE_LIMIT_ACTION_BURST", "1000".to_owned()),
+            ("SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
+            ("BIND_ADDR", "127.0.0.1".to_owned()),
+            ("PORT", "0".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        if let Some(url) = &redis {
+            env.insert("REDIS_URL".into(), url.clone());
+        }
+        for (k, v) in vars {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config =
+            Arc::new(Config::from_settings(&Settings::from_lookup(|k| env.get(k).cloned())).unwrap());
+
+        let store = state::connect_store(&config).await.unwrap();
+        store.migrate().await.unwrap();
+        let services = match &config.redis_url {
+            Some(url) => {
+                let prefix = format!("cauldron-api-test:{:016x}:", random_u64());
+                redis_keys = Some(RedisKeys {
+                    prefix: prefix.clone(),
+                });
+                Services::connect_with(ServicesConfig {
+                    redis_url: Some(url.clone()),
+                    key_prefix: prefix,
+                    startup_attempts: 3,
+                })
+                .await
+                .unwrap()
+            }
+            None => Services::in_process(),
+        };
+        let runtime = Runtime::new(state::runtime_limits(&config)).unwrap();
+        let registry = Arc::new(Registry::new());
+        let loaded = watcher::load_all(&runtime, &registry, &config.plugins_dir).await;
+        assert!(loaded >= 2, "plugins did not load: {:?}", registry.statuses());
+        let metrics = Arc::new(Metrics::new());
+        let game = Game::new(runtime, registry, store, services, Arc::clone(&metrics));
+        let app_state = AppState::new(game, Arc::clone(&config), metrics);
+
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(cauldron_host::api::serve(
+            listener,
+            app_state.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        TestApp {
+            base,
+            http: reqwest::Client::new(),
+            backend,
+            state: app_state,
+            database_url,
+            shutdown: Some(tx),
+            server: Some(server),
+            _pg: pg,
+            _redis: redis_keys,
+            _dirs: vec![plugins, data],
+        }
+    }
+
+    /// The URL of `path`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stop serving and wait for the server to finish (graceful shutdown).
+    pub(crate) async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
