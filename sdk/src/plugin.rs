@@ -156,6 +156,11 @@ impl Ctx {
             .map_err(|e| Error::bad_params(format!("bad params for `{}`: {e}", self.call.action)))
     }
 
+    /// The params exactly as the client sent them (a MessagePack map, or nil).
+    pub fn raw_params(&self) -> &Doc {
+        &self.call.params
+    }
+
     /// Decode a content table. A missing or malformed table is a `bad_content` fault.
     pub fn content<T: DeserializeOwned>(&self, table: &str) -> Result<T, Error> {
         let doc = self.call.content.get(table).ok_or_else(|| {
@@ -382,6 +387,11 @@ impl Ctx {
     pub fn reply<T: Serialize + ?Sized>(&mut self, reply: &T) -> Result<(), Error> {
         self.reply = encode_doc("reply", reply)?;
         Ok(())
+    }
+
+    /// Set the reply to an already-encoded document (the last call wins).
+    pub fn reply_doc(&mut self, reply: Doc) {
+        self.reply = reply;
     }
 
     /// The effects recorded so far.
