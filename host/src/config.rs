@@ -237,12 +237,21 @@ pub enum Cors {
 
 /// Where the HMAC key came from.
 #[derive(Clone, PartialEq, Eq)]
-pub struct JwtSecret(Vec<u8>);
+pub struct JwtSecret {
+    bytes: Vec<u8>,
+    generated: bool,
+}
 
 impl JwtSecret {
     /// The key bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
+    }
+
+    /// Whether the key was generated for this process because `JWT_SECRET` was unset (development
+    /// only): tokens then stop working at restart, and start-up says so once logging is up.
+    pub fn is_generated(&self) -> bool {
+        self.generated
     }
 }
 
@@ -571,13 +580,18 @@ impl Config {
                     "is a well-known sample value; generate a random one",
                 ))
             }
-            (_, Some(s)) => Ok(JwtSecret(s.as_bytes().to_vec())),
+            (_, Some(s)) => Ok(JwtSecret {
+                bytes: s.as_bytes().to_vec(),
+                generated: false,
+            }),
             (Environment::Development, None) => {
                 // A random key per process: fine for one developer, and nobody can forge tokens with
                 // a value copied from a README. Tokens stop working at restart, which says why in the log.
                 let key: [u8; 32] = rand::random();
-                tracing::warn!("JWT_SECRET not set: using a random key for this process (development only)");
-                Ok(JwtSecret(key.to_vec()))
+                Ok(JwtSecret {
+                    bytes: key.to_vec(),
+                    generated: true,
+                })
             }
         }
     }

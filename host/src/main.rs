@@ -15,6 +15,11 @@ use cauldron_runtime::{Registry, Runtime, watcher};
 async fn main() -> anyhow::Result<()> {
     let (command, config) = Config::load().context("invalid configuration")?;
     telemetry::init(&config);
+    if config.jwt_secret.is_generated() {
+        tracing::warn!(
+            "JWT_SECRET not set: using a random key for this process; tokens end at restart (development only)"
+        );
+    }
     let config = Arc::new(config);
 
     let store = state::connect_store(&config).await?;
