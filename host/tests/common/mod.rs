@@ -171,6 +171,17 @@ impl TestApp {
 
     /// An app with the test defaults plus `vars` (environment variable names and values).
     pub(crate) async fn start_with(backend: Backend, vars: &[(&str, &str)]) -> Self {
+        Self::start_prepared(backend, vars, |_| {}).await
+    }
+
+    /// An app with the test defaults plus `vars`, whose plugins folder (a copy of the built plugins
+    /// and the probe fixture) `prepare` may change before the host loads it: remove a plugin, edit a
+    /// content table.
+    pub(crate) async fn start_prepared(
+        backend: Backend,
+        vars: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
@@ -183,6 +194,7 @@ impl TestApp {
         let plugins = tempfile::tempdir().unwrap();
         copy_dir(&plugins_out, plugins.path());
         std::fs::copy(fixtures.join("probe.wasm"), plugins.path().join("probe.wasm")).unwrap();
+        prepare(plugins.path());
         // Compiled modules are shared between tests (keyed by sha256): each plugin compiles once.
         let module_cache = std::env::temp_dir().join("cauldron-api-tests-module-cache");
         let data = tempfile::tempdir().unwrap();
