@@ -81,6 +81,9 @@ pub struct Settings {
     /// Redis URL; unset means one node with in-process cache, pub/sub and rate limits.
     #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (default `cauldron:`); hosts of one deployment share it.
+    #[arg(long, env = "REDIS_KEY_PREFIX", global = true)]
+    pub redis_key_prefix: Option<String>,
     /// Address to listen on (default 0.0.0.0).
     #[arg(long, env = "BIND_ADDR", global = true)]
     pub bind_addr: Option<String>,
@@ -163,6 +166,7 @@ impl Settings {
             db_password: get("DB_PASSWORD"),
             db_connect_timeout_secs: get("DB_CONNECT_TIMEOUT_SECS"),
             redis_url: get("REDIS_URL"),
+            redis_key_prefix: get("REDIS_KEY_PREFIX"),
             bind_addr: get("BIND_ADDR"),
             port: get("PORT"),
             log_level: get("LOG_LEVEL"),
@@ -296,6 +300,8 @@ pub struct Config {
     pub db_connect_timeout: Duration,
     /// Redis URL, if any.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel.
+    pub redis_key_prefix: String,
     /// Listen address.
     pub listen: SocketAddr,
     /// Log filter directives.
@@ -499,6 +505,9 @@ impl Config {
                 60u64,
             )?),
             redis_url: value(&s.redis_url).map(str::to_owned),
+            redis_key_prefix: value(&s.redis_key_prefix)
+                .unwrap_or(crate::cache::DEFAULT_KEY_PREFIX)
+                .to_owned(),
             listen: SocketAddr::new(bind, port),
             log_level,
             log_format,

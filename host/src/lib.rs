@@ -10,7 +10,9 @@
 //! - `config`: settings from the environment, validated once; `telemetry`: logs.
 //! - `auth`: password and username rules, argon2id hashing, HS256 tokens.
 //! - `state`: the app state shared by handlers, and the start-up steps that build it.
-//! - `api`: the HTTP API (axum), its error type, extractors and routes.
+//! - `api`: the HTTP API (axum), its error type, extractors and routes; the WebSocket endpoint and
+//!   plugin administration.
+//! - `shutdown`: the shutdown signal fanned out to sockets and background tasks.
 
 pub mod api;
 pub mod auth;
@@ -20,6 +22,7 @@ pub mod config;
 pub mod game;
 pub mod json;
 pub mod metrics;
+pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! `cauldron`: the game server host. Wiring only: configuration → logs → database (waiting for it)
-//! → migrations → Redis services → plugin runtime, registry and watcher → game → HTTP with graceful
-//! shutdown. `cauldron migrate` stops after the migrations. Every variable is listed by `--help`.
+//! → migrations → Redis services → plugin runtime, registry and watcher → game → stored plugin
+//! artifacts (they win over files of the same name; see `api::admin`) → HTTP and WebSocket with
+//! graceful shutdown. `cauldron migrate` stops after the migrations. Every variable is listed by `--help`.
 
 use std::sync::Arc;
 
@@ -29,8 +30,11 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let services = cache::Services::connect(config.redis_url.as_deref())
-        .await
+    let services = cache::Services::connect_with(cache::ServicesConfig {
+        key_prefix: config.redis_key_prefix.clone(),
+        ..cache::ServicesConfig::new(config.redis_url.as_deref())
+    })
+    .await
         .context("connecting the Redis services")?;
 
     let plugins_dir = config.plugins_dir.clone();
@@ -46,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let game = Game::new(runtime, registry, store, services, Arc::clone(&metrics));
     let app_state = state::AppState::new(game, Arc::clone(&config), metrics);
+    let stored = api::admin::load_active_artifacts(&app_state).await;
+    tracing::info!(stored, "stored plugin artifacts loaded");
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -53,6 +53,16 @@ pub const HELP: &[(&str, &str, &str)] = &[
         "HTTP request latency by route.",
     ),
     ("cauldron_ws_connections", "gauge", "Open WebSocket connections."),
+    (
+        "cauldron_ws_disconnects_total",
+        "counter",
+        "WebSocket sessions ended, by reason (client, idle, shutdown, slow_client, error, unauthorized).",
+    ),
+    (
+        "cauldron_plugin_rollouts_total",
+        "counter",
+        "Plugin announcements applied from the bus, by action and result.",
+    ),
 ];
 
 type Labels = Vec<(String, String)>;

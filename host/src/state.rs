@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use cauldron_runtime::Limits;
 
+use crate::api::ws::WsHub;
 use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::game::Game;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 use crate::store::{self, Store};
 
 /// The state shared by every handler.
@@ -27,6 +29,10 @@ pub struct AppState {
     pub keys: TokenKeys,
     /// When the process started serving.
     pub started: Instant,
+    /// The shutdown signal for long-lived handlers (WebSocket sessions, background tasks).
+    pub shutdown: Shutdown,
+    /// What this host's WebSocket sessions share.
+    pub ws: Arc<WsHub>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -47,6 +53,8 @@ impl AppState {
             metrics,
             keys,
             started: Instant::now(),
+            shutdown: Shutdown::new(),
+            ws: Arc::new(WsHub::new()),
         }
     }
 

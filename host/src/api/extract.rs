@@ -71,25 +71,53 @@ impl FromRequestParts<AppState> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| ApiError::Unauthorized("log in first: no Authorization header".to_owned()))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".to_owned())
-            })?;
-        let identity = state
-            .keys
-            .verify(token)
-            .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-        if state.store().is_token_revoked(&identity.jti).await? {
-            return Err(ApiError::Unauthorized(
-                "the token was revoked by a logout; log in again".to_owned(),
-            ));
-        }
-        Ok(Self(identity))
+        let token = header.to_str().ok().and_then(bearer).ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".to_owned())
+        })?;
+        authenticate(state, token).await.map(Self)
+    }
+}
+
+/// The bearer token from an `Authorization` header value, if it has the `Bearer <token>` shape.
+pub(crate) fn bearer(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Check a token: signature, expiry, and not revoked by a logout. Shared by [`Auth`], the
+/// WebSocket upgrade and the admin credential.
+///
+/// # Errors
+/// 401 for a bad, expired or revoked token; 503 if the revocation list cannot be read.
+pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Identity, ApiError> {
+    let identity = state
+        .keys
+        .verify(token)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    if state.store().is_token_revoked(&identity.jti).await? {
+        return Err(ApiError::Unauthorized(
+            "the token was revoked by a logout; log in again".to_owned(),
+        ));
+    }
+    Ok(identity)
+}
+
+/// An idempotency key as sent (header or WebSocket field): 1 to 128 visible ASCII characters.
+///
+/// # Errors
+/// 400 `bad_idempotency_key`.
+pub(crate) fn check_idempotency_key(key: &str) -> Result<String, ApiError> {
+    let key = key.trim();
+    if !key.is_empty() && key.len() <= IDEMPOTENCY_KEY_MAX && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(key.to_owned())
+    } else {
+        Err(ApiError::bad_request(
+            "bad_idempotency_key",
+            format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
+        ))
     }
 }
 

@@ -8,12 +8,14 @@
 //!   `Idempotency-Key`.
 //! - `auth`, `players`, `actions`, `catalog`, `leaderboards`, `health`, `metrics`: one `router()`
 //!   each, handlers next to their routes, each annotated for the OpenAPI document.
-//! - `ws` and `admin` are reserved for the WebSocket endpoint and the plugin administration routes.
+//! - `admin`: plugin administration (upload, rollback, unload) and the rollout follower.
+//! - `ws`: the WebSocket endpoint `/ws` (outside the OpenAPI document, which describes HTTP).
 //!
 //! Every route is registered through `utoipa_axum`'s router, so a route without an OpenAPI
 //! description cannot be added by accident: `/api/openapi.json` is generated from the same list.
 
 pub mod actions;
+pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod health;
 pub mod leaderboards;
 pub mod metrics;
 pub mod players;
+pub mod ws;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -65,6 +68,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         (name = "actions", description = "Plugin actions"),
         (name = "catalog", description = "Loaded plugins and their content"),
         (name = "leaderboards", description = "Scores and presence"),
+        (name = "admin", description = "Plugin administration (ADMIN_TOKEN or an admin account)"),
         (name = "ops", description = "Health, readiness and metrics"),
     )
 )]
@@ -95,7 +99,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(players::router())
         .merge(actions::router())
         .merge(catalog::router())
-        .merge(leaderboards::router());
+        .merge(leaderboards::router())
+        .merge(admin::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())
@@ -120,6 +125,7 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(doc) }
             }),
         )
+        .merge(ws::router())
         // Unknown API paths are JSON 404s, never the web client's index.html.
         .route("/api", any(api_not_found))
         .route("/api/{*rest}", any(api_not_found));
@@ -231,8 +237,12 @@ pub(crate) async fn rate_limit(state: &AppState, key: &str, bucket: Bucket) -> R
     }
 }
 
-/// Serve `state`'s app on `listener` until `shutdown` completes; then stop accepting, let in-flight
-/// requests finish for up to `SHUTDOWN_TIMEOUT_SECS`, and return.
+/// Serve `state`'s app on `listener` until `shutdown` completes; then stop accepting, tell every
+/// WebSocket session to close (an action in flight finishes first), let in-flight requests and
+/// sessions finish for up to `SHUTDOWN_TIMEOUT_SECS`, and return.
+///
+/// Also runs this host's background tasks for as long as it serves: the rollout follower (plugin
+/// announcements from other hosts) and the presence poller (online count for the sessions).
 ///
 /// # Errors
 /// An accept-loop I/O error.
@@ -242,25 +252,49 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = state.config.shutdown_timeout;
+    let _rollouts = AbortOnDrop(admin::follow_rollouts(state.clone()).await);
+    let _presence = AbortOnDrop(tokio::spawn(ws::poll_presence(state.clone())));
+    let sessions = state.shutdown.clone();
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let signalled = Arc::new(tokio::sync::Notify::new());
     let notify = Arc::clone(&signalled);
+    let trigger = sessions.clone();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!(
                 grace_secs = grace.as_secs(),
-                "shutting down: no new connections, finishing in-flight requests"
+                "shutting down: no new connections, finishing in-flight requests, closing sockets"
             );
+            trigger.trigger();
             notify.notify_one();
         })
         .into_future();
+    // Upgraded sockets are no longer the HTTP server's connections: wait for the sessions too.
+    let drained = async {
+        server.await?;
+        sessions.drained().await;
+        Ok(())
+    };
     tokio::select! {
-        result = server => result,
+        result = drained => result,
         () = async { signalled.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                sessions = sessions.active(),
+                "in-flight requests or sockets did not finish in time; stopping anyway"
+            );
             Ok(())
         }
+    }
+}
+
+/// Aborts a background task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
