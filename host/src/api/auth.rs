@@ -28,10 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Credentials {
     /// 3–24 characters: letters A-Z, digits, `_`, Chinese characters.
-    #[schema(example = "player_one")]
+    #[schema(example = "player_one", min_length = 3, max_length = 24)]
     pub username: String,
     /// 8–128 characters.
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 128)]
     pub password: String,
 }
 
