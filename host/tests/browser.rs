@@ -1,0 +1,766 @@
+//! The web client (`web/`) in a real headless Chromium, driven over WebDriver (`chromedriver`) against
+//! the real `cauldron` binary on SQLite.
+//!
+//! One player plays through the game from the browser: register, check in, meditate, explore, equip,
+//! deploy a pet, hunt herbs, craft a pill, win a dungeon floor, reload and stay logged in. A second
+//! browser session on the same account acts and the first one must see the event arrive live over
+//! `/ws`. The browser console must stay free of errors (level SEVERE) throughout.
+//!
+//! Needs `chromium` and `chromedriver` (Debian packages `chromium`, `chromium-driver`; `.ci/run`
+//! installs them) and the wasm plugins (`CAULDRON_PLUGINS_OUT`, set by `cargo xtask test`); without
+//! them the test says so and passes without running.
+//!
+//! **Test economy.** With the shipped content a new character earns 1 spirit per second and 1 000
+//! stones a day, while a dungeon entry costs 2 880 spirit and a recipe 500 000 stones: real play takes
+//! hours. The test therefore runs the host on a copy of the content tables where two numbers change —
+//! spirit income ×1000 and the first check-in reward 1 000 000 stones — and everything else (unlocking,
+//! herbs, gear, fights) is earned through ordinary actions from the browser.
+//!
+//! Screenshots of the main screens go to a temporary folder, or to `docs/screenshots/` with
+//! `CAULDRON_UPDATE_SCREENSHOTS=1`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_macros,
+    reason = "a test: failures should panic and say where"
+)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child when dropped.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// Replaces one exact line of a content table; panics if the shipped table changed.
+fn tweak(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(
+        text.lines().any(|l| l.trim() == from),
+        "{}: expected the line `{from}` (the test economy needs updating)",
+        file.display()
+    );
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim() == from {
+                to.to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(file, out.join("\n")).unwrap();
+}
+
+fn b64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in s.bytes().filter_map(val) {
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// A minimal W3C WebDriver client over HTTP.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+    name: &'static str,
+    /// Console entries read so far.
+    logs: Vec<Value>,
+}
+
+impl Browser {
+    async fn start(http: &reqwest::Client, driver: &str, name: &'static str, profile: &Path) -> Self {
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium_binary(),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-US",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+        }}});
+        let res: Value = http
+            .post(format!("{driver}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = res["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("chromedriver refused the session: {res}"))
+            .to_owned();
+        Self {
+            http: http.clone(),
+            base: format!("{driver}/session/{session}"),
+            session,
+            name,
+            logs: Vec::new(),
+        }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value, String> {
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+        if method != reqwest::Method::GET {
+            req = req.json(&body);
+        }
+        let res: Value = req
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        match res["value"].get("error") {
+            Some(err) => Err(format!("{err}: {}", res["value"]["message"])),
+            None => Ok(res["value"].clone()),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.cmd(reqwest::Method::POST, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("[{}] POST {path}: {e}", self.name))
+    }
+
+    async fn goto(&self, url: &str) {
+        self.post("/url", json!({"url": url})).await;
+    }
+
+    async fn js(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": args}))
+            .await
+    }
+
+    /// Runs an async script: `args[last]` is the callback.
+    async fn js_async(&self, script: &str) -> Value {
+        self.post("/execute/async", json!({"script": script, "args": []}))
+            .await
+    }
+
+    async fn find(&self, css: &str) -> Option<String> {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        match v {
+            Ok(v) => v[ELEMENT]
+                .as_str()
+                .or_else(|| v["ELEMENT"].as_str())
+                .map(str::to_owned),
+            Err(e) => {
+                if !e.contains("no such element") {
+                    eprintln!("[{}] find {css}: {e}", self.name);
+                }
+                None
+            }
+        }
+    }
+
+    async fn wait(&self, what: &str, cond_js: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let ok = self.js(&format!("return !!({cond_js});"), json!([])).await;
+            if ok == json!(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let notice = self
+                    .js(
+                        "return document.querySelector('#notice')?.textContent ?? '';",
+                        json!([]),
+                    )
+                    .await;
+                self.shot(&std::env::temp_dir().join(format!("cauldron-fail-{}.png", self.name)))
+                    .await;
+                panic!("[{}] timed out waiting for {what}; notice: {notice}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_css(&self, css: &str, secs: u64) {
+        self.wait(css, &format!("document.querySelector({css:?})"), secs)
+            .await;
+    }
+
+    /// A real WebDriver click (scrolled into view); falls back to a DOM click if something (the
+    /// notice toast) covers the element.
+    async fn click(&self, css: &str) {
+        self.wait_css(css, 15).await;
+        self.wait(
+            &format!("{css} enabled"),
+            &format!("!document.querySelector({css:?}).disabled"),
+            30,
+        )
+        .await;
+        // The page re-renders after every action: find, scroll and click again if the node went stale.
+        for _ in 0..10 {
+            let Some(id) = self.find(css).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let el = json!({ELEMENT: id});
+            let scrolled = self
+                .cmd(
+                    reqwest::Method::POST,
+                    "/execute/sync",
+                    json!({"script": "arguments[0].scrollIntoView({block:'center'});", "args": [el]}),
+                )
+                .await;
+            if scrolled.is_err() {
+                continue;
+            }
+            match self
+                .cmd(reqwest::Method::POST, &format!("/element/{id}/click"), json!({}))
+                .await
+            {
+                Ok(_) => return,
+                Err(e) if e.contains("stale") => continue,
+                Err(_) => {
+                    // Covered (by the notice toast): click through the DOM instead.
+                    self.js("document.querySelector(arguments[0]).click();", json!([css]))
+                        .await;
+                    return;
+                }
+            }
+        }
+        panic!("[{}] could not click {css}", self.name);
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        self.wait_css(css, 10).await;
+        let id = self.find(css).await.unwrap();
+        self.post(&format!("/element/{id}/value"), json!({"text": text}))
+            .await;
+    }
+
+    /// Waits until no action is in flight.
+    async fn idle(&self) {
+        self.wait("idle", "!document.body.classList.contains('busy')", 30)
+            .await;
+    }
+
+    async fn shot(&self, path: &Path) {
+        if let Ok(v) = self.cmd(reqwest::Method::GET, "/screenshot", Value::Null).await {
+            if let Some(s) = v.as_str() {
+                std::fs::write(path, b64_decode(s)).unwrap();
+            }
+        }
+    }
+
+    async fn resize(&self, w: u32, h: u32) {
+        self.post("/window/rect", json!({"width": w, "height": h})).await;
+    }
+
+    /// The player's state, read with the page's own token.
+    async fn player(&self) -> Value {
+        self.js_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/api/v1/player', {headers: {Authorization: 'Bearer ' + localStorage.getItem('cauldron.token')}})
+               .then(r => r.json()).then(done, e => done({error: String(e)}));",
+        )
+        .await
+    }
+
+    /// A plugin action with the page's own token (for repetitive setup, like a player's macro).
+    async fn act(&self, plugin: &str, action: &str, params: Value) -> Value {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             fetch('/api/v1/actions/{plugin}/{action}', {{method: 'POST', headers: {{'Content-Type': 'application/json',
+               Authorization: 'Bearer ' + localStorage.getItem('cauldron.token')}}, body: JSON.stringify({params})}})
+               .then(r => r.json()).then(done, e => done({{error: String(e)}}));"
+        );
+        self.js_async(&script).await
+    }
+
+    /// Reads the console entries logged since the last call.
+    async fn drain_logs(&mut self) {
+        let v = self
+            .cmd(reqwest::Method::POST, "/se/log", json!({"type": "browser"}))
+            .await
+            .unwrap_or(Value::Array(vec![]));
+        if let Some(entries) = v.as_array() {
+            self.logs.extend(entries.iter().cloned());
+        }
+    }
+
+    async fn quit(&self) {
+        let _ = self.http.delete(&self.base).send().await;
+        eprintln!("browser test: closed session {} ({})", self.session, self.name);
+    }
+}
+
+fn chromium_binary() -> String {
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .find(|p| Path::new(p).exists())
+    .map_or_else(|| "chromium".to_owned(), |p| (*p).to_owned())
+}
+
+async fn wait_http(http: &reqwest::Client, url: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{url} did not come up in {secs} s");
+}
+
+async fn stat(b: &Browser, section: &str, key: &str) -> f64 {
+    b.player().await[section][key].as_f64().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_client_plays_the_game_in_chromium() {
+    let (Some(driver_bin), Some(plugins_out)) = (
+        which("chromedriver"),
+        std::env::var_os("CAULDRON_PLUGINS_OUT").map(PathBuf::from),
+    ) else {
+        eprintln!(
+            "SKIPPED browser test: needs `chromedriver` on PATH (apt-get install chromium chromium-driver) \
+             and CAULDRON_PLUGINS_OUT (run it through `cargo xtask test`)"
+        );
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The host, on a copy of the plugins with the test economy.
+    let plugins = tmp.path().join("plugins");
+    copy_dir(&plugins_out, &plugins);
+    tweak(
+        &plugins.join("cultivation/cultivation.toml"),
+        "rate_base = 1.0",
+        "rate_base = 1000.0",
+    );
+    tweak(
+        &plugins.join("cultivation/checkin.toml"),
+        "rewards = [1000, 2000, 3000, 4000, 5000, 6000, 10000]",
+        "rewards = [1000000, 2000, 3000, 4000, 5000, 6000, 10000]",
+    );
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let host_log = std::fs::File::create(tmp.path().join("host.log")).unwrap();
+    let _host = Proc(
+        Command::new(env!("CARGO_BIN_EXE_cauldron"))
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", tmp.path().join("game.db").display()),
+            )
+            .env("PLUGINS_DIR", &plugins)
+            .env("MODULE_CACHE_DIR", tmp.path().join("module-cache"))
+            .env("WEB_DIR", root.join("web"))
+            .env("PORT", port.to_string())
+            .env("JWT_SECRET", "browser-test-secret-0123456789abcdef0123456789")
+            .env("RATE_LIMIT_ACTION_BURST", "10000")
+            .env("RATE_LIMIT_ACTION_PER_SEC", "10000")
+            .env("LOG_LEVEL", "warn")
+            .env_remove("REDIS_URL")
+            .current_dir(tmp.path())
+            .stdout(Stdio::null())
+            .stderr(host_log)
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    wait_http(&http, &format!("{base}/readyz"), 60).await;
+
+    // Whether the WebSocket endpoint exists yet: without it the fallback serves index.html.
+    let ws_probe = http.get(format!("{base}/ws")).send().await.unwrap();
+    let ws_ready = !ws_probe
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .starts_with("text/html");
+
+    let dport = free_port();
+    let _driver = Proc(
+        Command::new(&driver_bin)
+            .arg(format!("--port={dport}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let driver = format!("http://127.0.0.1:{dport}");
+    wait_http(&http, &format!("{driver}/status"), 30).await;
+
+    let shots = if std::env::var_os("CAULDRON_UPDATE_SCREENSHOTS").is_some() {
+        root.join("docs/screenshots")
+    } else {
+        tmp.path().join("screenshots")
+    };
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let mut a = Browser::start(&http, &driver, "A", &tmp.path().join("profile-a")).await;
+    let user = format!("daoist{}", port);
+    let password = "jade-mountain-42";
+
+    // Register.
+    a.goto(&base).await;
+    a.wait_css("#username", 20).await;
+    a.shot(&shots.join("login.png")).await;
+    a.type_into("#username", &user).await;
+    a.type_into("#password", password).await;
+    a.click("#register-btn").await;
+    a.wait_css("[data-testid=char-realm]", 20).await;
+    a.idle().await;
+
+    // Check in, then meditate.
+    a.click("[data-testid=tab-cultivation]").await;
+    a.click("[data-testid=checkin]").await;
+    a.wait(
+        "check-in reward",
+        "document.querySelector('[data-testid=cult-log]').textContent.includes('Checked in')",
+        15,
+    )
+    .await;
+    assert!(stat(&a, "currencies", "spirit_stones").await >= 1_000_000.0);
+    a.idle().await;
+    a.click("[data-testid=gather]").await;
+    a.idle().await;
+    a.click("[data-testid=meditate]").await;
+    a.wait(
+        "meditation",
+        "document.querySelector('[data-testid=cult-log]').textContent.includes('Meditated')",
+        15,
+    )
+    .await;
+    assert!(
+        stat(&a, "stats", "cultivation").await > 0.0,
+        "meditation raised cultivation"
+    );
+    // Auto-meditation runs and stops.
+    a.idle().await;
+    a.click("[data-testid=auto-start]").await;
+    a.wait_css("[data-testid=auto-running]", 10).await;
+    a.click("[data-testid=auto-stop]").await;
+    a.wait_css("[data-testid=auto-start]", 10).await;
+    a.idle().await;
+
+    // Formation until exploration is allowed (30 % of the level's threshold).
+    for _ in 0..40 {
+        let p = a.player().await;
+        let (c, m) = (
+            p["stats"]["cultivation"].as_f64().unwrap_or(0.0),
+            p["stats"]["max_cultivation"].as_f64().unwrap_or(1.0),
+        );
+        if c >= 0.3 * m {
+            break;
+        }
+        a.click("[data-testid=formation]").await;
+        a.idle().await;
+    }
+    a.shot(&shots.join("cultivation.png")).await;
+
+    // Explore.
+    a.click("[data-testid=tab-explore]").await;
+    a.idle().await;
+    a.click("[data-testid=explore]").await;
+    a.wait_css("[data-testid=explore-log] li", 15).await;
+    assert!(stat(&a, "counters", "explorations").await >= 1.0);
+    a.shot(&shots.join("explore.png")).await;
+
+    // Equipment: draw, equip one piece, then the best of each slot.
+    a.click("[data-testid=tab-equipment]").await;
+    a.wait_css("[data-testid=draw-10]", 15).await;
+    for _ in 0..3 {
+        a.click("[data-testid=draw-10]").await;
+        a.idle().await;
+    }
+    a.wait_css("[data-testid=item] [data-testid=equip]", 15).await;
+    a.click("[data-testid=item] [data-testid=equip]").await;
+    a.wait_css("[data-testid=item][data-equipped=yes]", 15).await;
+    a.idle().await;
+    a.click("[data-testid=equip-best]").await;
+    a.idle().await;
+    a.wait(
+        "equip log",
+        "document.querySelector('[data-testid=equip-log]').textContent.length > 0",
+        15,
+    )
+    .await;
+    a.shot(&shots.join("equipment.png")).await;
+
+    // Pets: draw and deploy.
+    a.click("[data-testid=tab-pets]").await;
+    a.click("[data-testid=pet-draw-10]").await;
+    a.idle().await;
+    a.click("[data-testid=pet] [data-testid=pet-deploy]").await;
+    a.wait_css("[data-testid=pet][data-active=yes]", 15).await;
+    a.idle().await;
+    a.shot(&shots.join("pets.png")).await;
+
+    // Herbs from hunts, fragments bought with stones, then a pill.
+    a.click("[data-testid=tab-dungeon]").await;
+    a.wait_css("[data-testid=hunt-1]", 15).await;
+    let herbs = |p: &Value, h: &str| p["items"][format!("herb:{h}")].as_i64().unwrap_or(0);
+    let mut crafted = false;
+    for round in 0..6 {
+        for _ in 0..10 {
+            let p = a.player().await;
+            if herbs(&p, "spirit_grass") >= 2 && herbs(&p, "cloud_flower") >= 1 {
+                break;
+            }
+            let beast = if herbs(&p, "spirit_grass") < 2 { 1 } else { 2 };
+            a.js(
+                "document.querySelector('[data-testid=battle-result]')?.remove();",
+                json!([]),
+            )
+            .await;
+            a.click(&format!("[data-testid=hunt-{beast}]")).await;
+            a.wait_css("[data-testid=battle-result]:not([hidden])", 60).await;
+            a.idle().await;
+        }
+        if round == 0 {
+            a.shot(&shots.join("hunt.png")).await;
+        }
+        a.click("[data-testid=tab-alchemy]").await;
+        if round == 0 {
+            a.click("[data-testid=buy-spirit_gathering]").await;
+            a.wait_css("[data-testid=craft-spirit_gathering]", 15).await;
+            a.idle().await;
+        }
+        a.click("[data-testid=craft-spirit_gathering]").await;
+        a.idle().await;
+        a.wait(
+            "craft result",
+            "document.querySelector('[data-testid=alchemy-log]')?.textContent.length > 0",
+            15,
+        )
+        .await;
+        if stat(&a, "items", "pill:spirit_gathering").await >= 1.0 {
+            crafted = true;
+            break;
+        }
+        a.click("[data-testid=tab-dungeon]").await;
+        a.wait_css("[data-testid=hunt-1]", 15).await;
+    }
+    assert!(crafted, "a spirit-gathering pill was crafted");
+    a.wait_css("[data-testid=pills] [data-testid=eat-spirit_gathering]", 15)
+        .await;
+    a.shot(&shots.join("alchemy.png")).await;
+    a.click("[data-testid=eat-spirit_gathering]").await;
+    a.idle().await;
+
+    // The dungeon: start on easy, pick a blessing, fight until a floor is won.
+    a.click("[data-testid=tab-dungeon]").await;
+    a.wait_css("[data-testid=difficulty]", 15).await;
+    a.js("const s = document.querySelector('[data-testid=difficulty]'); s.value = 'easy'; s.dispatchEvent(new Event('change'));", json!([])).await;
+    a.click("[data-testid=dungeon-start]").await;
+    a.wait_css("[data-testid=run]", 15).await;
+    a.idle().await;
+    let mut won = false;
+    for _ in 0..4 {
+        if a.find("[data-testid=buff]").await.is_some() {
+            a.click("[data-testid=buff]").await;
+            a.idle().await;
+        }
+        a.js(
+            "document.querySelector('[data-testid=battle-result]')?.remove();",
+            json!([]),
+        )
+        .await;
+        a.click("[data-testid=dungeon-fight]").await;
+        a.wait_css("[data-testid=battle-result]:not([hidden])", 90).await;
+        let outcome = a
+            .js(
+                "return document.querySelector('[data-testid=battle-result]').dataset.outcome;",
+                json!([]),
+            )
+            .await;
+        if outcome == json!("won") {
+            won = true;
+            break;
+        }
+        // Lost: get stronger the ordinary way and start again.
+        a.act("equipment", "draw", json!({"count": 10})).await;
+        a.click("[data-testid=tab-equipment]").await;
+        a.click("[data-testid=equip-best]").await;
+        a.idle().await;
+        a.click("[data-testid=tab-dungeon]").await;
+        a.click("[data-testid=dungeon-start]").await;
+        a.wait_css("[data-testid=run]", 15).await;
+        a.idle().await;
+    }
+    assert!(won, "a dungeon floor was won");
+    assert!(stat(&a, "counters", "best_floor").await >= 1.0);
+    a.wait(
+        "battle log",
+        "document.querySelectorAll('[data-testid=battle-log] > li').length >= 1",
+        5,
+    )
+    .await;
+    a.shot(&shots.join("dungeon.png")).await;
+
+    // Leaderboards, the generic panel and the character sheet.
+    a.click("[data-testid=tab-ranks]").await;
+    a.wait_css("[data-testid=board] tr.me", 15).await;
+    a.shot(&shots.join("leaderboards.png")).await;
+    a.click("[data-testid=tab-all]").await;
+    a.wait_css("[data-testid=generic-form]", 10).await;
+    a.click("[data-testid=plugins] [data-plugin=cultivation]").await;
+    a.click("[data-action=gather]").await;
+    a.click("[data-testid=generic-run]").await;
+    a.wait(
+        "generic reply",
+        "document.querySelector('[data-testid=generic-reply]').textContent.includes('realm')",
+        15,
+    )
+    .await;
+    a.shot(&shots.join("all-actions.png")).await;
+    a.click("[data-testid=tab-character]").await;
+    a.wait_css("[data-testid=stats-table]", 10).await;
+    a.idle().await;
+    a.shot(&shots.join("character.png")).await;
+
+    // Reload: still logged in.
+    a.post("/refresh", json!({})).await;
+    a.wait_css("[data-testid=char-realm]", 20).await;
+    let visible_login = a
+        .js("return !document.querySelector('#login').hidden;", json!([]))
+        .await;
+    assert_eq!(visible_login, json!(false), "a reload keeps the session");
+
+    // Phone size.
+    a.resize(390, 844).await;
+    a.click("[data-testid=tab-cultivation]").await;
+    a.idle().await;
+    a.shot(&shots.join("phone-cultivation.png")).await;
+    a.resize(1280, 900).await;
+
+    // A live event caused by a second browser session (same account, another device).
+    let mut b = Browser::start(&http, &driver, "B", &tmp.path().join("profile-b")).await;
+    let live_result = if ws_ready {
+        a.wait(
+            "live connection",
+            "document.querySelector('#live').dataset.status === 'open'",
+            30,
+        )
+        .await;
+        b.goto(&base).await;
+        b.type_into("#username", &user).await;
+        b.type_into("#password", password).await;
+        b.click("#login-btn").await;
+        b.wait_css("[data-testid=char-realm]", 20).await;
+        let level = stat(&b, "stats", "level").await;
+        b.click("[data-testid=tab-cultivation]").await;
+        for _ in 0..200 {
+            if stat(&b, "stats", "level").await > level {
+                break;
+            }
+            b.click("[data-testid=formation]").await;
+            b.idle().await;
+        }
+        a.wait_css("[data-testid=feed-item][data-topic=breakthrough]", 20)
+            .await;
+        a.shot(&shots.join("live-feed.png")).await;
+        "received"
+    } else {
+        "PENDING: /ws is not served by this host yet; the live-event check did not run"
+    };
+    eprintln!("browser test: live event from a second session: {live_result}");
+
+    // No console errors. Until /ws exists, the browser's own report of the refused WebSocket handshake
+    // is the one expected entry (the client itself logs its retries at debug level).
+    a.drain_logs().await;
+    b.drain_logs().await;
+    let severe: Vec<&Value> = a
+        .logs
+        .iter()
+        .chain(b.logs.iter())
+        .filter(|e| e["level"] == "SEVERE")
+        .filter(|e| {
+            ws_ready
+                || !e["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("WebSocket connection to")
+        })
+        .collect();
+    a.quit().await;
+    b.quit().await;
+    assert!(severe.is_empty(), "console errors: {severe:#?}");
+}
