@@ -101,8 +101,11 @@ pub fn watch(runtime: Runtime, registry: Arc<Registry>, dir: PathBuf) -> Result<
     let watch_dir = dir.clone();
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
         Ok(events) => {
+            // Reading a plugin's files (an upload reads its content tables, the admin API reads
+            // the module) is not a change: inotify reports opens and closes as access events.
             let names: BTreeSet<String> = events
                 .iter()
+                .filter(|e| !e.kind.is_access())
                 .flat_map(|e| e.paths.iter())
                 .filter_map(|p| plugin_of(&watch_dir, p))
                 .collect();
