@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         ..cache::ServicesConfig::new(config.redis_url.as_deref())
     })
     .await
-        .context("connecting the Redis services")?;
+    .context("connecting the Redis services")?;
 
     let plugins_dir = config.plugins_dir.clone();
     std::fs::create_dir_all(&plugins_dir)

@@ -129,7 +129,9 @@ async fn auth_failures_close_with_a_reason(backend: Backend) {
     let app = TestApp::start(backend).await;
     let user = register(&app).await;
     for query in ["", "?token=", "?token=forged.token.here"] {
-        let (mut socket, _) = tokio_tungstenite::connect_async(ws_url(&app, query)).await.unwrap();
+        let (mut socket, _) = tokio_tungstenite::connect_async(ws_url(&app, query))
+            .await
+            .unwrap();
         let (code, reason) = close_of(&mut socket).await;
         assert_eq!(code, CloseCode::Library(4401), "{query}: {reason}");
         assert!(reason.starts_with("unauthorized"), "{query}: {reason}");
@@ -150,10 +152,9 @@ async fn auth_failures_close_with_a_reason(backend: Backend) {
 
     // The header works as well as the query.
     let user = register(&app).await;
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(ws_url(
-        &app, "",
-    ))
-    .unwrap();
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(ws_url(&app, ""))
+            .unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {}", user.token).parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();
@@ -184,7 +185,10 @@ async fn actions_run_over_the_socket_like_over_http(backend: Backend) {
     )
     .await;
     let result = next_of_type(&mut socket, "action_result").await;
-    assert_eq!((result["id"].clone(), result["status"].clone()), (json!(2), json!(404)));
+    assert_eq!(
+        (result["id"].clone(), result["status"].clone()),
+        (json!(2), json!(404))
+    );
     assert_eq!(result["error"]["code"], "unknown_plugin");
     send(
         &mut socket,
@@ -208,7 +212,10 @@ async fn actions_run_over_the_socket_like_over_http(backend: Backend) {
     let second = next_of_type(&mut socket, "action_result").await;
     assert_eq!(first["reply"]["replayed"], false, "{first}");
     assert_eq!(second["reply"]["replayed"], true, "{second}");
-    assert_eq!(first["reply"]["player_version"], second["reply"]["player_version"]);
+    assert_eq!(
+        first["reply"]["player_version"],
+        second["reply"]["player_version"]
+    );
     assert!(first["reply"]["player_version"].as_i64().unwrap() > version);
     send(
         &mut socket,
@@ -289,7 +296,15 @@ async fn heartbeat_and_unknown_messages(backend: Backend) {
     next_of_type(&mut socket, "pong").await;
 
     // The connection is counted while open.
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("cauldron_ws_connections 1"), "{metrics}");
 }
 
@@ -326,19 +341,21 @@ async fn a_client_that_never_reads_is_disconnected(backend: Backend) {
     let tcp = tokio::net::TcpSocket::new_v4().unwrap();
     tcp.set_recv_buffer_size(4096).unwrap();
     let stream = tcp.connect(addr).await.unwrap();
-    let (mut socket, _) =
-        tokio_tungstenite::client_async(
-            ws_url(&app, &format!("?token={}", user.token)),
-            MaybeTlsStream::Plain(stream),
-        )
-            .await
-            .unwrap();
+    let (mut socket, _) = tokio_tungstenite::client_async(
+        ws_url(&app, &format!("?token={}", user.token)),
+        MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
     send(&mut socket, &json!({"type": "ping"})).await;
     next_of_type(&mut socket, "pong").await;
 
     // Push far more than the socket buffers and the bounded queue hold; the client reads nothing.
     let bus = &app.state.game.services().bus;
-    let payload = Bytes::from(format!(r#"{{"topic":"flood","data":"{}"}}"#, "x".repeat(64 * 1024)));
+    let payload = Bytes::from(format!(
+        r#"{{"topic":"flood","data":"{}"}}"#,
+        "x".repeat(64 * 1024)
+    ));
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let mut pushed = 0;
     loop {
@@ -351,7 +368,8 @@ async fn a_client_that_never_reads_is_disconnected(backend: Backend) {
             "not disconnected after {pushed} events"
         );
         for _ in 0..32 {
-            bus.publish(&Channel::Player(user.player_id), payload.clone()).await;
+            bus.publish(&Channel::Player(user.player_id), payload.clone())
+                .await;
             pushed += 1;
         }
         tokio::task::yield_now().await;

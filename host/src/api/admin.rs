@@ -12,7 +12,8 @@
 //! one is stored (`plugin_artifacts`), activated, published in this host's registry, and announced
 //! on the bus's `plugins` channel. Every host (this one included; it finds nothing to do) applies an
 //! [`Announcement`] by loading the same bytes from the database and publishing them, so all hosts run
-//! the same sha256. Rollback and unload travel the same way.
+//! the same sha256. Rollback and unload travel the same way. The first upload of a plugin that
+//! serves from its file first stores that file's version, so a rollback has a stored target.
 //!
 //! At start-up, `main` loads the active artifacts after the plugin files, so **a stored artifact
 //! wins over a file of the same name**: an upload is a deliberate, cluster-wide decision, a file is a
@@ -214,6 +215,7 @@ async fn upload(
         .load(source)
         .await
         .map_err(|e| refused(&state, &name, &e))?;
+    store_baseline(&state, &name).await?;
     let stored = state
         .store()
         .put_artifact(&name, version.version(), &body)
@@ -316,6 +318,35 @@ async fn unload(
     tracing::info!(plugin = %name, by = %admin.who, "plugin unloaded");
     announce(&state, &Announcement::Unload { name }).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Before the first upload of `name`, store the version serving now from its file (when the file
+/// still holds exactly those bytes) and activate it, so the upload's rollback target is in the
+/// database and a rollback reaches every host.
+async fn store_baseline(state: &AppState, name: &str) -> Result<(), ApiError> {
+    let Some(current) = state.game.registry().get(name) else {
+        return Ok(());
+    };
+    let store = state.store();
+    if store.active_artifacts().await?.iter().any(|a| a.name == name) {
+        return Ok(());
+    }
+    let path = state.config.plugins_dir.join(format!("{name}.wasm"));
+    let Ok(bytes) = tokio::fs::read(&path).await else {
+        return Ok(());
+    };
+    if sha256_hex(&bytes) != current.sha256 {
+        return Ok(());
+    }
+    match store.put_artifact(name, current.version(), &bytes).await {
+        Ok(_) => {}
+        // Stored earlier with other bytes under the same version: that one stays the record.
+        Err(StoreError::Invalid(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    store.activate_artifact(name, current.version()).await?;
+    tracing::info!(plugin = %name, version = %current.version(), "stored the file version as the rollback target");
+    Ok(())
 }
 
 /// Plugin names: 1 to 64 of `a-z 0-9 _ -` (they name files and content folders).
