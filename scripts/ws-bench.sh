@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# WebSocket fan-out benchmark (docs/benchmarks.md, "WebSocket fan-out"): one release host on loopback
+# (SQLite + in-process services, the real plugins and the probe fixture), N idle authenticated sockets
+# held by several `wsload hold` processes, the host's RSS before and after, then one global event
+# (the probe's `shout`) and its delivery latency to every socket.
+#
+#   scripts/ws-bench.sh [CONNECTIONS=15000] [PROCESSES=4]
+#
+# Needs the plugins built (`cargo xtask build-plugins`) and an open-file limit of at least
+# CONNECTIONS + a few hundred (it raises the soft limit itself). Everything runs on 127.0.0.1 and is
+# cleaned up on exit; it gives up after 10 minutes.
+set -euo pipefail
+
+CONNECTIONS=${1:-15000}
+PROCESSES=${2:-4}
+USERS=${USERS:-100}
+PORT=${PORT:-3917}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/cauldron-target-host}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+ulimit -n 20000
+cargo build --release -q -p cauldron-host --bin cauldron --bin wsload
+BIN=$CARGO_TARGET_DIR/release
+
+WORK=$(mktemp -d /var/tmp/cauldron-ws-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK/plugins"
+cp -r "$CARGO_TARGET_DIR/plugins/." "$WORK/plugins/"
+cp "$CARGO_TARGET_DIR/fixtures/probe.wasm" "$WORK/plugins/"
+
+(cd "$WORK" && DATABASE_URL="sqlite://$WORK/bench.db" JWT_SECRET=ws-bench-secret-0123456789abcdef0123456789 \
+  PLUGINS_DIR="$WORK/plugins" WEB_DIR="$WORK/no-web" BIND_ADDR=127.0.0.1 PORT=$PORT LOG_LEVEL=warn \
+  RATE_LIMIT_ACTION_BURST=1000 exec "$BIN/cauldron") &
+HOST=$!
+PIDS+=("$HOST")
+URL=http://127.0.0.1:$PORT
+for _ in $(seq 200); do curl -fs "$URL/readyz" >/dev/null && break; sleep 0.1; done
+curl -fs "$URL/readyz" >/dev/null
+
+"$BIN/wsload" users --url "$URL" --count "$USERS" > "$WORK/tokens"
+rss() { awk '/VmRSS/ {print $2}' "/proc/$HOST/status"; }
+sleep 1
+BEFORE=$(rss)
+
+PER=$((CONNECTIONS / PROCESSES))
+for i in $(seq "$PROCESSES"); do
+  timeout 600 "$BIN/wsload" hold --url "$URL" --tokens "$WORK/tokens" --connections "$PER" \
+    --out "$WORK/lat.$i" > "$WORK/hold.$i" 2> "$WORK/hold.$i.err" &
+  PIDS+=("$!")
+done
+for i in $(seq "$PROCESSES"); do
+  until grep -q '^ready' "$WORK/hold.$i" 2>/dev/null; do sleep 0.5; done
+done
+OPEN=$(cat "$WORK"/hold.* | awk '/^ready/ {ok += $2; failed += $4} END {print ok, failed}')
+# Let the sockets settle (first pings, presence) before reading memory.
+sleep 25
+AFTER=$(rss)
+GAUGE=$(curl -fs "$URL/metrics" | awk '$1 == "cauldron_ws_connections" {print $2}')
+
+TOKEN=$(head -1 "$WORK/tokens")
+"$BIN/wsload" shout --url "$URL" --token "$TOKEN"
+for pid in "${PIDS[@]:1}"; do wait "$pid" || true; done
+sort -n "$WORK"/lat.* > "$WORK/all"
+N=$(wc -l < "$WORK/all")
+pct() { awk -v p="$1" -v n="$N" 'NR == int((n - 1) * p) + 1 {printf "%.1f", $1 / 1000}' "$WORK/all"; }
+
+echo "connections opened/failed: $OPEN (gauge $GAUGE)"
+echo "host RSS: before ${BEFORE} KiB, with sockets ${AFTER} KiB, per socket $(( (AFTER - BEFORE) * 1024 / ${OPEN%% *} )) bytes"
+echo "event delivered to $N sockets: p50 $(pct 0.5) ms, p99 $(pct 0.99) ms, max $(pct 1) ms"
+cat "$WORK"/hold.*.err | sort | uniq -c | head -5
