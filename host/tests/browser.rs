@@ -633,7 +633,12 @@ async fn the_web_client_plays_the_game_in_chromium() {
     a.wait_css("[data-testid=run]", 15).await;
     a.idle().await;
     let mut won = false;
-    for _ in 0..4 {
+    for _ in 0..6 {
+        // Entry costs 2 880 spirit: let the (test-economy) income refill it.
+        while stat(&a, "currencies", "spirit").await < 3000.0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            a.act("cultivation", "gather", json!({})).await;
+        }
         if a.find("[data-testid=buff]").await.is_some() {
             a.click("[data-testid=buff]").await;
             a.idle().await;

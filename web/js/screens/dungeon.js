@@ -14,7 +14,7 @@ function hpBar(label, hp, max, cls) {
 }
 
 function actionText(a, names) {
-  if (a.text) return a.text;
+  if (a.text) return a.text.replace(/^Round \d+:\s*/, '');
   const who = a.actor === 'player' ? names.player : names.enemy;
   if (a.kind === 'stunned') return `${who} is stunned and loses the turn.`;
   if (a.dodged) return `${who} attacks — dodged!`;

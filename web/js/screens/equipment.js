@@ -132,7 +132,7 @@ export default {
         h('p', '灵石 Stones ', h('b', fmt(p.currencies.spirit_stones ?? 0)), ' · 强化石 Reinforce ', h('b', fmt(p.currencies.reinforce_stones ?? 0)),
           ' · 洗练石 Refinement ', h('b', fmt(p.currencies.refinement_stones ?? 0)), ' · 评分 Score ', h('b', fmt(data.score))),
         h('div.actions', draw(1), draw(10), chest, best),
-        h('p.small.muted', '真实概率 True odds: ', data.odds.map((o) => h('span.odds', { style: { color: o.colour } }, `${o.name} ${o.name_en} ${o.percent}%`))),
+        h('p.small.muted', '真实概率 True odds: ', data.odds.map((o) => h('span.odds', { style: { color: o.colour } }, `${o.name} ${o.name_en} ${fmt(o.percent, 2)}%`))),
         h('p.log', { 'data-testid': 'equip-log' }, ctx.memo.equipLog ?? '')),
       h('div.card',
         h('h3', bi('装备栏', 'Slots')),

@@ -86,7 +86,7 @@ export default {
 
     const info = ctx.memo.petInfo;
     const odds = (info?.qualities ?? info?.quality ?? []).map((q) => h('span.odds', { style: { color: q.colour } },
-      `${q.name} ${q.name_en ?? ''} ${q.odds ?? q.percent ?? ''}%`));
+      `${q.name} ${q.name_en ?? ''} ${fmt(q.odds ?? q.percent, 2)}%`));
     root.replaceChildren(
       h('div.card',
         h('h2', bi('灵宠', 'Pets')),
