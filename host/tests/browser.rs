@@ -311,10 +311,10 @@ impl Browser {
     }
 
     async fn shot(&self, path: &Path) {
-        if let Ok(v) = self.cmd(reqwest::Method::GET, "/screenshot", Value::Null).await {
-            if let Some(s) = v.as_str() {
-                std::fs::write(path, b64_decode(s)).unwrap();
-            }
+        if let Ok(v) = self.cmd(reqwest::Method::GET, "/screenshot", Value::Null).await
+            && let Some(s) = v.as_str()
+        {
+            std::fs::write(path, b64_decode(s)).unwrap();
         }
     }
 
@@ -374,10 +374,10 @@ fn chromium_binary() -> String {
 async fn wait_http(http: &reqwest::Client, url: &str, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
-        if let Ok(r) = http.get(url).send().await {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = http.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
