@@ -150,10 +150,12 @@ impl std::fmt::Debug for Feeds {
     }
 }
 
-/// The queue producers push into; full means the client is too slow.
+/// The queue producers push into; full means the client is too slow. Messages travel boxed: the
+/// channel allocates its first block of 32 slots up front, and 32 pointers cost an idle session far
+/// less than 32 `Message`s.
 #[derive(Clone)]
 struct Outbox {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Box<Message>>,
 }
 
 /// The outbound queue is full.
@@ -161,7 +163,7 @@ struct Overflow;
 
 impl Outbox {
     fn push(&self, msg: Message) -> Result<(), Overflow> {
-        match self.tx.try_send(msg) {
+        match self.tx.try_send(Box::new(msg)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(Overflow),
             // The send task is gone; the supervisor learns that from its handle.
@@ -360,7 +362,7 @@ where
 /// to send that close frame instead.
 async fn write_loop<W>(
     mut sink: W,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: mpsc::Receiver<Box<Message>>,
     mut kill: oneshot::Receiver<CloseFrame>,
     close_timeout: Duration,
 ) where
@@ -378,7 +380,7 @@ async fn write_loop<W>(
             }
             msg = rx.recv() => msg,
         };
-        let Some(msg) = next else { break };
+        let Some(msg) = next.map(|m| *m) else { break };
         let closing = matches!(msg, Message::Close(_));
         tokio::select! {
             biased;
