@@ -49,19 +49,22 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$HOST/status"; }
 sleep 1
 BEFORE=$(rss)
 
+# The hold processes start one after another; the host's RSS is read after each is ready (and the
+# sockets have settled: first pings, presence), so the per-socket cost is also the slope between the
+# first and the last reading, free of start-up memory the allocator may reuse.
 PER=$((CONNECTIONS / PROCESSES))
+READINGS=()
 for i in $(seq "$PROCESSES"); do
   timeout 600 "$BIN/wsload" hold --url "$URL" --tokens "$WORK/tokens" --connections "$PER" \
     --out "$WORK/lat.$i" > "$WORK/hold.$i" 2> "$WORK/hold.$i.err" &
   PIDS+=("$!")
-done
-for i in $(seq "$PROCESSES"); do
   until grep -q '^ready' "$WORK/hold.$i" 2>/dev/null; do sleep 0.5; done
+  sleep 25
+  READINGS+=("$(rss)")
 done
 OPEN=$(cat "$WORK"/hold.* | awk '/^ready/ {ok += $2; failed += $4} END {print ok, failed}')
-# Let the sockets settle (first pings, presence) before reading memory.
-sleep 25
-AFTER=$(rss)
+AFTER=${READINGS[-1]}
+FIRST=${READINGS[0]}
 GAUGE=$(curl -fs "$URL/metrics" | awk '$1 == "cauldron_ws_connections" {print $2}')
 
 TOKEN=$(head -1 "$WORK/tokens")
@@ -72,6 +75,7 @@ N=$(wc -l < "$WORK/all")
 pct() { awk -v p="$1" -v n="$N" 'NR == int((n - 1) * p) + 1 {printf "%.1f", $1 / 1000}' "$WORK/all"; }
 
 echo "connections opened/failed: $OPEN (gauge $GAUGE)"
-echo "host RSS: before ${BEFORE} KiB, with sockets ${AFTER} KiB, per socket $(( (AFTER - BEFORE) * 1024 / ${OPEN%% *} )) bytes"
+echo "host RSS (KiB): before ${BEFORE}, after each ${PER} sockets: ${READINGS[*]}"
+echo "per socket: $(( (AFTER - BEFORE) * 1024 / ${OPEN%% *} )) bytes overall, $(( (AFTER - FIRST) * 1024 / (PER * (PROCESSES - 1)) )) bytes from the first to the last reading"
 echo "event delivered to $N sockets: p50 $(pct 0.5) ms, p99 $(pct 0.99) ms, max $(pct 1) ms"
 cat "$WORK"/hold.*.err | sort | uniq -c | head -5
