@@ -75,6 +75,7 @@ pub fn runtime_limits(config: &Config) -> Limits {
         max_output_bytes: l.max_output_bytes.unwrap_or(defaults.max_output_bytes),
         max_concurrent_calls: defaults.max_concurrent_calls,
         cache_dir: l.cache_dir.clone(),
+        preinitialise: defaults.preinitialise,
     }
 }
 

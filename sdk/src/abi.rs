@@ -27,6 +27,12 @@ pub const EXPORT_DESCRIBE: &str = "cauldron_describe";
 /// packed pointer to the encoded [`crate::wire::Outcome`].
 pub const EXPORT_HANDLE: &str = "cauldron_handle";
 
+/// Optional guest export: `(ptr: i32, len: i32) -> i64`, takes an encoded [`crate::wire::Init`]
+/// once per load and returns a packed pointer to an encoded [`crate::wire::Outcome`]. A plugin that
+/// has it is pre-initialised: the host snapshots it after this call and starts every call from the
+/// snapshot, sending no content tables with calls.
+pub const EXPORT_INIT: &str = "cauldron_init";
+
 /// Every export a v1 plugin must have, in the order the host checks them.
 pub const REQUIRED_EXPORTS: [&str; 6] = [
     EXPORT_MEMORY,

@@ -1,13 +1,23 @@
 //! The glue behind [`crate::export!`]. Hidden from docs: authors only call the macro.
 //!
-//! `describe_bytes` and `handle_bytes` are the whole protocol minus memory; the wasm exports wrap them
-//! with allocation, and the native test harness calls them directly, so both paths share one decode,
-//! dispatch and encode.
+//! `describe_bytes`, `init_bytes` and `handle_bytes` are the whole protocol minus memory; the wasm
+//! exports wrap them with allocation, and the native test harness calls them directly, so both paths
+//! share one decode, dispatch and encode.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use crate::abi::{self, LogLevel, fault_codes};
 use crate::codec;
+use crate::content::Content;
 use crate::plugin::{Ctx, Error, Plugin};
-use crate::wire::{Call, CallKind, HOOK_MODIFIERS, Outcome};
+use crate::wire::{Call, CallKind, HOOK_MODIFIERS, Init, Outcome};
+
+thread_local! {
+    /// The tables `cauldron_init` prepared. In wasm this lives in linear memory, so the host's
+    /// snapshot after init carries it into every call.
+    static PREPARED: RefCell<Option<Rc<Content>>> = const { RefCell::new(None) };
+}
 
 /// Encode the plugin's manifest, with the ABI version filled in.
 pub fn describe_bytes<P: Plugin>() -> Vec<u8> {
@@ -19,16 +29,56 @@ pub fn describe_bytes<P: Plugin>() -> Vec<u8> {
     })
 }
 
+/// Decode an `Init`, prepare its content tables through [`Plugin::prepare`], and encode the
+/// `Outcome` (`ok`, or the fault that refuses the load). Never panics on bad input.
+pub fn init_bytes<P: Plugin>(input: &[u8]) -> Vec<u8> {
+    let outcome = match prepare::<P>(input) {
+        Ok(content) => {
+            PREPARED.with(|p| *p.borrow_mut() = Some(content));
+            Outcome::Ok {
+                effects: Vec::new(),
+                reply: crate::Doc::nil(),
+                modifiers: Vec::new(),
+            }
+        }
+        Err(Error::Reject { code, message } | Error::Fault { code, message }) => {
+            Outcome::Fault { code, message }
+        }
+    };
+    encode_outcome(&outcome)
+}
+
+/// Decode an `Init` and run [`Plugin::prepare`] on its tables.
+pub fn prepare<P: Plugin>(input: &[u8]) -> Result<Rc<Content>, Error> {
+    let init: Init = codec::decode(input)
+        .map_err(|e| Error::fault(fault_codes::BAD_CALL, format!("cannot decode init: {e}")))?;
+    let content = Rc::new(Content::new(init.content));
+    P::prepare(&content)?;
+    Ok(content)
+}
+
 /// Decode a `Call`, run it, and encode the `Outcome`. Never panics on bad input.
+///
+/// Content tables come from the call when it carries any, else from what `cauldron_init` prepared.
 pub fn handle_bytes<P: Plugin>(input: &[u8]) -> Vec<u8> {
+    let prepared = PREPARED.with(|p| p.borrow().clone());
+    handle_bytes_with::<P>(input, prepared.as_ref())
+}
+
+/// [`handle_bytes`] with the prepared content given (the native harness keeps its own).
+pub fn handle_bytes_with<P: Plugin>(input: &[u8], prepared: Option<&Rc<Content>>) -> Vec<u8> {
     let outcome = match codec::decode::<Call>(input) {
-        Ok(call) => run::<P>(call),
+        Ok(call) => run::<P>(call, prepared),
         Err(e) => Outcome::Fault {
             code: fault_codes::BAD_CALL.into(),
             message: format!("cannot decode call: {e}"),
         },
     };
-    codec::encode(&outcome).unwrap_or_else(|e| {
+    encode_outcome(&outcome)
+}
+
+fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
+    codec::encode(outcome).unwrap_or_else(|e| {
         let fault = Outcome::Fault {
             code: fault_codes::ENCODE.into(),
             message: format!("cannot encode outcome: {e}"),
@@ -39,9 +89,12 @@ pub fn handle_bytes<P: Plugin>(input: &[u8]) -> Vec<u8> {
 }
 
 /// Run a decoded call against the plugin.
-pub fn run<P: Plugin>(call: Call) -> Outcome {
+pub fn run<P: Plugin>(call: Call, prepared: Option<&Rc<Content>>) -> Outcome {
     let kind = call.kind;
-    let mut ctx = Ctx::new(call);
+    let mut ctx = match prepared {
+        Some(content) if call.content.is_empty() => Ctx::with_content(call, Rc::clone(content)),
+        _ => Ctx::new(call),
+    };
     let result = match kind {
         CallKind::Action => P::handle(&mut ctx).map(|()| Vec::new()),
         CallKind::Hook if ctx.action() == HOOK_MODIFIERS => P::modifiers(&mut ctx),
@@ -124,6 +177,22 @@ mod wasm {
         leak(super::describe_bytes::<P>())
     }
 
+    /// `cauldron_init`: takes ownership of the input buffer.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be a buffer from `alloc(len)` that the host filled.
+    pub unsafe fn init<P: crate::Plugin>(ptr: u32, len: u32) -> u64 {
+        install_panic_hook();
+        let out = {
+            // SAFETY: the host wrote `len` bytes at `ptr`, inside a buffer from `alloc`.
+            let input = unsafe { std::slice::from_raw_parts(ptr as *const u8, len as usize) };
+            super::init_bytes::<P>(input)
+        };
+        // SAFETY: the input buffer came from `alloc(len)` and is not used after this point.
+        unsafe { free(ptr, len) };
+        leak(out)
+    }
+
     /// `cauldron_handle`: takes ownership of the input buffer.
     ///
     /// # Safety
@@ -142,9 +211,10 @@ mod wasm {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub use wasm::{alloc, describe, free, handle};
+pub use wasm::{alloc, describe, free, handle, init};
 
-/// Export a [`Plugin`] as a Cauldron wasm module: generates the ABI v1 exports.
+/// Export a [`Plugin`] as a Cauldron wasm module: generates the ABI v1 exports, `cauldron_init`
+/// (pre-initialisation) included.
 ///
 /// ```ignore
 /// struct Fortune;
@@ -179,6 +249,12 @@ macro_rules! export {
             #[unsafe(no_mangle)]
             extern "C" fn cauldron_describe() -> u64 {
                 $crate::__export::describe::<$plugin>()
+            }
+
+            #[unsafe(no_mangle)]
+            unsafe extern "C" fn cauldron_init(ptr: u32, len: u32) -> u64 {
+                // SAFETY: the host passes a buffer it got from `cauldron_alloc(len)`.
+                unsafe { $crate::__export::init::<$plugin>(ptr, len) }
             }
 
             #[unsafe(no_mangle)]

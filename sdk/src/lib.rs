@@ -5,6 +5,7 @@
 //! - [`wire`]: the messages (`Call`, `Outcome`, `Manifest`, `Effect`, ...).
 //! - [`codec`]: the one MessagePack encoder/decoder.
 //! - [`Doc`]: an embedded MessagePack document.
+//! - [`Content`], [`Table`]: content tables, decoded once per load.
 //! - [`Plugin`], [`Ctx`], [`Error`]: what authors implement and use.
 //! - [`rng`]: the deterministic RNG.
 //! - [`export!`]: generates the wasm exports.
@@ -12,6 +13,7 @@
 
 pub mod abi;
 pub mod codec;
+mod content;
 mod doc;
 #[doc(hidden)]
 pub mod export;
@@ -22,6 +24,7 @@ mod sys;
 pub mod testing;
 pub mod wire;
 
+pub use content::{Content, Table};
 pub use doc::Doc;
 pub use plugin::{Ctx, Error, Plugin};
 pub use sys::log;
@@ -40,5 +43,5 @@ pub mod prelude {
         ActionSpec, Buff, Effect, Entity, HookSpec, Manifest, Modifier, ParamSpec, ParamType, PlayerState,
         Scope, Section,
     };
-    pub use crate::{Ctx, Doc, Error, Plugin, export, log};
+    pub use crate::{Content, Ctx, Doc, Error, Plugin, Table, export, log};
 }

@@ -1,9 +1,12 @@
 //! What a plugin author implements ([`Plugin`]) and works with ([`Ctx`], [`Error`]).
 
+use std::rc::Rc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::abi::{fault_codes, reject_codes};
+use crate::content::{Content, Table};
 use crate::doc::Doc;
 use crate::rng::Rng;
 use crate::wire::{Buff, Call, Effect, Entity, Manifest, Modifier, PlayerState, Scope};
@@ -11,10 +14,20 @@ use crate::wire::{Buff, Call, Effect, Entity, Manifest, Modifier, PlayerState, S
 /// A game plugin. Register it with [`crate::export!`].
 ///
 /// Every function is a pure function of its input: the host gives a fresh instance to each call, so
-/// nothing survives between calls except what the plugin returns as effects.
+/// nothing survives between calls except what the plugin returns as effects. The one exception is
+/// [`Plugin::prepare`], which runs once per load and whose work every call starts from.
 pub trait Plugin {
     /// The plugin's manifest: name, version, actions, hooks. Called once when the host loads it.
     fn manifest() -> Manifest;
+
+    /// Decode and check the content tables the plugin uses, once, when the host loads it: call
+    /// [`Content::table`] for each. The host snapshots the plugin right after, so every call finds
+    /// them decoded; an error refuses the load with its message, so bad content never reaches a
+    /// player. Tables not prepared here still work; they are decoded on each call that uses them.
+    fn prepare(content: &Content) -> Result<(), Error> {
+        let _ = content;
+        Ok(())
+    }
 
     /// Run the action named by `ctx.action()`, recording effects on `ctx`.
     fn handle(ctx: &mut Ctx) -> Result<(), Error>;
@@ -112,17 +125,26 @@ fn encode_doc<T: Serialize + ?Sized>(what: &str, value: &T) -> Result<Doc, Error
 #[derive(Debug)]
 pub struct Ctx {
     call: Call,
+    content: Rc<Content>,
     rng: Rng,
     effects: Vec<Effect>,
     reply: Doc,
 }
 
 impl Ctx {
-    /// A context for `call`, with its RNG seeded from `call.seed`.
-    pub fn new(call: Call) -> Self {
+    /// A context for `call`, with its RNG seeded from `call.seed` and the content tables the call
+    /// carries.
+    pub fn new(mut call: Call) -> Self {
+        let content = Rc::new(Content::new(std::mem::take(&mut call.content)));
+        Self::with_content(call, content)
+    }
+
+    /// A context for `call` reading content tables from `content` (the ones given at load time).
+    pub fn with_content(call: Call, content: Rc<Content>) -> Self {
         let rng = Rng::new(call.seed);
         Self {
             call,
+            content,
             rng,
             effects: Vec::new(),
             reply: Doc::nil(),
@@ -161,16 +183,21 @@ impl Ctx {
         &self.call.params
     }
 
-    /// Decode a content table. A missing or malformed table is a `bad_content` fault.
+    /// Content table `T`, decoded and checked once per load (see [`Plugin::prepare`]). A missing or
+    /// malformed table is a `bad_content` fault.
+    pub fn table<T: Table>(&self) -> Result<Rc<T>, Error> {
+        self.content.table::<T>()
+    }
+
+    /// Decode content table `table` into any type, afresh on each use; prefer [`Ctx::table`],
+    /// which decodes once. A missing or malformed table is a `bad_content` fault.
     pub fn content<T: DeserializeOwned>(&self, table: &str) -> Result<T, Error> {
-        let doc = self.call.content.get(table).ok_or_else(|| {
-            Error::fault(
-                fault_codes::BAD_CONTENT,
-                format!("content table `{table}` was not provided"),
-            )
-        })?;
-        doc.decode()
-            .map_err(|e| Error::fault(fault_codes::BAD_CONTENT, format!("content table `{table}`: {e}")))
+        self.content.decode(table)
+    }
+
+    /// Every content table of the plugin.
+    pub fn content_tables(&self) -> &Content {
+        &self.content
     }
 
     /// The player's state as declared by the action, with this call's effects applied.

@@ -1,8 +1,9 @@
 //! A native test harness: run a plugin's actions without wasm or a server.
 //!
 //! The harness goes through the same encode → dispatch → decode path as the wasm exports, and it
-//! mirrors what the host does around a call: the action must be in the manifest, the player state is
-//! cut down to the sections the action declares, and only the content tables it declares are sent.
+//! mirrors what the host does around a call: the plugin is prepared once with every content table
+//! (as `cauldron_init` is at load time), the action must be in the manifest, and the player state is
+//! cut down to the sections the action declares.
 //!
 //! ```ignore
 //! let h = Harness::<Cultivation>::with_content_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/content"));
@@ -12,24 +13,29 @@
 //! assert_eq!(after.currencies["spirit"], 90);
 //! ```
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::Path;
+use std::rc::Rc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::abi::{LogLevel, reject_codes};
 use crate::codec;
+use crate::content::Content;
 use crate::doc::Doc;
 use crate::export;
-use crate::plugin::Plugin;
-use crate::wire::{Buff, Call, CallKind, Effect, Entity, Manifest, Modifier, Outcome, PlayerState};
+use crate::plugin::{Error, Plugin};
+use crate::wire::{Buff, Call, CallKind, Effect, Entity, Init, Manifest, Modifier, Outcome, PlayerState};
 
 /// Loads content tables and runs calls against plugin `P`.
 pub struct Harness<P> {
     manifest: Manifest,
     content: BTreeMap<String, Doc>,
+    /// The outcome of [`Plugin::prepare`] on `content`, made on first use.
+    prepared: OnceCell<Result<Rc<Content>, Error>>,
     _plugin: PhantomData<fn() -> P>,
 }
 
@@ -47,6 +53,7 @@ impl<P: Plugin> Harness<P> {
         Self {
             manifest,
             content: BTreeMap::new(),
+            prepared: OnceCell::new(),
             _plugin: PhantomData,
         }
     }
@@ -87,6 +94,7 @@ impl<P: Plugin> Harness<P> {
             toml::from_str(text).unwrap_or_else(|e| panic!("content table `{table}`: {e}"));
         self.content
             .insert(table.to_owned(), Doc::encode(&value).expect("TOML values encode"));
+        self.prepared = OnceCell::new();
         self
     }
 
@@ -94,7 +102,25 @@ impl<P: Plugin> Harness<P> {
     pub fn content_value<T: Serialize>(mut self, table: &str, value: &T) -> Self {
         self.content
             .insert(table.to_owned(), Doc::encode(value).expect("content encodes"));
+        self.prepared = OnceCell::new();
         self
+    }
+
+    /// What [`Plugin::prepare`] said of the content tables, as the host's load would: `Err` means
+    /// the host refuses to load the plugin with this content.
+    pub fn prepare(&self) -> Result<(), Error> {
+        self.prepared().map(|_| ())
+    }
+
+    fn prepared(&self) -> Result<Rc<Content>, Error> {
+        self.prepared
+            .get_or_init(|| {
+                let init = Init {
+                    content: self.content.clone(),
+                };
+                export::prepare::<P>(&codec::encode(&init).expect("init encodes"))
+            })
+            .clone()
     }
 
     /// The manifest, as the host would read it.
@@ -118,7 +144,8 @@ impl<P: Plugin> Harness<P> {
         }
     }
 
-    /// Run a call the way the host would.
+    /// Run a call the way the host would. If [`Plugin::prepare`] refused the content, the call
+    /// answers with that fault (the host would not have loaded the plugin at all).
     pub fn run(&self, mut call: Call) -> Run {
         let before = call.player.clone();
         let declared = match call.kind {
@@ -131,7 +158,7 @@ impl<P: Plugin> Harness<P> {
                 .hook(&call.action)
                 .map(|h| (h.reads.clone(), Vec::new(), h.content.clone())),
         };
-        let Some((reads, kinds, tables)) = declared else {
+        let Some((reads, kinds, _tables)) = declared else {
             let outcome = Outcome::Rejected {
                 code: reject_codes::UNKNOWN_ACTION.into(),
                 message: format!("`{}` is not in the manifest", call.action),
@@ -145,12 +172,19 @@ impl<P: Plugin> Harness<P> {
         let mut visible_kinds = self.manifest.entity_kinds.clone();
         visible_kinds.extend(kinds);
         call.player = call.player.only(&reads, &visible_kinds);
-        call.content = tables
-            .iter()
-            .filter_map(|t| Some((t.clone(), self.content.get(t)?.clone())))
-            .collect();
+        let prepared = match self.prepared() {
+            Ok(content) => content,
+            Err(Error::Reject { code, message } | Error::Fault { code, message }) => {
+                return Run {
+                    outcome: Outcome::Fault { code, message },
+                    before,
+                    logs: crate::sys::native::take(),
+                };
+            }
+        };
+        call.content = BTreeMap::new();
         let input = codec::encode(&call).expect("calls encode");
-        let output = export::handle_bytes::<P>(&input);
+        let output = export::handle_bytes_with::<P>(&input, Some(&prepared));
         let outcome = codec::decode(&output).expect("the glue always returns a decodable outcome");
         Run {
             outcome,

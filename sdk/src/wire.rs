@@ -38,6 +38,17 @@ pub struct Call {
     /// Seed for [`crate::rng::Rng`]; the only source of randomness.
     pub seed: u64,
     /// The content tables the action declared, by table name (file stem of `content/*.toml`).
+    /// Empty when the plugin was pre-initialised: it got every table once, through [`Init`].
+    #[serde(default)]
+    pub content: BTreeMap<String, Doc>,
+}
+
+/// What the host gives a plugin once per load, through the optional `cauldron_init` export, before
+/// taking the snapshot every call starts from. Answered with an [`Outcome`]: `ok` (nothing in it)
+/// or a `fault` that refuses the load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Init {
+    /// Every content table of the plugin, by table name (file stem of `content/*.toml`).
     #[serde(default)]
     pub content: BTreeMap<String, Doc>,
 }

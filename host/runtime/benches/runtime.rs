@@ -20,7 +20,7 @@ use cauldron_plugin_cultivation::Cultivation;
 use cauldron_runtime::{Limits, PluginSource, PluginVersion, Runtime, read_content_dir};
 use cauldron_sdk::Doc;
 use cauldron_sdk::codec;
-use cauldron_sdk::wire::{Call, CallKind, Outcome, PlayerState};
+use cauldron_sdk::wire::{Call, CallKind, Init, Outcome, PlayerState};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn root() -> PathBuf {
@@ -130,12 +130,35 @@ fn bench(c: &mut Criterion) {
         expected_name: None,
     };
     let plugin = rt.load_blocking(source.clone()).unwrap();
+    assert!(plugin.preinitialised);
     let the_call = meditate_call(&rt, &plugin);
     let input = codec::encode(&the_call).unwrap();
     eprintln!(
         "meditate call: {} bytes encoded; wasm {} bytes",
         input.len(),
         wasm.len()
+    );
+    // The native side is prepared once too, as `cauldron_init` prepares the wasm one.
+    let init = codec::encode(&Init {
+        content: source.content.clone(),
+    })
+    .unwrap();
+    let ready = codec::decode::<Outcome>(&cauldron_sdk::export::init_bytes::<Cultivation>(&init)).unwrap();
+    assert!(matches!(ready, Outcome::Ok { .. }), "{ready:?}");
+
+    // The same plugin without pre-initialisation: every call carries and decodes its tables.
+    let rt_plain = Runtime::new(Limits {
+        cache_dir: Some(cache.path().to_path_buf()),
+        preinitialise: false,
+        ..Limits::default()
+    })
+    .unwrap();
+    let plain = rt_plain.load_blocking(source.clone()).unwrap();
+    let plain_call = meditate_call(&rt_plain, &plain);
+    let plain_input = codec::encode(&plain_call).unwrap();
+    eprintln!(
+        "without pre-initialisation the call is {} bytes",
+        plain_input.len()
     );
 
     let mut g = c.benchmark_group("meditate");
@@ -147,6 +170,9 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("sandboxed (fresh instance per call)", |b| {
         b.iter(|| rt.call_bytes(&plugin, &input).unwrap())
+    });
+    g.bench_function("sandboxed, not pre-initialised (tables in every call)", |b| {
+        b.iter(|| rt_plain.call_bytes(&plain, &plain_input).unwrap())
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -162,12 +188,15 @@ fn bench(c: &mut Criterion) {
     c.bench_function("instantiate only", |b| {
         b.iter(|| rt.instantiate_only(&plugin).unwrap())
     });
-    c.bench_function("cached load (disk cache hit, describe, validate)", |b| {
-        b.iter(|| {
-            rt.clear_memory_cache();
-            rt.load_blocking(source.clone()).unwrap()
-        })
-    });
+    c.bench_function(
+        "cached load (disk cache hits, init + snapshot, describe, validate)",
+        |b| {
+            b.iter(|| {
+                rt.clear_memory_cache();
+                rt.load_blocking(source.clone()).unwrap()
+            })
+        },
+    );
     let mut slow = c.benchmark_group("compile");
     slow.sample_size(10);
     slow.bench_function("cranelift compile (no cache)", |b| {

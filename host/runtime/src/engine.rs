@@ -36,6 +36,9 @@ pub struct Limits {
     pub max_concurrent_calls: usize,
     /// Folder for compiled modules; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// Pre-initialise plugins that export `cauldron_init` (ABI.md §4.1). Off, they get their
+    /// content tables in every call instead (slower; for comparison and debugging).
+    pub preinitialise: bool,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_output_bytes: abi::MAX_OUTPUT_BYTES,
             max_concurrent_calls: std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
             cache_dir: None,
+            preinitialise: true,
         }
     }
 }
@@ -203,22 +207,10 @@ impl Runtime {
         input: Option<&[u8]>,
     ) -> (Result<Vec<u8>, PluginError>, u64) {
         let inner = &self.inner;
-        let state = CallState {
-            limiter: MemoryCap {
-                cap: inner.limits.memory_bytes,
-                hit: false,
-            },
-            logs: Vec::new(),
-            plugin: plugin.name_arc(),
+        let mut store = match self.new_store(plugin.name_arc()) {
+            Ok(s) => s,
+            Err(e) => return (Err(e), 0),
         };
-        let mut store = Store::new(&inner.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        if let Err(e) = store.set_fuel(inner.limits.fuel) {
-            return (Err(PluginError::Unavailable(e.to_string())), 0);
-        }
-        store.set_epoch_deadline(inner.deadline_ticks);
-        store.epoch_deadline_trap();
-
         let result = (|| -> Result<Vec<u8>, wasmtime::Error> {
             let instance = plugin.pre.instantiate(&mut store)?;
             let ex = &plugin.exports;
@@ -232,34 +224,75 @@ impl Runtime {
                     describe.call(&mut store, ())?
                 }
                 Some(bytes) => {
-                    let len =
-                        u32::try_from(bytes.len()).map_err(|_| wasmtime::format_err!("call too large"))?;
                     let alloc = typed::<u32, u32>(&instance, &mut store, &ex.alloc)?;
-                    let ptr = alloc.call(&mut store, len)?;
-                    if ptr == 0 {
-                        return Err(wasmtime::Error::new(BadOutputMarker(
-                            "cauldron_alloc returned null".into(),
-                        )));
-                    }
-                    memory.write(&mut store, ptr as usize, bytes).map_err(|_| {
-                        wasmtime::Error::new(BadOutputMarker(format!(
-                            "cauldron_alloc returned {ptr}, out of bounds"
-                        )))
-                    })?;
                     let handle = typed::<(u32, u32), u64>(&instance, &mut store, &ex.handle)?;
-                    handle.call(&mut store, (ptr, len))?
+                    call_with_input(&mut store, memory, alloc, handle, bytes)?
                 }
             };
-            let (ptr, len) = abi::unpack(packed);
-            let out = GuestSlice { ptr, len }
-                .read(memory.data(&store), inner.limits.max_output_bytes)
-                .map_err(|e| wasmtime::Error::new(BadOutputMarker(e.to_string())))?;
-            Ok(out.to_vec())
+            Ok(read_output(&store, memory, packed, inner.limits.max_output_bytes)?.to_vec())
         })();
 
         let fuel_used = inner.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         (result.map_err(|err| classify(err, store.data())), fuel_used)
     }
+
+    /// A store for one call: memory cap, fuel budget and epoch deadline from the limits.
+    pub(crate) fn new_store(&self, plugin: Arc<str>) -> Result<Store<CallState>, PluginError> {
+        let inner = &self.inner;
+        let state = CallState {
+            limiter: MemoryCap {
+                cap: inner.limits.memory_bytes,
+                hit: false,
+            },
+            logs: Vec::new(),
+            plugin,
+        };
+        let mut store = Store::new(&inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(inner.limits.fuel)
+            .map_err(|e| PluginError::Unavailable(e.to_string()))?;
+        store.set_epoch_deadline(inner.deadline_ticks);
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+}
+
+/// Copy `bytes` into a buffer from the guest's `cauldron_alloc` and call `entry(ptr, len)`, which
+/// takes ownership of the buffer; returns the packed output pointer.
+pub(crate) fn call_with_input(
+    store: &mut Store<CallState>,
+    memory: wasmtime::Memory,
+    alloc: wasmtime::TypedFunc<u32, u32>,
+    entry: wasmtime::TypedFunc<(u32, u32), u64>,
+    bytes: &[u8],
+) -> Result<u64, wasmtime::Error> {
+    let len = u32::try_from(bytes.len()).map_err(|_| wasmtime::format_err!("input too large"))?;
+    let ptr = alloc.call(&mut *store, len)?;
+    if ptr == 0 {
+        return Err(wasmtime::Error::new(BadOutputMarker(
+            "cauldron_alloc returned null".into(),
+        )));
+    }
+    memory.write(&mut *store, ptr as usize, bytes).map_err(|_| {
+        wasmtime::Error::new(BadOutputMarker(format!(
+            "cauldron_alloc returned {ptr}, out of bounds"
+        )))
+    })?;
+    entry.call(&mut *store, (ptr, len))
+}
+
+/// The guest's output named by a packed pointer, bounds- and size-checked before anyone decodes it.
+pub(crate) fn read_output(
+    store: &Store<CallState>,
+    memory: wasmtime::Memory,
+    packed: u64,
+    max_output_bytes: usize,
+) -> Result<&[u8], wasmtime::Error> {
+    let (ptr, len) = abi::unpack(packed);
+    GuestSlice { ptr, len }
+        .read(memory.data(store), max_output_bytes)
+        .map_err(|e| wasmtime::Error::new(BadOutputMarker(e.to_string())))
 }
 
 fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
@@ -276,7 +309,7 @@ fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 
 /// Carries a bad-output reason through wasmtime's error type to [`classify`].
 #[derive(Debug)]
-struct BadOutputMarker(String);
+pub(crate) struct BadOutputMarker(pub(crate) String);
 
 impl std::fmt::Display for BadOutputMarker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -287,7 +320,7 @@ impl std::fmt::Display for BadOutputMarker {
 impl std::error::Error for BadOutputMarker {}
 
 /// Turn a wasmtime error from a call into a typed [`PluginError`].
-fn classify(err: wasmtime::Error, state: &CallState) -> PluginError {
+pub(crate) fn classify(err: wasmtime::Error, state: &CallState) -> PluginError {
     if let Some(bad) = err.downcast_ref::<BadOutputMarker>() {
         return PluginError::BadOutput(bad.0.clone());
     }

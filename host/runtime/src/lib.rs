@@ -6,6 +6,7 @@
 //!   the per-call sandbox.
 //! - `module`: loading a [`PluginVersion`]: compile with the sha256-keyed cache, ABI check from
 //!   imports/exports, manifest through `describe`.
+//! - `preinit`: pre-initialisation: `cauldron_init` once per load, then a snapshot module.
 //! - `memory`: the bounds-checked guest-memory view.
 //! - `registry`: name → current version (+ previous), statuses, change events.
 //! - `watcher`: hot reload from a plugins folder.
@@ -15,6 +16,7 @@ mod engine;
 mod error;
 mod memory;
 mod module;
+mod preinit;
 mod registry;
 pub mod watcher;
 

@@ -92,6 +92,8 @@ pub struct PluginVersion {
     pub content: BTreeMap<String, Doc>,
     /// Size of the wasm module in bytes.
     pub wasm_bytes: usize,
+    /// Whether calls run from a snapshot taken after `cauldron_init` (and so carry no content).
+    pub preinitialised: bool,
     pub(crate) pre: InstancePre<CallState>,
     pub(crate) exports: Exports,
     name: Arc<str>,
@@ -122,8 +124,13 @@ impl PluginVersion {
         self.name.clone()
     }
 
-    /// The content tables named in `tables` (missing ones are left out; the plugin reports them).
+    /// The content tables a call must carry for `tables`: none when the plugin was pre-initialised
+    /// (it holds every table already), else the named ones (missing ones are left out; the plugin
+    /// reports them).
     pub fn content_for(&self, tables: &[String]) -> BTreeMap<String, Doc> {
+        if self.preinitialised {
+            return BTreeMap::new();
+        }
         tables
             .iter()
             .filter_map(|t| Some((t.clone(), self.content.get(t)?.clone())))
@@ -181,7 +188,9 @@ impl ModuleCache {
         self.memory.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    pub(crate) fn get_or_compile(
+    /// A module from memory, the disk cache, or the compiler, without keeping it in memory: for
+    /// modules used once per load (the instrumented module of pre-initialisation).
+    pub(crate) fn get_or_compile_transient(
         &self,
         engine: &Engine,
         sha256: &str,
@@ -191,20 +200,29 @@ impl ModuleCache {
             self.count(|s| s.memory_hits += 1);
             return Ok(m.clone());
         }
-        let module = match self.path(sha256).filter(|p| p.exists()) {
+        match self.path(sha256).filter(|p| p.exists()) {
             Some(path) => match load_precompiled(engine, &path) {
                 Ok(m) => {
                     self.count(|s| s.disk_hits += 1);
-                    m
+                    Ok(m)
                 }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), "discarding unusable cached module: {e}");
                     let _ = std::fs::remove_file(&path);
-                    self.compile_and_store(engine, sha256, wasm)?
+                    self.compile_and_store(engine, sha256, wasm)
                 }
             },
-            None => self.compile_and_store(engine, sha256, wasm)?,
-        };
+            None => self.compile_and_store(engine, sha256, wasm),
+        }
+    }
+
+    pub(crate) fn get_or_compile(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        wasm: &[u8],
+    ) -> Result<Module, PluginError> {
+        let module = self.get_or_compile_transient(engine, sha256, wasm)?;
         self.memory
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -254,7 +272,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Check imports and exports against ABI v1 before anything is instantiated.
-fn check_abi(module: &Module) -> Result<Exports, PluginError> {
+pub(crate) fn check_abi(module: &Module) -> Result<Exports, PluginError> {
     let mut versions: Vec<u32> = Vec::new();
     let mut bad_import = None;
     for import in module.imports() {
@@ -345,7 +363,16 @@ impl Runtime {
     pub fn load_blocking(&self, source: PluginSource) -> Result<PluginVersion, PluginError> {
         let inner = &self.inner;
         let sha256 = sha256_hex(&source.wasm);
-        let module = inner.cache.get_or_compile(&inner.engine, &sha256, &source.wasm)?;
+        let preinitialised = inner.limits.preinitialise && crate::preinit::exports_init(&source.wasm);
+        let module = if preinitialised {
+            let plugin = source.expected_name.as_deref().unwrap_or("?");
+            let image = crate::preinit::preinitialise(self, plugin, &source.wasm, &source.content)?;
+            inner
+                .cache
+                .get_or_compile(&inner.engine, &sha256_hex(&image), &image)?
+        } else {
+            inner.cache.get_or_compile(&inner.engine, &sha256, &source.wasm)?
+        };
         let exports = check_abi(&module)?;
         let pre = inner
             .linker
@@ -366,6 +393,7 @@ impl Runtime {
             loaded_at_ms: now_ms(),
             content: source.content,
             wasm_bytes: source.wasm.len(),
+            preinitialised,
             pre,
             exports,
             name: Arc::from(source.expected_name.as_deref().unwrap_or("?")),

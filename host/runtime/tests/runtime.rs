@@ -308,19 +308,27 @@ fn compiled_modules_are_cached_on_disk_and_reused_across_restarts() {
         cache_dir: Some(dir.path().to_path_buf()),
         ..test_limits()
     };
-    // This test counts compilations, so it uses a cache folder of its own.
+    // This test counts compilations, so it uses a cache folder of its own. The probe is
+    // pre-initialised, so one version is two modules: the instrumented one `cauldron_init` runs in,
+    // and the snapshot every call starts from.
     let first = runtime_with(limits.clone());
+    let plugin = load(&first, &probe().0);
+    assert!(plugin.preinitialised);
+    assert_eq!(first.cache_stats().compiled, 2);
     load(&first, &probe().0);
-    load(&first, &probe().0);
-    assert_eq!(first.cache_stats().compiled, 1);
-    assert_eq!(first.cache_stats().memory_hits, 1);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert_eq!(first.cache_stats().compiled, 2, "a second load compiles nothing");
+    assert_eq!(
+        first.cache_stats().memory_hits,
+        1,
+        "the snapshot module is kept in memory"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 
     // A "restart": a new runtime over the same folder loads without compiling.
     let second = runtime_with(limits);
     let plugin = load(&second, &probe().0);
     assert_eq!(second.cache_stats().compiled, 0);
-    assert_eq!(second.cache_stats().disk_hits, 1);
+    assert_eq!(second.cache_stats().disk_hits, 2);
     still_serves(&second, &plugin);
 
     // A corrupt cache file is discarded and recompiled, not trusted. (Cached modules are mapped from
@@ -335,7 +343,7 @@ fn compiled_modules_are_cached_on_disk_and_reused_across_restarts() {
         ..test_limits()
     });
     let plugin = load(&third, &probe().0);
-    assert_eq!(third.cache_stats().compiled, 1);
+    assert_eq!(third.cache_stats().compiled, 2);
     still_serves(&third, &plugin);
 }
 
@@ -378,4 +386,79 @@ async fn async_calls_type_rejections_separately_from_faults() {
 
 fn test_limits() -> Limits {
     common::test_limits()
+}
+
+/// The probe with content tables given as TOML text.
+fn probe_with_tables(tables: &[(&str, &str)]) -> cauldron_runtime::PluginSource {
+    let mut src = source(&probe().0);
+    for (name, text) in tables {
+        let value: toml::Value = toml::from_str(text).expect("test TOML parses");
+        src.content.insert(
+            (*name).to_owned(),
+            cauldron_sdk::Doc::encode(&value).expect("encodes"),
+        );
+    }
+    src
+}
+
+#[test]
+fn content_prepared_at_load_reaches_every_call_without_being_sent() {
+    let rt = runtime();
+    let plugin = rt
+        .load_blocking(probe_with_tables(&[("motto", "text = \"steady hands\"")]))
+        .expect("loads");
+    assert!(plugin.preinitialised, "the SDK's plugins export cauldron_init");
+    assert!(
+        plugin.content_for(&["motto".to_owned()]).is_empty(),
+        "a pre-initialised plugin's calls carry no content"
+    );
+    for _ in 0..3 {
+        let motto: String = reply(rt.call_blocking(&plugin, &bare("motto")).expect("motto"));
+        assert_eq!(motto, "steady hands");
+        // `prepare` ran once, before the snapshot; calls start from its result and never re-run it.
+        let prepared: u32 = reply(rt.call_blocking(&plugin, &bare("prepared")).expect("prepared"));
+        assert_eq!(prepared, 1);
+        still_serves(&rt, &plugin);
+    }
+
+    // The hand-written plugin has no `cauldron_init`: it gets its declared tables in every call.
+    let handmade = load(&rt, &handmade());
+    assert!(!handmade.preinitialised);
+}
+
+#[test]
+fn content_that_fails_its_check_is_refused_at_load() {
+    let rt = runtime();
+    let err = rt
+        .load_blocking(probe_with_tables(&[("motto", "text = \"  \"")]))
+        .expect_err("an empty motto fails the table's check");
+    assert!(
+        matches!(&err, PluginError::BadContent(m) if m.contains("motto: text is empty")),
+        "{err:?}"
+    );
+    let err = rt
+        .load_blocking(probe_with_tables(&[("motto", "words = 3")]))
+        .expect_err("a motto without text does not decode");
+    assert!(
+        matches!(&err, PluginError::BadContent(m) if m.contains("motto")),
+        "{err:?}"
+    );
+    // The runtime carries on: the same plugin with good content loads and serves.
+    let plugin = rt
+        .load_blocking(probe_with_tables(&[("motto", "text = \"again\"")]))
+        .expect("loads");
+    still_serves(&rt, &plugin);
+}
+
+#[test]
+fn a_panicking_init_is_refused_at_load_with_its_message() {
+    let rt = runtime();
+    let err = rt
+        .load_blocking(probe_with_tables(&[("panic_in_prepare", "yes = true")]))
+        .expect_err("a trapping init refuses the load");
+    assert!(
+        matches!(&err, PluginError::Trap(m) if m.contains("asked to panic in prepare")),
+        "{err:?}"
+    );
+    still_serves(&rt, &load(&rt, &probe().0));
 }

@@ -5,7 +5,9 @@
 //! naming the table and the problem.
 
 use cauldron_sdk::abi::fault_codes;
-use cauldron_sdk::{Ctx, Error};
+use std::rc::Rc;
+
+use cauldron_sdk::{Ctx, Error, Table};
 use serde::{Deserialize, Serialize};
 
 /// Table names, as declared in the manifest.
@@ -76,15 +78,21 @@ pub struct RealmView {
     pub threshold: f64,
 }
 
-impl Realms {
-    /// Load and check the table.
-    pub fn load(ctx: &Ctx) -> Result<Self, Error> {
-        let t: Self = ctx.content(tables::REALMS)?;
-        t.check()?;
-        Ok(t)
-    }
+impl Table for Realms {
+    const NAME: &'static str = tables::REALMS;
 
     fn check(&self) -> Result<(), Error> {
+        self.validate()
+    }
+}
+
+impl Realms {
+    /// The table, decoded and checked once per load.
+    pub fn load(ctx: &Ctx) -> Result<Rc<Self>, Error> {
+        ctx.table()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
         let t = tables::REALMS;
         if self.layers.is_empty() || self.majors.is_empty() {
             return Err(bad(t, "needs at least one layer and one major realm"));
@@ -301,10 +309,11 @@ pub struct Tribulation {
     pub quality_order: Vec<String>,
 }
 
-impl Rules {
-    /// Load and check the table.
-    pub fn load(ctx: &Ctx) -> Result<Self, Error> {
-        let t: Self = ctx.content(tables::CULTIVATION)?;
+impl Table for Rules {
+    const NAME: &'static str = tables::CULTIVATION;
+
+    fn check(&self) -> Result<(), Error> {
+        let t = self;
         let name = tables::CULTIVATION;
         let f = &t.formation;
         if f.discount_divisor <= 0 {
@@ -319,7 +328,14 @@ impl Rules {
         if t.spirit.offline_cap_hours.is_nan() || t.spirit.offline_cap_hours < 0.0 {
             return Err(bad(name, "spirit.offline_cap_hours must not be negative"));
         }
-        Ok(t)
+        Ok(())
+    }
+}
+
+impl Rules {
+    /// The table, decoded and checked once per load.
+    pub fn load(ctx: &Ctx) -> Result<Rc<Self>, Error> {
+        ctx.table()
     }
 }
 
@@ -343,14 +359,22 @@ pub struct LuckTier {
     pub gloss: String,
 }
 
-impl Luck {
-    /// Load and check the table.
-    pub fn load(ctx: &Ctx) -> Result<Self, Error> {
-        let t: Self = ctx.content(tables::LUCK)?;
+impl Table for Luck {
+    const NAME: &'static str = tables::LUCK;
+
+    fn check(&self) -> Result<(), Error> {
+        let t = self;
         if !t.tiers.iter().any(|x| x.chance > 0.0) {
             return Err(bad(tables::LUCK, "needs a tier with a positive chance"));
         }
-        Ok(t)
+        Ok(())
+    }
+}
+
+impl Luck {
+    /// The table, decoded and checked once per load.
+    pub fn load(ctx: &Ctx) -> Result<Rc<Self>, Error> {
+        ctx.table()
     }
 }
 
@@ -460,10 +484,11 @@ pub struct Fragment {
     pub weight: f64,
 }
 
-impl Exploration {
-    /// Load and check the table.
-    pub fn load(ctx: &Ctx) -> Result<Self, Error> {
-        let t: Self = ctx.content(tables::EXPLORATION)?;
+impl Table for Exploration {
+    const NAME: &'static str = tables::EXPLORATION;
+
+    fn check(&self) -> Result<(), Error> {
+        let t = self;
         let name = tables::EXPLORATION;
         if !t.events.iter().any(|e| e.weight > 0.0) {
             return Err(bad(name, "needs an event with a positive weight"));
@@ -484,7 +509,14 @@ impl Exploration {
                 return Err(bad(name, format!("event {} draws from an empty pool", e.id)));
             }
         }
-        Ok(t)
+        Ok(())
+    }
+}
+
+impl Exploration {
+    /// The table, decoded and checked once per load.
+    pub fn load(ctx: &Ctx) -> Result<Rc<Self>, Error> {
+        ctx.table()
     }
 }
 
@@ -500,17 +532,25 @@ pub struct Checkin {
     pub rewards: Vec<i64>,
 }
 
-impl Checkin {
-    /// Load and check the table.
-    pub fn load(ctx: &Ctx) -> Result<Self, Error> {
-        let t: Self = ctx.content(tables::CHECKIN)?;
+impl Table for Checkin {
+    const NAME: &'static str = tables::CHECKIN;
+
+    fn check(&self) -> Result<(), Error> {
+        let t = self;
         if t.rewards.is_empty() || t.rewards.iter().any(|r| *r < 0) {
             return Err(bad(
                 tables::CHECKIN,
                 "rewards must be a non-empty list of amounts >= 0",
             ));
         }
-        Ok(t)
+        Ok(())
+    }
+}
+
+impl Checkin {
+    /// The table, decoded and checked once per load.
+    pub fn load(ctx: &Ctx) -> Result<Rc<Self>, Error> {
+        ctx.table()
     }
 
     /// The reward for streak day `day` (1-based; cycles).
@@ -531,10 +571,14 @@ pub struct Calendar {
     pub zone: String,
 }
 
+impl Table for Calendar {
+    const NAME: &'static str = tables::CALENDAR;
+}
+
 impl Calendar {
-    /// Load the table.
-    pub fn load(ctx: &Ctx) -> Result<Self, Error> {
-        ctx.content(tables::CALENDAR)
+    /// The table, decoded once per load.
+    pub fn load(ctx: &Ctx) -> Result<Rc<Self>, Error> {
+        ctx.table()
     }
 
     /// The game day number of a time (days since 1970-01-01 in the game's zone).

@@ -157,8 +157,8 @@ fn not_started() -> Error {
 /// Everything an action of a started character begins with.
 struct Session {
     state: State,
-    rules: Rules,
-    realms: Realms,
+    rules: std::rc::Rc<Rules>,
+    realms: std::rc::Rc<Realms>,
     level: i64,
     accrual: Accrual,
 }
@@ -897,8 +897,8 @@ fn info(ctx: &mut Ctx) -> Result<(), Error> {
                 )
             },
         ),
-        checkin_rewards: checkin.rewards,
-        day_zone: cal.zone,
+        checkin_rewards: checkin.rewards.clone(),
+        day_zone: cal.zone.clone(),
     };
     ctx.reply(&reply)
 }
@@ -919,6 +919,16 @@ fn spec(name: &str, title: &str, description: &str, reads: &[Section], content: 
 }
 
 impl Plugin for Cultivation {
+    fn prepare(content: &Content) -> Result<(), Error> {
+        content.table::<Realms>()?;
+        content.table::<Rules>()?;
+        content.table::<Luck>()?;
+        content.table::<Exploration>()?;
+        content.table::<Checkin>()?;
+        content.table::<Calendar>()?;
+        Ok(())
+    }
+
     fn manifest() -> Manifest {
         use Section::{Counters, Currencies, Entities, State as St, Stats};
         use tables::{CALENDAR, CHECKIN, CULTIVATION, EXPLORATION, LUCK, REALMS};

@@ -78,6 +78,7 @@ pub(crate) fn test_limits() -> Limits {
         max_output_bytes: 1 << 20,
         max_concurrent_calls: 16,
         cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("module-cache")),
+        preinitialise: true,
     }
 }
 
