@@ -1,12 +1,15 @@
-//! The content tables (`content/*.toml`), decoded and checked.
+//! The content tables (`content/*.toml`), decoded and checked once per load.
 //!
 //! Every number a designer may want to change lives in these tables; the code holds only the shape of
-//! the rules. A table that does not decode or does not make sense is a `bad_content` fault.
+//! the rules. Each table is a [`Table`]: [`crate::Alchemy`]'s `prepare` decodes and checks it when
+//! the host loads the plugin, so a table that does not decode or does not make sense refuses the
+//! load (a `bad_content` fault), and every call shares the decoded table.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use cauldron_sdk::abi::fault_codes;
-use cauldron_sdk::{Ctx, Error};
+use cauldron_sdk::{Ctx, Error, Table};
 use serde::{Deserialize, Serialize};
 
 /// Table names, as declared in the manifest.
@@ -63,19 +66,26 @@ pub struct Herb {
     pub description: String,
 }
 
-impl Herbs {
-    /// Load and check the table.
-    pub fn load(ctx: &Ctx) -> Result<Self, Error> {
-        let t: Self = ctx.content(tables::HERBS)?;
-        for herb in &t.herbs {
-            if !t.categories.iter().any(|c| c.key == herb.category) {
+impl Table for Herbs {
+    const NAME: &'static str = tables::HERBS;
+
+    fn check(&self) -> Result<(), Error> {
+        for herb in &self.herbs {
+            if !self.categories.iter().any(|c| c.key == herb.category) {
                 return Err(bad(
                     tables::HERBS,
                     format!("herb `{}` has unknown category `{}`", herb.id, herb.category),
                 ));
             }
         }
-        Ok(t)
+        Ok(())
+    }
+}
+
+impl Herbs {
+    /// The table, decoded and checked once per load.
+    pub fn load(ctx: &Ctx) -> Result<Rc<Self>, Error> {
+        ctx.table()
     }
 
     /// A herb by id.
@@ -197,13 +207,8 @@ impl PillEffect {
     }
 }
 
-impl Recipes {
-    /// Load and check the table.
-    pub fn load(ctx: &Ctx) -> Result<Self, Error> {
-        let t: Self = ctx.content(tables::RECIPES)?;
-        t.check()?;
-        Ok(t)
-    }
+impl Table for Recipes {
+    const NAME: &'static str = tables::RECIPES;
 
     fn check(&self) -> Result<(), Error> {
         let table = tables::RECIPES;
@@ -230,6 +235,13 @@ impl Recipes {
             }
         }
         Ok(())
+    }
+}
+
+impl Recipes {
+    /// The table, decoded and checked once per load.
+    pub fn load(ctx: &Ctx) -> Result<Rc<Self>, Error> {
+        ctx.table()
     }
 
     /// A grade by number.

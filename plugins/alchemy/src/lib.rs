@@ -264,6 +264,12 @@ fn action(name: &str, title: &str, description: &str, params: Vec<ParamSpec>) ->
 }
 
 impl Plugin for Alchemy {
+    fn prepare(content: &Content) -> Result<(), Error> {
+        content.table::<Herbs>()?;
+        content.table::<Recipes>()?;
+        Ok(())
+    }
+
     fn manifest() -> Manifest {
         Manifest {
             name: "alchemy".into(),

@@ -128,6 +128,23 @@ fn the_book_lists_15_herbs_13_recipes_and_6_open_with_the_seed_numbers() {
     assert_eq!((dragon.name.as_str(), dragon.base_value), ("龙息草", 40));
 }
 
+#[test]
+fn a_broken_recipes_table_is_refused_at_load() {
+    assert!(harness().prepare().is_ok(), "the shipped tables load");
+    let good = include_str!("../content/recipes.toml");
+    let broken = good.replace("max_buy_quantity = 100", "max_buy_quantity = 0");
+    assert_ne!(broken, good, "the test must actually break the table");
+    let h = harness().content_toml("recipes", &broken);
+    let err = h.prepare().expect_err("a zero max_buy_quantity refuses the load");
+    assert_eq!(err.code(), "bad_content");
+    let message = err.to_string();
+    assert!(message.contains("`recipes`"), "{message}");
+    assert!(message.contains("max_buy_quantity"), "{message}");
+    // A call never runs on refused content: it answers with the same fault.
+    let run = h.action("recipes").player(PlayerState::default()).run();
+    assert!(run.fault("bad_content").contains("`recipes`"));
+}
+
 // --- unlocking ------------------------------------------------------------------------------------
 
 #[test]
