@@ -1,11 +1,15 @@
-//! The content tables (`content/*.toml`), decoded and checked.
+//! The content tables (`content/*.toml`), decoded and checked once per load.
 //!
-//! A table that does not decode or does not make sense is a `bad_content` fault naming the problem.
+//! Each table is a [`Table`] with its own checks; [`Tables::prepare`] (run by the plugin's
+//! `prepare` when the host loads it) decodes all three and checks how they fit together. A table
+//! that does not decode or does not make sense refuses the load with a `bad_content` fault naming
+//! the table and the problem; every call then shares the decoded tables.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use cauldron_sdk::abi::fault_codes;
-use cauldron_sdk::{Ctx, Error};
+use cauldron_sdk::{Content, Ctx, Error, Table};
 use serde::{Deserialize, Serialize};
 
 /// Table names, as declared in the manifest.
@@ -172,34 +176,8 @@ pub struct Pools {
     pub special: Vec<String>,
 }
 
-/// All three tables.
-#[derive(Debug, Clone)]
-pub struct Content {
-    /// `rules.toml`.
-    pub rules: Rules,
-    /// Stat display names.
-    pub stats: Vec<StatInfo>,
-    /// Qualities, lowest first.
-    pub qualities: Vec<Quality>,
-    /// Slots.
-    pub slots: Vec<Slot>,
-}
-
-impl Content {
-    /// Load and check every table.
-    pub fn load(ctx: &Ctx) -> Result<Self, Error> {
-        let rules: RulesTable = ctx.content(tables::RULES)?;
-        let qualities: QualitiesTable = ctx.content(tables::QUALITIES)?;
-        let slots: SlotsTable = ctx.content(tables::SLOTS)?;
-        let c = Self {
-            rules: rules.rules,
-            stats: rules.stats,
-            qualities: qualities.qualities,
-            slots: slots.slots,
-        };
-        c.check()?;
-        Ok(c)
-    }
+impl Table for RulesTable {
+    const NAME: &'static str = tables::RULES;
 
     fn check(&self) -> Result<(), Error> {
         let r = &self.rules;
@@ -212,8 +190,16 @@ impl Content {
         if !(r.enhance_factor.is_finite() && r.enhance_factor > 0.0) {
             return Err(bad(tables::RULES, "enhance_factor must be positive"));
         }
-        if self.qualities.is_empty() || self.slots.is_empty() {
-            return Err(bad(tables::QUALITIES, "needs at least one quality and one slot"));
+        Ok(())
+    }
+}
+
+impl Table for QualitiesTable {
+    const NAME: &'static str = tables::QUALITIES;
+
+    fn check(&self) -> Result<(), Error> {
+        if self.qualities.is_empty() {
+            return Err(bad(tables::QUALITIES, "needs at least one quality"));
         }
         if self.qualities.iter().map(|q| q.odds.max(0.0)).sum::<f64>() <= 0.0 {
             return Err(bad(tables::QUALITIES, "odds must not all be zero"));
@@ -226,16 +212,63 @@ impl Content {
                 ));
             }
         }
-        for slot in &self.slots {
+        Ok(())
+    }
+}
+
+impl Table for SlotsTable {
+    const NAME: &'static str = tables::SLOTS;
+
+    fn check(&self) -> Result<(), Error> {
+        if self.slots.is_empty() {
+            return Err(bad(tables::SLOTS, "needs at least one slot"));
+        }
+        Ok(())
+    }
+}
+
+/// All three tables, shared with every call.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    rules: Rc<RulesTable>,
+    qualities: Rc<QualitiesTable>,
+    slots: Rc<SlotsTable>,
+}
+
+impl Tables {
+    /// Decode and check every table, then how they fit together. Runs once, when the host loads
+    /// the plugin; an error refuses the load.
+    pub fn prepare(content: &Content) -> Result<(), Error> {
+        let t = Self {
+            rules: content.table()?,
+            qualities: content.table()?,
+            slots: content.table()?,
+        };
+        t.check_across()
+    }
+
+    /// The tables, decoded and checked once per load (see [`Tables::prepare`]).
+    pub fn load(ctx: &Ctx) -> Result<Self, Error> {
+        Ok(Self {
+            rules: ctx.table()?,
+            qualities: ctx.table()?,
+            slots: ctx.table()?,
+        })
+    }
+
+    /// The checks that need more than one table: every slot's stats are known and every quality
+    /// has prefixes and ranges for every slot.
+    fn check_across(&self) -> Result<(), Error> {
+        for slot in self.slots() {
             for stat in slot.pools.all() {
-                if !self.stats.iter().any(|s| &s.key == stat) {
+                if !self.stats().iter().any(|s| &s.key == stat) {
                     return Err(bad(
                         tables::SLOTS,
                         format!("slot `{}` names unknown stat `{stat}`", slot.key),
                     ));
                 }
             }
-            for q in &self.qualities {
+            for q in self.qualities() {
                 if slot.prefixes.get(&q.key).is_none_or(Vec::is_empty) {
                     return Err(bad(
                         tables::SLOTS,
@@ -255,9 +288,29 @@ impl Content {
         Ok(())
     }
 
+    /// Prices and limits (`rules.toml`).
+    pub fn rules(&self) -> &Rules {
+        &self.rules.rules
+    }
+
+    /// Stat display names (`rules.toml`).
+    pub fn stats(&self) -> &[StatInfo] {
+        &self.rules.stats
+    }
+
+    /// Qualities, lowest first.
+    pub fn qualities(&self) -> &[Quality] {
+        &self.qualities.qualities
+    }
+
+    /// Slots.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots.slots
+    }
+
     /// A quality by key.
     pub fn quality(&self, key: &str) -> Result<&Quality, Error> {
-        self.qualities
+        self.qualities()
             .iter()
             .find(|q| q.key == key)
             .ok_or_else(|| bad(tables::QUALITIES, format!("unknown quality `{key}`")))
@@ -265,7 +318,7 @@ impl Content {
 
     /// A slot by key.
     pub fn slot(&self, key: &str) -> Result<&Slot, Error> {
-        self.slots
+        self.slots()
             .iter()
             .find(|s| s.key == key)
             .ok_or_else(|| bad(tables::SLOTS, format!("unknown slot `{key}`")))
@@ -273,7 +326,7 @@ impl Content {
 
     /// Whether a stat is a whole-number (flat) stat.
     pub fn is_flat(&self, stat: &str) -> bool {
-        self.stats.iter().any(|s| s.key == stat && s.kind == "flat")
+        self.stats().iter().any(|s| s.key == stat && s.kind == "flat")
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod content;
 
-use content::{Content, Quality, tables};
+use content::{Quality, Tables, tables};
 
 /// The equipment plugin.
 pub struct EquipmentPlugin;
@@ -224,6 +224,10 @@ fn action(
 }
 
 impl Plugin for EquipmentPlugin {
+    fn prepare(content: &Content) -> Result<(), Error> {
+        Tables::prepare(content)
+    }
+
     fn manifest() -> Manifest {
         use Section::{Currencies, Entities, Items, Stats};
         let confirm = vec![
@@ -324,7 +328,7 @@ impl Plugin for EquipmentPlugin {
     }
 
     fn handle(ctx: &mut Ctx) -> Result<(), Error> {
-        let c = Content::load(ctx)?;
+        let c = Tables::load(ctx)?;
         match ctx.action() {
             "list" => list(ctx, &c),
             "draw" => draw(ctx, &c),
@@ -371,12 +375,12 @@ export!(EquipmentPlugin);
 // Generation
 
 /// Roll a quality at the table's odds.
-pub fn roll_quality<'c>(rng: &mut Rng, c: &'c Content) -> Result<&'c Quality, Error> {
-    let weights: Vec<f64> = c.qualities.iter().map(|q| q.odds).collect();
+pub fn roll_quality<'c>(rng: &mut Rng, c: &'c Tables) -> Result<&'c Quality, Error> {
+    let weights: Vec<f64> = c.qualities().iter().map(|q| q.odds).collect();
     let i = rng
         .weighted(&weights)
         .ok_or_else(|| Error::fault(fault_codes::BAD_CONTENT, "quality odds are all zero"))?;
-    c.qualities
+    c.qualities()
         .get(i)
         .ok_or_else(|| Error::fault(fault_codes::INTERNAL, "weighted index out of range"))
 }
@@ -392,7 +396,7 @@ fn roll_value(rng: &mut Rng, quality: &Quality, stat: &str) -> f64 {
 }
 
 /// Round a stat the way it is stored: flat stats to whole numbers, rates to 0.001.
-fn round_stat(c: &Content, stat: &str, value: f64) -> f64 {
+fn round_stat(c: &Tables, stat: &str, value: f64) -> f64 {
     if c.is_flat(stat) {
         value.round()
     } else {
@@ -409,10 +413,10 @@ fn pick(rng: &mut Rng, pool: &[String], n: usize) -> Vec<String> {
 }
 
 /// Generate one random piece: quality at the odds, slot uniformly, then prefix and stat lines.
-pub fn generate(rng: &mut Rng, c: &Content, level: i64) -> Result<Equipment, Error> {
+pub fn generate(rng: &mut Rng, c: &Tables, level: i64) -> Result<Equipment, Error> {
     let quality = roll_quality(rng, c)?;
     let slot = rng
-        .pick(&c.slots)
+        .pick(c.slots())
         .ok_or_else(|| Error::fault(fault_codes::BAD_CONTENT, "no slots"))?;
     let prefixes = slot
         .prefixes
@@ -452,15 +456,15 @@ pub fn generate(rng: &mut Rng, c: &Content, level: i64) -> Result<Equipment, Err
 // ---------------------------------------------------------------------------------------------------
 // Helpers
 
-fn enhance_cost(c: &Content, item: &Equipment) -> Option<i64> {
-    (item.enhance_level < c.rules.max_enhance_level).then(|| {
-        c.rules
+fn enhance_cost(c: &Tables, item: &Equipment) -> Option<i64> {
+    (item.enhance_level < c.rules().max_enhance_level).then(|| {
+        c.rules()
             .enhance_cost_per_level
             .saturating_mul(item.enhance_level + 1)
     })
 }
 
-fn view(c: &Content, id: &str, item: &Equipment) -> Result<ItemView, Error> {
+fn view(c: &Tables, id: &str, item: &Equipment) -> Result<ItemView, Error> {
     let quality = c.quality(&item.quality)?;
     let slot = c.slot(&item.slot)?;
     Ok(ItemView {
@@ -492,7 +496,7 @@ fn bag(ctx: &Ctx) -> Result<Vec<(String, Equipment)>, Error> {
 }
 
 /// Leaderboard score: quality rank × 1000 + enhance level of the best worn piece (0 when none).
-pub fn score(c: &Content, items: &[(String, Equipment)]) -> f64 {
+pub fn score(c: &Tables, items: &[(String, Equipment)]) -> f64 {
     items
         .iter()
         .filter(|(_, i)| i.equipped)
@@ -503,7 +507,7 @@ pub fn score(c: &Content, items: &[(String, Equipment)]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn update_score(ctx: &mut Ctx, c: &Content) -> Result<f64, Error> {
+fn update_score(ctx: &mut Ctx, c: &Tables) -> Result<f64, Error> {
     let s = score(c, &bag(ctx)?);
     ctx.set_score(BOARD, s);
     Ok(s)
@@ -516,14 +520,14 @@ fn load(ctx: &Ctx) -> Result<(String, Equipment), Error> {
 }
 
 /// Create `n` random pieces, telling everyone about announced qualities.
-fn create_pieces(ctx: &mut Ctx, c: &Content, n: i64) -> Result<Vec<ItemView>, Error> {
+fn create_pieces(ctx: &mut Ctx, c: &Tables, n: i64) -> Result<Vec<ItemView>, Error> {
     let held = ctx.entities(KIND).count() as i64;
-    if held + n > c.rules.max_items {
+    if held + n > c.rules().max_items {
         return Err(Error::reject(
             "bag_full",
             format!(
                 "you hold {held} pieces; the most is {} — sell some first",
-                c.rules.max_items
+                c.rules().max_items
             ),
         ));
     }
@@ -551,7 +555,7 @@ fn create_pieces(ctx: &mut Ctx, c: &Content, n: i64) -> Result<Vec<ItemView>, Er
 // ---------------------------------------------------------------------------------------------------
 // Actions
 
-fn list(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+fn list(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     let items = bag(ctx)?;
     let mut views = items
         .iter()
@@ -565,7 +569,7 @@ fn list(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
             &b.id,
         ))
     });
-    let total: f64 = c.qualities.iter().map(|q| q.odds.max(0.0)).sum();
+    let total: f64 = c.qualities().iter().map(|q| q.odds.max(0.0)).sum();
     let reply = ListReply {
         equipped: items
             .iter()
@@ -574,7 +578,7 @@ fn list(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
             .collect(),
         score: score(c, &items),
         odds: c
-            .qualities
+            .qualities()
             .iter()
             .map(|q| OddsView {
                 quality: q.key.clone(),
@@ -584,22 +588,22 @@ fn list(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
                 percent: q.odds.max(0.0) * 100.0 / total,
             })
             .collect(),
-        draw_price: c.rules.draw_price,
+        draw_price: c.rules().draw_price,
         items: views,
     };
     ctx.reply(&reply)
 }
 
-fn draw(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+fn draw(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     let p: DrawParams = ctx.params()?;
-    if !c.rules.draw_counts.contains(&p.count) {
+    if !c.rules().draw_counts.contains(&p.count) {
         return Err(Error::bad_params(format!(
             "count must be one of {:?}",
-            c.rules.draw_counts
+            c.rules().draw_counts
         )));
     }
-    let cost = c.rules.draw_price.saturating_mul(p.count);
-    let currency = &c.rules.draw_currency;
+    let cost = c.rules().draw_price.saturating_mul(p.count);
+    let currency = &c.rules().draw_currency;
     if ctx.currency(currency) < cost {
         return Err(Error::insufficient(format!(
             "a draw of {} costs {cost} spirit stones",
@@ -616,8 +620,8 @@ fn draw(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn open_chest(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
-    let chest = c.rules.chest_item.clone();
+fn open_chest(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+    let chest = c.rules().chest_item.clone();
     if ctx.item(&chest) < 1 {
         return Err(Error::insufficient("you have no equipment chest"));
     }
@@ -631,7 +635,7 @@ fn open_chest(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn equip(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+fn equip(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     let (id, mut item) = load(ctx)?;
     if item.equipped {
         return Err(Error::reject(
@@ -658,7 +662,7 @@ fn equip(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn unequip(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+fn unequip(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     let (id, mut item) = load(ctx)?;
     if !item.equipped {
         return Err(Error::reject(
@@ -677,12 +681,12 @@ fn unequip(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn enhance(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+fn enhance(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     let (id, mut item) = load(ctx)?;
     let Some(cost) = enhance_cost(c, &item) else {
         return Err(Error::reject(
             "max_level",
-            format!("{} is already at +{}", item.name, c.rules.max_enhance_level),
+            format!("{} is already at +{}", item.name, c.rules().max_enhance_level),
         ));
     };
     if item.pending_reforge.is_some() {
@@ -691,7 +695,7 @@ fn enhance(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
             "keep or discard the pending reforge first",
         ));
     }
-    let currency = c.rules.enhance_currency.clone();
+    let currency = c.rules().enhance_currency.clone();
     ctx.spend(
         &currency,
         cost,
@@ -699,7 +703,7 @@ fn enhance(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
     )?;
     let old_stats = item.stats.clone();
     for (stat, value) in &mut item.stats {
-        *value = round_stat(c, stat, *value * c.rules.enhance_factor);
+        *value = round_stat(c, stat, *value * c.rules().enhance_factor);
     }
     item.enhance_level += 1;
     ctx.update_entity(&id, &item)?;
@@ -715,7 +719,7 @@ fn enhance(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn reforge(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+fn reforge(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     let (id, mut item) = load(ctx)?;
     if item.enhance_level > 0 {
         return Err(Error::reject(
@@ -724,8 +728,8 @@ fn reforge(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
         ));
     }
     let quality = c.quality(&item.quality)?.clone();
-    let currency = c.rules.reforge_currency.clone();
-    let cost = c.rules.reforge_cost;
+    let currency = c.rules().reforge_currency.clone();
+    let cost = c.rules().reforge_cost;
     ctx.spend(
         &currency,
         cost,
@@ -752,7 +756,7 @@ fn reforge(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn reforge_confirm(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+fn reforge_confirm(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     let p: ConfirmParams = ctx.params()?;
     let mut item = ctx.entity_data::<Equipment>(KIND, &p.id)?;
     let Some(rolled) = item.pending_reforge.take() else {
@@ -771,13 +775,13 @@ fn reforge_confirm(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
         old_stats,
         item: view(c, &p.id, &item)?,
         cost: 0,
-        balance: ctx.currency(&c.rules.reforge_currency),
+        balance: ctx.currency(&c.rules().reforge_currency),
         kept: Some(p.keep),
     };
     ctx.reply(&reply)
 }
 
-fn sell(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
+fn sell(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     let (id, item) = load(ctx)?;
     if item.equipped {
         return Err(Error::reject(
@@ -787,7 +791,7 @@ fn sell(ctx: &mut Ctx, c: &Content) -> Result<(), Error> {
     }
     let price = c.quality(&item.quality)?.sell_price;
     ctx.delete_entity(&id);
-    let currency = c.rules.sell_currency.clone();
+    let currency = c.rules().sell_currency.clone();
     ctx.add_currency(&currency, price);
     let reply = SellReply {
         id,

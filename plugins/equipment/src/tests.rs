@@ -397,6 +397,37 @@ fn announced_qualities_are_told_to_everyone() {
 }
 
 #[test]
+fn broken_tables_are_refused_at_load() {
+    assert!(harness().prepare().is_ok(), "the shipped tables load");
+    let read = |table: &str| std::fs::read_to_string(format!("{CONTENT}/{table}.toml")).expect("table");
+    let refused = |table: &str, text: String| {
+        let h = harness().content_toml(table, &text);
+        let err = h.prepare().expect_err("refused");
+        assert_eq!(err.code(), "bad_content");
+        // A call never runs on refused content: it answers with the same fault.
+        let run = h.action("list").player(PlayerState::default()).run();
+        assert!(run.fault("bad_content").contains(&format!("`{table}`")));
+        err.to_string()
+    };
+
+    // A table's own check: a quality whose range is empty.
+    let qualities = read("qualities");
+    let broken = qualities.replacen("rate = [", "rate = [0.9, 0.1] # was [", 1);
+    assert_ne!(broken, qualities, "the test must actually break the table");
+    let message = refused("qualities", broken);
+    assert!(message.contains("`qualities`"), "{message}");
+    assert!(message.contains("empty range"), "{message}");
+
+    // A check across tables: a slot's pool names a stat `rules.toml` does not know.
+    let slots = read("slots");
+    let broken = slots.replacen("base = [\"attack\"]", "base = [\"attack\", \"luck\"]", 1);
+    assert_ne!(broken, slots, "the test must actually break the table");
+    let message = refused("slots", broken);
+    assert!(message.contains("`slots`"), "{message}");
+    assert!(message.contains("unknown stat `luck`"), "{message}");
+}
+
+#[test]
 fn the_same_draw_twice_gives_the_same_pieces() {
     let h = harness();
     let player = PlayerState::default().with_currency("spirit_stones", 1000);
