@@ -5,6 +5,7 @@
 //! See `README.md` next to this crate for the actions, the entity data and every difference from the seed.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use cauldron_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,9 @@ pub struct Pets;
 
 /// The entity kind of a pet.
 pub const KIND: &str = "pet";
+
+/// The content table, `content/pets.toml`.
+pub const PETS_TABLE: &str = "pets";
 
 /// Base stats: rounded to whole numbers, grown by upgrades.
 const BASE_STATS: [&str; 4] = ["attack", "health", "defense", "speed"];
@@ -69,9 +73,9 @@ pub struct Pools {
     pub special: Vec<String>,
 }
 
-/// `pets.toml`.
+/// `pets.toml`, decoded once per load ([`Plugin::prepare`]) and shared by every call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Table {
+pub struct PetsTable {
     /// Spirit stones per drawn pet.
     pub draw_price: i64,
     /// Allowed draw counts.
@@ -90,7 +94,16 @@ pub struct Table {
     pub quality: Vec<Quality>,
 }
 
-impl Table {
+impl Table for PetsTable {
+    const NAME: &'static str = PETS_TABLE;
+}
+
+impl PetsTable {
+    /// The table, decoded once per load.
+    pub fn load(ctx: &Ctx) -> Result<Rc<Self>, Error> {
+        ctx.table()
+    }
+
     fn quality(&self, key: &str) -> Result<&Quality, Error> {
         self.quality
             .iter()
@@ -165,7 +178,7 @@ fn pick_stats(rng: &mut Rng, pool: &[String], n: usize) -> Vec<String> {
 }
 
 /// Draw a quality by the table's odds.
-pub fn roll_quality<'t>(rng: &mut Rng, table: &'t Table) -> Result<&'t Quality, Error> {
+pub fn roll_quality<'t>(rng: &mut Rng, table: &'t PetsTable) -> Result<&'t Quality, Error> {
     let weights: Vec<f64> = table.quality.iter().map(|q| q.odds).collect();
     let i = rng
         .weighted(&weights)
@@ -174,7 +187,7 @@ pub fn roll_quality<'t>(rng: &mut Rng, table: &'t Table) -> Result<&'t Quality, 
 }
 
 /// A new level-1, 0-star pet of a random quality.
-pub fn generate(rng: &mut Rng, table: &Table) -> Result<Pet, Error> {
+pub fn generate(rng: &mut Rng, table: &PetsTable) -> Result<Pet, Error> {
     let q = roll_quality(rng, table)?;
     let name = rng
         .pick(&q.names)
@@ -218,7 +231,7 @@ pub fn generate(rng: &mut Rng, table: &Table) -> Result<Pet, Error> {
 }
 
 /// The star-up chance of feeding `food` to `pet`.
-pub fn star_chance(table: &Table, pet: &Pet, food: &Pet) -> f64 {
+pub fn star_chance(table: &PetsTable, pet: &Pet, food: &Pet) -> f64 {
     if pet.name == food.name {
         table.star_same_name
     } else {
@@ -227,7 +240,7 @@ pub fn star_chance(table: &Table, pet: &Pet, food: &Pet) -> f64 {
 }
 
 /// Try to add a star (the food is eaten either way by the caller). Returns whether it worked.
-pub fn try_star_up(rng: &mut Rng, table: &Table, pet: &mut Pet, food: &Pet) -> Result<bool, Error> {
+pub fn try_star_up(rng: &mut Rng, table: &PetsTable, pet: &mut Pet, food: &Pet) -> Result<bool, Error> {
     if rng.chance(star_chance(table, pet, food)) {
         pet.star += 1;
         pet.refresh_bonus(table.quality(&pet.quality)?);
@@ -349,11 +362,16 @@ fn spec(name: &str, title: &str, description: &str, params: Vec<ParamSpec>, read
         params,
         reads: reads.to_vec(),
         kinds: vec![],
-        content: vec!["pets".into()],
+        content: vec![PETS_TABLE.into()],
     }
 }
 
 impl Plugin for Pets {
+    fn prepare(content: &Content) -> Result<(), Error> {
+        content.table::<PetsTable>()?;
+        Ok(())
+    }
+
     fn manifest() -> Manifest {
         use Section::{Currencies, Entities, Items};
         Manifest {
@@ -442,8 +460,8 @@ impl Plugin for Pets {
     fn handle(ctx: &mut Ctx) -> Result<(), Error> {
         match ctx.action() {
             "info" => {
-                let table: Table = ctx.content("pets")?;
-                ctx.reply(&table)
+                let table = PetsTable::load(ctx)?;
+                ctx.reply(&*table)
             }
             "draw" => draw(ctx),
             "hatch" => hatch(ctx),
@@ -506,7 +524,7 @@ fn deployed(ctx: &Ctx) -> Option<Pet> {
 }
 
 /// Leaderboard `pets`: the deployed pet's quality rank, then star, then level.
-fn update_score(ctx: &mut Ctx, table: &Table) {
+fn update_score(ctx: &mut Ctx, table: &PetsTable) {
     let score = deployed(ctx).map_or(0.0, |p| {
         let rank = table.rank(&p.quality) as f64;
         rank * 1e6 + f64::from(p.star.min(999)) * 1e3 + f64::from(p.level.min(999))
@@ -514,7 +532,7 @@ fn update_score(ctx: &mut Ctx, table: &Table) {
     ctx.set_score("pets", score);
 }
 
-fn create_pets(ctx: &mut Ctx, table: &Table, n: i64) -> Result<Vec<PetView>, Error> {
+fn create_pets(ctx: &mut Ctx, table: &PetsTable, n: i64) -> Result<Vec<PetView>, Error> {
     let mut out = Vec::new();
     for _ in 0..n {
         let pet = generate(ctx.rng(), table)?;
@@ -540,7 +558,7 @@ fn create_pets(ctx: &mut Ctx, table: &Table, n: i64) -> Result<Vec<PetView>, Err
 
 fn draw(ctx: &mut Ctx) -> Result<(), Error> {
     let p: DrawParams = ctx.params()?;
-    let table: Table = ctx.content("pets")?;
+    let table = PetsTable::load(ctx)?;
     let count = required(p.count, "count")?;
     if !table.draw_counts.contains(&count) {
         return Err(Error::bad_params(format!(
@@ -563,7 +581,7 @@ fn draw(ctx: &mut Ctx) -> Result<(), Error> {
 }
 
 fn hatch(ctx: &mut Ctx) -> Result<(), Error> {
-    let table: Table = ctx.content("pets")?;
+    let table = PetsTable::load(ctx)?;
     ctx.take_item("egg:pet", 1, "you have no pet egg to hatch")?;
     let pets = create_pets(ctx, &table, 1)?;
     ctx.reply(&Obtained {
@@ -580,7 +598,7 @@ fn load(ctx: &Ctx, id: &str) -> Result<Pet, Error> {
 fn deploy(ctx: &mut Ctx) -> Result<(), Error> {
     let p: IdParams = ctx.params()?;
     let id = required(p.id, "id")?;
-    let table: Table = ctx.content("pets")?;
+    let table = PetsTable::load(ctx)?;
     let mut pet = load(ctx, &id)?;
     if pet.active {
         return ctx.reply(&PetReply {
@@ -612,7 +630,7 @@ fn deploy(ctx: &mut Ctx) -> Result<(), Error> {
 fn recall(ctx: &mut Ctx) -> Result<(), Error> {
     let p: IdParams = ctx.params()?;
     let id = required(p.id, "id")?;
-    let table: Table = ctx.content("pets")?;
+    let table = PetsTable::load(ctx)?;
     let mut pet = load(ctx, &id)?;
     if !pet.active {
         return Err(Error::reject(
@@ -633,7 +651,7 @@ fn recall(ctx: &mut Ctx) -> Result<(), Error> {
 fn upgrade(ctx: &mut Ctx) -> Result<(), Error> {
     let p: IdParams = ctx.params()?;
     let id = required(p.id, "id")?;
-    let table: Table = ctx.content("pets")?;
+    let table = PetsTable::load(ctx)?;
     let mut pet = load(ctx, &id)?;
     let cost = i64::from(pet.level) * table.essence_per_level;
     ctx.spend(
@@ -666,7 +684,7 @@ fn star_up(ctx: &mut Ctx) -> Result<(), Error> {
     if id == food_id {
         return Err(Error::bad_params("a pet cannot be fed to itself"));
     }
-    let table: Table = ctx.content("pets")?;
+    let table = PetsTable::load(ctx)?;
     let mut pet = load(ctx, &id)?;
     let food = load(ctx, &food_id)?;
     if food.quality != pet.quality {
@@ -704,7 +722,7 @@ fn star_up(ctx: &mut Ctx) -> Result<(), Error> {
 fn release(ctx: &mut Ctx) -> Result<(), Error> {
     let p: IdParams = ctx.params()?;
     let id = required(p.id, "id")?;
-    let table: Table = ctx.content("pets")?;
+    let table = PetsTable::load(ctx)?;
     let pet = load(ctx, &id)?;
     if pet.active {
         return Err(Error::reject(

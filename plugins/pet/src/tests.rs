@@ -10,7 +10,7 @@ fn h() -> Harness<Pets> {
     Harness::with_content_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/content"))
 }
 
-fn table() -> Table {
+fn table() -> PetsTable {
     h().action("info").run().reply()
 }
 
@@ -92,6 +92,21 @@ fn info_lists_true_odds_twelve_names_and_prices() {
     }
     let release: Vec<_> = t.quality.iter().map(|q| q.release).collect();
     assert_eq!(release, [50, 80, 100, 150, 300, 500]);
+}
+
+#[test]
+fn a_pets_table_that_does_not_decode_is_refused_at_load() {
+    assert!(h().prepare().is_ok(), "the shipped table loads");
+    let good = include_str!("../content/pets.toml");
+    let broken = good.replace("draw_price = 100 ", "draw_price = \"a hundred\" ");
+    assert_ne!(broken, good, "the test must actually break the table");
+    let h = h().content_toml("pets", &broken);
+    let err = h.prepare().expect_err("a string price refuses the load");
+    assert_eq!(err.code(), "bad_content");
+    let message = err.to_string();
+    assert!(message.contains("content table `pets`"), "{message}");
+    // A call never runs on refused content: it answers with the same fault.
+    assert!(h.action("info").run().fault("bad_content").contains("`pets`"));
 }
 
 // ---------------------------------------------------------------------------------------------
