@@ -1,9 +1,27 @@
-//! The content tables, decoded.
+//! The content tables (`content/*.toml`), each a [`Table`]: decoded once when the host loads the
+//! plugin (`Plugin::prepare`) and shared by every call. A table that does not decode refuses the load.
+//!
+//! `herbs` and `recipes` are this plugin's own drop tables (what beasts and demons drop, by weight),
+//! not the alchemy plugin's tables of the same names.
 
-use cauldron_sdk::Error;
+use cauldron_sdk::{Error, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::battle::Fighter;
+
+/// Table names, as declared in the manifest.
+pub(crate) mod tables {
+    /// `content/dungeon.toml`
+    pub(crate) const DUNGEON: &str = "dungeon";
+    /// `content/buffs.toml`
+    pub(crate) const BUFFS: &str = "buffs";
+    /// `content/monsters.toml`
+    pub(crate) const MONSTERS: &str = "monsters";
+    /// `content/herbs.toml`
+    pub(crate) const HERBS: &str = "herbs";
+    /// `content/recipes.toml`
+    pub(crate) const RECIPES: &str = "recipes";
+}
 
 /// `base × f × (1 + growth × f)`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -84,6 +102,10 @@ pub(crate) struct DungeonTable {
     round_mods: Vec<RoundMod>,
     enemy: EnemyScaling,
     pub(crate) difficulty: Vec<Difficulty>,
+}
+
+impl Table for DungeonTable {
+    const NAME: &'static str = tables::DUNGEON;
 }
 
 impl DungeonTable {
@@ -184,6 +206,10 @@ pub(crate) struct Buffs {
     #[serde(default)]
     tier: Vec<Tier>,
     pub(crate) buff: Vec<BuffDef>,
+}
+
+impl Table for Buffs {
+    const NAME: &'static str = tables::BUFFS;
 }
 
 impl Buffs {
@@ -337,6 +363,10 @@ pub(crate) struct Monsters {
     pub(crate) demon: Vec<Demon>,
 }
 
+impl Table for Monsters {
+    const NAME: &'static str = tables::MONSTERS;
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Herb {
     pub(crate) id: String,
@@ -351,6 +381,10 @@ pub(crate) struct Herbs {
     pub(crate) herb: Vec<Herb>,
 }
 
+impl Table for Herbs {
+    const NAME: &'static str = tables::HERBS;
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Recipe {
     pub(crate) id: String,
@@ -363,4 +397,8 @@ pub(crate) struct Recipe {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Recipes {
     pub(crate) recipe: Vec<Recipe>,
+}
+
+impl Table for Recipes {
+    const NAME: &'static str = tables::RECIPES;
 }

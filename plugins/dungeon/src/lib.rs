@@ -12,7 +12,7 @@ use cauldron_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use battle::{Battle, Fighter};
-use content::{BuffDef, Demon, DemonDrop, DungeonTable, Monsters};
+use content::{BuffDef, Buffs, Demon, DemonDrop, DungeonTable, Herbs, Monsters, Recipes, tables};
 
 /// The dungeon plugin.
 pub struct Dungeon;
@@ -317,9 +317,18 @@ fn spec(
     }
 }
 
-const RUN_TABLES: [&str; 2] = ["dungeon", "buffs"];
+const RUN_TABLES: [&str; 2] = [tables::DUNGEON, tables::BUFFS];
 
 impl Plugin for Dungeon {
+    fn prepare(content: &Content) -> Result<(), Error> {
+        content.table::<DungeonTable>()?;
+        content.table::<Buffs>()?;
+        content.table::<Monsters>()?;
+        content.table::<Herbs>()?;
+        content.table::<Recipes>()?;
+        Ok(())
+    }
+
     fn manifest() -> Manifest {
         use Section::{Currencies, State, Stats};
         let fight_reads = [State, Stats, Currencies];
@@ -339,7 +348,7 @@ impl Plugin for Dungeon {
                     "Daily hunt/slay counts and costs, the dungeon run, and the monster tables.",
                     vec![],
                     &fight_reads,
-                    &["dungeon", "buffs", "monsters"],
+                    &[tables::DUNGEON, tables::BUFFS, tables::MONSTERS],
                 ),
                 spec(
                     "dungeon_start",
@@ -408,7 +417,7 @@ impl Plugin for Dungeon {
                     "Fight a beast (1-9) for herbs. 100 per day.",
                     vec![param("monster", ParamType::Integer, true, "", "Beast id, 1-9.")],
                     &fight_reads,
-                    &["monsters", "herbs"],
+                    &[tables::MONSTERS, tables::HERBS],
                 ),
                 spec(
                     "slay",
@@ -422,7 +431,7 @@ impl Plugin for Dungeon {
                         "Target id, 101-106.",
                     )],
                     &fight_reads,
-                    &["monsters", "recipes"],
+                    &[tables::MONSTERS, tables::RECIPES],
                 ),
             ],
             hooks: vec![],
@@ -492,8 +501,8 @@ fn buff_view(def: &BuffDef) -> BuffView {
 }
 
 fn run_view(ctx: &Ctx, run: &Run) -> Result<RunView, Error> {
-    let table: DungeonTable = ctx.content("dungeon")?;
-    let buffs: content::Buffs = ctx.content("buffs")?;
+    let table = ctx.table::<DungeonTable>()?;
+    let buffs = ctx.table::<Buffs>()?;
     let views = |ids: &[String]| -> Result<Vec<BuffView>, Error> {
         ids.iter().map(|id| buffs.get(id).map(buff_view)).collect()
     };
@@ -527,7 +536,7 @@ fn no_run() -> Error {
 }
 
 /// Three distinct buff ids for `floor`, each slot's tier rolled by the floor's odds.
-fn roll_offer(rng: &mut Rng, buffs: &content::Buffs, floor: u32) -> Vec<String> {
+fn roll_offer(rng: &mut Rng, buffs: &Buffs, floor: u32) -> Vec<String> {
     let (epic, rare) = buffs.odds_for(floor);
     let mut offer: Vec<String> = Vec::new();
     for _ in 0..3 {
@@ -562,8 +571,8 @@ fn roll_offer(rng: &mut Rng, buffs: &content::Buffs, floor: u32) -> Vec<String> 
 fn status(ctx: &mut Ctx) -> Result<(), Error> {
     let mut state: State = ctx.state()?;
     state.roll_day(ctx.now_ms());
-    let monsters: Monsters = ctx.content("monsters")?;
-    let table: DungeonTable = ctx.content("dungeon")?;
+    let monsters = ctx.table::<Monsters>()?;
+    let table = ctx.table::<DungeonTable>()?;
     let cost = level_cost(monsters.spirit_base, monsters.spirit_growth, level(ctx));
     let run = state.run.as_ref().map(|r| run_view(ctx, r)).transpose()?;
     let reply = StatusReply {
@@ -579,9 +588,9 @@ fn status(ctx: &mut Ctx) -> Result<(), Error> {
         },
         best_floor: state.best_floor,
         run,
-        beasts: monsters.beast,
-        demons: monsters.demon,
-        difficulties: table.difficulty,
+        beasts: monsters.beast.clone(),
+        demons: monsters.demon.clone(),
+        difficulties: table.difficulty.clone(),
     };
     ctx.reply(&reply)
 }
@@ -589,7 +598,7 @@ fn status(ctx: &mut Ctx) -> Result<(), Error> {
 fn dungeon_start(ctx: &mut Ctx) -> Result<(), Error> {
     let p: StartParams = ctx.params()?;
     let mut state: State = ctx.state()?;
-    let table: DungeonTable = ctx.content("dungeon")?;
+    let table = ctx.table::<DungeonTable>()?;
     if let Some(run) = &state.run
         && !p.restart
     {
@@ -611,7 +620,7 @@ fn dungeon_start(ctx: &mut Ctx) -> Result<(), Error> {
     if table.difficulty.iter().all(|d| d.key != difficulty) {
         return Err(Error::bad_params(format!("unknown difficulty `{difficulty}`")));
     }
-    let buffs: content::Buffs = ctx.content("buffs")?;
+    let buffs = ctx.table::<Buffs>()?;
     let offer = roll_offer(ctx.rng(), &buffs, 1);
     state.run = Some(Run {
         difficulty,
@@ -631,7 +640,7 @@ fn dungeon_buffs(ctx: &mut Ctx) -> Result<(), Error> {
 
 fn dungeon_refresh(ctx: &mut Ctx) -> Result<(), Error> {
     let mut state: State = ctx.state()?;
-    let buffs: content::Buffs = ctx.content("buffs")?;
+    let buffs = ctx.table::<Buffs>()?;
     let run = state.run.as_mut().ok_or_else(no_run)?;
     if run.offer.is_empty() {
         return Err(Error::reject(
@@ -657,7 +666,7 @@ fn dungeon_pick(ctx: &mut Ctx) -> Result<(), Error> {
     let p: PickParams = ctx.params()?;
     let id = p.buff.ok_or_else(|| Error::bad_params("`buff` is required"))?;
     let mut state: State = ctx.state()?;
-    let buffs: content::Buffs = ctx.content("buffs")?;
+    let buffs = ctx.table::<Buffs>()?;
     let run = state.run.as_mut().ok_or_else(no_run)?;
     if run.offer.is_empty() {
         return Err(Error::reject("no_offer", "this floor's buff is already chosen"));
@@ -677,8 +686,8 @@ fn dungeon_pick(ctx: &mut Ctx) -> Result<(), Error> {
 
 fn dungeon_fight(ctx: &mut Ctx) -> Result<(), Error> {
     let mut state: State = ctx.state()?;
-    let table: DungeonTable = ctx.content("dungeon")?;
-    let buffs: content::Buffs = ctx.content("buffs")?;
+    let table = ctx.table::<DungeonTable>()?;
+    let buffs = ctx.table::<Buffs>()?;
     let mut run = state.run.clone().ok_or_else(no_run)?;
     let floor = run.floor;
     let difficulty = table.difficulty(&run.difficulty)?.clone();
@@ -800,7 +809,7 @@ fn hunt(ctx: &mut Ctx) -> Result<(), Error> {
     let id = p
         .monster
         .ok_or_else(|| Error::bad_params("`monster` is required"))?;
-    let monsters: Monsters = ctx.content("monsters")?;
+    let monsters = ctx.table::<Monsters>()?;
     let beast = monsters
         .beast
         .iter()
@@ -819,7 +828,7 @@ fn hunt(ctx: &mut Ctx) -> Result<(), Error> {
     let mut drops = Vec::new();
     if battle.player_won() {
         let herb = if beast.herb.is_empty() {
-            let herbs: content::Herbs = ctx.content("herbs")?;
+            let herbs = ctx.table::<Herbs>()?;
             let weights: Vec<f64> = herbs.herb.iter().map(|h| h.weight).collect();
             let i = ctx
                 .rng()
@@ -859,7 +868,7 @@ fn slay(ctx: &mut Ctx) -> Result<(), Error> {
     let id = p
         .target
         .ok_or_else(|| Error::bad_params("`target` is required"))?;
-    let monsters: Monsters = ctx.content("monsters")?;
+    let monsters = ctx.table::<Monsters>()?;
     let demon = monsters
         .demon
         .iter()
@@ -896,7 +905,7 @@ fn slay(ctx: &mut Ctx) -> Result<(), Error> {
                 DemonDrop::Pet => "egg:pet".to_owned(),
                 DemonDrop::DuJieFragment => "fragment:du_jie_pill".to_owned(),
                 DemonDrop::Fragment => {
-                    let recipes: content::Recipes = ctx.content("recipes")?;
+                    let recipes = ctx.table::<Recipes>()?;
                     let weights: Vec<f64> = recipes.recipe.iter().map(|r| r.weight).collect();
                     let i = ctx
                         .rng()

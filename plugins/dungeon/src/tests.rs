@@ -95,6 +95,23 @@ fn manifest_is_valid_and_every_declared_table_exists() {
 }
 
 #[test]
+fn a_herbs_table_that_does_not_decode_is_refused_at_load() {
+    assert!(h().prepare().is_ok(), "the shipped tables load");
+    // The dungeon's own `herbs` drop table (not alchemy's), with a weight that is not a number.
+    let good = include_str!("../content/herbs.toml");
+    let broken = good.replacen("weight = 0.25", "weight = \"a quarter\"", 1);
+    assert_ne!(broken, good, "the test must actually break the table");
+    let h = h().content_toml("herbs", &broken);
+    let err = h.prepare().expect_err("a string weight refuses the load");
+    assert_eq!(err.code(), "bad_content");
+    let message = err.to_string();
+    assert!(message.contains("content table `herbs`"), "{message}");
+    // Refused at load, so even an action that never reads herbs answers with the fault.
+    let run = h.action("status").player(rich(1.0)).now_ms(NOW).run();
+    assert!(run.fault("bad_content").contains("`herbs`"));
+}
+
+#[test]
 fn status_shows_caps_costs_and_tables() {
     let run = h().action("status").player(rich(1.0)).now_ms(NOW).run();
     let s: StatusReply = run.reply();
