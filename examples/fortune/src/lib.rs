@@ -76,15 +76,25 @@ fn draw(ctx: &mut Ctx) -> Result<(), Error> {
     let mut state: State = ctx.state()?;
     let today = (ctx.now_ms() + UTC8_MS).div_euclid(DAY_MS);
     if state.last_day == Some(today) {
-        return Err(Error::reject("already_drawn", "You have already drawn today's fortune."));
+        return Err(Error::reject(
+            "already_drawn",
+            "You have already drawn today's fortune.",
+        ));
     }
     let weights: Vec<f64> = table.fortune.iter().map(|f| f.weight).collect();
-    let pick = ctx.rng().weighted(&weights).ok_or_else(|| Error::fault("bad_content", "no fortune to draw"))?;
+    let pick = ctx
+        .rng()
+        .weighted(&weights)
+        .ok_or_else(|| Error::fault("bad_content", "no fortune to draw"))?;
     let entry = &table.fortune[pick];
     ctx.add_currency("spirit_stones", entry.stones);
     state.last_day = Some(today);
     ctx.set_state(&state)?;
-    let drawn = Drawn { id: entry.id.clone(), text: entry.text.clone(), stones: entry.stones };
+    let drawn = Drawn {
+        id: entry.id.clone(),
+        text: entry.text.clone(),
+        stones: entry.stones,
+    };
     ctx.emit("fortune", &drawn)?;
     ctx.reply(&drawn)
 }
@@ -106,12 +116,26 @@ mod tests {
         let first = h.action("draw").seed(3).run();
         let drawn: Drawn = first.reply();
         let after = first.player_after();
-        assert_eq!(after.currencies.get("spirit_stones").copied().unwrap_or(0), drawn.stones);
+        assert_eq!(
+            after.currencies.get("spirit_stones").copied().unwrap_or(0),
+            drawn.stones
+        );
 
-        let again = h.action("draw").player(after.clone()).now_ms(1_700_000_000_000 + 60_000).run();
-        assert_eq!(again.rejected("already_drawn"), "You have already drawn today's fortune.");
+        let again = h
+            .action("draw")
+            .player(after.clone())
+            .now_ms(1_700_000_000_000 + 60_000)
+            .run();
+        assert_eq!(
+            again.rejected("already_drawn"),
+            "You have already drawn today's fortune."
+        );
 
-        let tomorrow = h.action("draw").player(after).now_ms(1_700_000_000_000 + DAY_MS).run();
+        let tomorrow = h
+            .action("draw")
+            .player(after)
+            .now_ms(1_700_000_000_000 + DAY_MS)
+            .run();
         assert!(tomorrow.is_ok());
     }
 
@@ -119,7 +143,9 @@ mod tests {
     fn the_odds_follow_the_table() {
         let h = harness();
         let n = 20_000;
-        let great = (0..n).filter(|&seed| h.action("draw").seed(seed).run().reply::<Drawn>().id == "great").count();
+        let great = (0..n)
+            .filter(|&seed| h.action("draw").seed(seed).run().reply::<Drawn>().id == "great")
+            .count();
         let share = great as f64 / n as f64;
         assert!((share - 0.05).abs() < 0.01, "great fortune share {share}");
     }
@@ -127,6 +153,9 @@ mod tests {
     #[test]
     fn same_call_same_fortune() {
         let h = harness();
-        assert_eq!(h.action("draw").seed(9).run().outcome, h.action("draw").seed(9).run().outcome);
+        assert_eq!(
+            h.action("draw").seed(9).run().outcome,
+            h.action("draw").seed(9).run().outcome
+        );
     }
 }
