@@ -1,5 +1,8 @@
 //! A daily fortune: once per day (UTC+8), draw a fortune from the `fortunes` content table and get
 //! its spirit-stone reward. A complete, minimal Cauldron plugin.
+//!
+//! The table is decoded and checked once, when the host loads the plugin ([`Plugin::prepare`]); every
+//! call reads the decoded table with `ctx.table::<Fortunes>()`, and a broken table refuses the load.
 
 use cauldron_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -7,9 +10,25 @@ use serde::{Deserialize, Serialize};
 /// The plugin.
 pub struct Fortune;
 
+/// `content/fortunes.toml`.
 #[derive(Deserialize)]
-struct Table {
+struct Fortunes {
     fortune: Vec<Entry>,
+}
+
+impl Table for Fortunes {
+    const NAME: &'static str = "fortunes";
+
+    /// Runs once per load: a table with nothing to draw is refused before any player draws.
+    fn check(&self) -> Result<(), Error> {
+        if !self.fortune.iter().any(|f| f.weight > 0.0) {
+            return Err(Error::fault(
+                "bad_content",
+                "content table `fortunes`: needs a fortune with a positive weight",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]
@@ -42,6 +61,11 @@ const DAY_MS: i64 = 86_400_000;
 const UTC8_MS: i64 = 8 * 3_600_000;
 
 impl Plugin for Fortune {
+    fn prepare(content: &Content) -> Result<(), Error> {
+        content.table::<Fortunes>()?;
+        Ok(())
+    }
+
     fn manifest() -> Manifest {
         Manifest {
             name: "fortune".into(),
@@ -57,7 +81,7 @@ impl Plugin for Fortune {
                 params: vec![],
                 reads: vec![Section::State],
                 kinds: vec![],
-                content: vec!["fortunes".into()],
+                content: vec![Fortunes::NAME.into()],
             }],
             hooks: vec![],
         }
@@ -72,7 +96,7 @@ impl Plugin for Fortune {
 }
 
 fn draw(ctx: &mut Ctx) -> Result<(), Error> {
-    let table: Table = ctx.content("fortunes")?;
+    let table = ctx.table::<Fortunes>()?;
     let mut state: State = ctx.state()?;
     let today = (ctx.now_ms() + UTC8_MS).div_euclid(DAY_MS);
     if state.last_day == Some(today) {
@@ -148,6 +172,18 @@ mod tests {
             .count();
         let share = great as f64 / n as f64;
         assert!((share - 0.05).abs() < 0.01, "great fortune share {share}");
+    }
+
+    #[test]
+    fn a_table_with_nothing_to_draw_is_refused_at_load() {
+        assert!(harness().prepare().is_ok(), "the shipped table loads");
+        let nothing = "[[fortune]]\nid = \"void\"\ntext = \"-\"\nweight = 0\nstones = 0\n";
+        let h = harness().content_toml("fortunes", nothing);
+        let err = h.prepare().expect_err("no positive weight refuses the load");
+        assert_eq!(err.code(), "bad_content");
+        assert!(err.to_string().contains("content table `fortunes`"), "{err}");
+        // A call never runs on refused content: it answers with the same fault.
+        assert!(h.action("draw").run().fault("bad_content").contains("`fortunes`"));
     }
 
     #[test]
