@@ -363,10 +363,12 @@ impl Runtime {
     pub fn load_blocking(&self, source: PluginSource) -> Result<PluginVersion, PluginError> {
         let inner = &self.inner;
         let sha256 = sha256_hex(&source.wasm);
-        let preinitialised = inner.limits.preinitialise && crate::preinit::exports_init(&source.wasm);
+        // Modules may come as WebAssembly text (wasmtime reads both); pre-initialisation needs binary.
+        let binary = wat::parse_bytes(&source.wasm).map_err(|e| PluginError::Compile(format!("{e}")))?;
+        let preinitialised = inner.limits.preinitialise && crate::preinit::exports_init(&binary);
         let module = if preinitialised {
             let plugin = source.expected_name.as_deref().unwrap_or("?");
-            let image = crate::preinit::preinitialise(self, plugin, &source.wasm, &source.content)?;
+            let image = crate::preinit::preinitialise(self, plugin, &binary, &source.content)?;
             inner
                 .cache
                 .get_or_compile(&inner.engine, &sha256_hex(&image), &image)?

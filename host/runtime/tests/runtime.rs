@@ -48,7 +48,7 @@ fn manifests_are_read_at_load() {
     assert!(p.manifest.action("spend").is_some());
     assert_eq!(h.name(), "handmade");
     assert_eq!(h.version(), "1.0.0");
-    assert_eq!(h.manifest.actions.len(), 6);
+    assert_eq!(h.manifest.actions.len(), 7);
     assert_eq!(p.sha256.len(), 64);
 }
 
@@ -420,10 +420,45 @@ fn content_prepared_at_load_reaches_every_call_without_being_sent() {
         assert_eq!(prepared, 1);
         still_serves(&rt, &plugin);
     }
+}
 
-    // The hand-written plugin has no `cauldron_init`: it gets its declared tables in every call.
-    let handmade = load(&rt, &handmade());
-    assert!(!handmade.preinitialised);
+#[test]
+fn the_hand_written_plugin_is_pre_initialised_from_the_spec_alone() {
+    let tables = |n: usize| -> BTreeMap<String, cauldron_sdk::Doc> {
+        (0..n)
+            .map(|i| (format!("t{i}"), cauldron_sdk::Doc::encode(&i).expect("encodes")))
+            .collect()
+    };
+    let rt = runtime();
+    let plugin = rt
+        .load_blocking(cauldron_runtime::PluginSource {
+            content: tables(3),
+            ..source(&handmade())
+        })
+        .expect("loads");
+    assert!(plugin.preinitialised);
+    for _ in 0..3 {
+        // Its init counted the tables into a global; the snapshot carries it into every call.
+        let inited: u8 = reply(rt.call_blocking(&plugin, &bare("inited")).expect("inited"));
+        assert_eq!(inited, 3);
+        let calls: u8 = reply(rt.call_blocking(&plugin, &bare("count")).expect("count"));
+        assert_eq!(calls, 1, "each call still starts from the snapshot");
+    }
+
+    // With pre-initialisation off, init never runs and the same module still serves.
+    let plain = runtime_with(Limits {
+        preinitialise: false,
+        ..test_limits()
+    });
+    let plugin = plain
+        .load_blocking(cauldron_runtime::PluginSource {
+            content: tables(3),
+            ..source(&handmade())
+        })
+        .expect("loads");
+    assert!(!plugin.preinitialised);
+    let inited: u8 = reply(plain.call_blocking(&plugin, &bare("inited")).expect("inited"));
+    assert_eq!(inited, 0);
 }
 
 #[test]
