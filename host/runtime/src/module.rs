@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use cauldron_sdk::Doc;
 use cauldron_sdk::abi::{self, version_suffix};
 use cauldron_sdk::codec;
-use cauldron_sdk::wire::{Call, Manifest, Outcome};
+use cauldron_sdk::wire::{Call, Init, Manifest, Outcome};
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, ExternType, InstancePre, Module, ModuleExport, ValType};
 
@@ -144,6 +144,8 @@ pub(crate) struct ModuleCache {
     dir: Option<PathBuf>,
     engine_key: String,
     memory: Mutex<HashMap<String, Module>>,
+    /// Pre-initialisation key (wasm and content digest) → sha256 of the snapshot module.
+    snapshots: Mutex<HashMap<String, String>>,
     stats: Mutex<CacheStats>,
 }
 
@@ -166,6 +168,7 @@ impl ModuleCache {
             dir,
             engine_key: format!("{:016x}", h.finish()),
             memory: Mutex::new(HashMap::new()),
+            snapshots: Mutex::new(HashMap::new()),
             stats: Mutex::new(CacheStats::default()),
         }
     }
@@ -188,6 +191,27 @@ impl ModuleCache {
         self.memory.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
+    /// The module cached under `sha256` in memory or on disk, if any; never compiles. An unusable
+    /// disk file is removed.
+    fn lookup(&self, engine: &Engine, sha256: &str) -> Option<Module> {
+        if let Some(m) = self.memory.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {
+            self.count(|s| s.memory_hits += 1);
+            return Some(m.clone());
+        }
+        let path = self.path(sha256).filter(|p| p.exists())?;
+        match load_precompiled(engine, &path) {
+            Ok(m) => {
+                self.count(|s| s.disk_hits += 1);
+                Some(m)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "discarding unusable cached module: {e}");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
     /// A module from memory, the disk cache, or the compiler, without keeping it in memory: for
     /// modules used once per load (the instrumented module of pre-initialisation).
     pub(crate) fn get_or_compile_transient(
@@ -196,23 +220,55 @@ impl ModuleCache {
         sha256: &str,
         wasm: &[u8],
     ) -> Result<Module, PluginError> {
-        if let Some(m) = self.memory.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {
-            self.count(|s| s.memory_hits += 1);
-            return Ok(m.clone());
-        }
-        match self.path(sha256).filter(|p| p.exists()) {
-            Some(path) => match load_precompiled(engine, &path) {
-                Ok(m) => {
-                    self.count(|s| s.disk_hits += 1);
-                    Ok(m)
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "discarding unusable cached module: {e}");
-                    let _ = std::fs::remove_file(&path);
-                    self.compile_and_store(engine, sha256, wasm)
-                }
-            },
+        match self.lookup(engine, sha256) {
+            Some(m) => Ok(m),
             None => self.compile_and_store(engine, sha256, wasm),
+        }
+    }
+
+    fn snapshot_index_path(&self, key: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{key}-{}.snapshot", self.engine_key)))
+    }
+
+    /// The compiled snapshot module pre-initialisation made before for `key` (a digest of the wasm
+    /// and its content tables), if it is still cached: a restart or a reload of the same plugin and
+    /// content then skips instrumenting, init and the snapshot altogether.
+    pub(crate) fn snapshot(&self, engine: &Engine, key: &str) -> Option<Module> {
+        let known = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned();
+        let sha = known.or_else(|| {
+            let text = std::fs::read_to_string(self.snapshot_index_path(key)?).ok()?;
+            let sha = text.trim().to_owned();
+            (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then_some(sha)
+        })?;
+        let module = self.lookup(engine, &sha)?;
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sha.clone(), module.clone());
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), sha);
+        Some(module)
+    }
+
+    /// Record that `key` pre-initialises to the module cached under `image_sha256`.
+    pub(crate) fn remember_snapshot(&self, key: &str, image_sha256: &str) {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), image_sha256.to_owned());
+        if let Some(path) = self.snapshot_index_path(key)
+            && let Err(e) = replace_file(&path, image_sha256.as_bytes())
+        {
+            tracing::warn!(path = %path.display(), "cannot record the snapshot: {e}");
         }
     }
 
@@ -256,14 +312,18 @@ fn load_precompiled(engine: &Engine, path: &Path) -> Result<Module, wasmtime::Er
 /// Write the compiled module next to its final name and rename it into place. Loaded modules are
 /// memory-mapped from these files, so a cache file is only ever replaced, never rewritten in place.
 fn write_atomically(path: &Path, module: &Module) -> Result<(), Box<dyn std::error::Error>> {
-    let bytes = module.serialize()?;
+    replace_file(path, &module.serialize()?)?;
+    Ok(())
+}
+
+/// Write `bytes` beside `path` and rename them into place, so readers see the old or the new file.
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    std::fs::rename(&tmp, path)
 }
 
 /// Hex sha256 of some bytes.
@@ -367,11 +427,28 @@ impl Runtime {
         let binary = wat::parse_bytes(&source.wasm).map_err(|e| PluginError::Compile(format!("{e}")))?;
         let preinitialised = inner.limits.preinitialise && crate::preinit::exports_init(&binary);
         let module = if preinitialised {
-            let plugin = source.expected_name.as_deref().unwrap_or("?");
-            let image = crate::preinit::preinitialise(self, plugin, &binary, &source.content)?;
-            inner
-                .cache
-                .get_or_compile(&inner.engine, &sha256_hex(&image), &image)?
+            let init = codec::encode(&Init {
+                content: source.content.clone(),
+            })
+            .map_err(|e| PluginError::BadContent(format!("encoding the content tables: {e}")))?;
+            let key = {
+                let mut h = Sha256::new();
+                h.update(b"cauldron-preinit\0");
+                h.update(sha256.as_bytes());
+                h.update(&init);
+                hex::encode(h.finalize())
+            };
+            match inner.cache.snapshot(&inner.engine, &key) {
+                Some(module) => module,
+                None => {
+                    let plugin = source.expected_name.as_deref().unwrap_or("?");
+                    let image = crate::preinit::preinitialise(self, plugin, &binary, &init)?;
+                    let image_sha = sha256_hex(&image);
+                    let module = inner.cache.get_or_compile(&inner.engine, &image_sha, &image)?;
+                    inner.cache.remember_snapshot(&key, &image_sha);
+                    module
+                }
+            }
         } else {
             inner.cache.get_or_compile(&inner.engine, &sha256, &source.wasm)?
         };

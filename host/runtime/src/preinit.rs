@@ -6,17 +6,15 @@
 //! state. Isolation is unchanged: each call still gets a fresh instance, and nothing a call writes
 //! reaches the next one.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use cauldron_sdk::Doc;
 use cauldron_sdk::abi;
 use cauldron_sdk::codec;
-use cauldron_sdk::wire::{Init, Outcome};
+use cauldron_sdk::wire::Outcome;
 use wasmtime::{Instance, Store};
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
@@ -47,12 +45,13 @@ fn wizer() -> Wizer {
     w
 }
 
-/// Run `cauldron_init` with `content` and return the snapshot module's bytes.
+/// Run `cauldron_init` with `init` (an encoded [`cauldron_sdk::wire::Init`]) and return the
+/// snapshot module's bytes.
 pub(crate) fn preinitialise(
     rt: &Runtime,
     plugin: &str,
     wasm: &[u8],
-    content: &BTreeMap<String, Doc>,
+    init: &[u8],
 ) -> Result<Vec<u8>, PluginError> {
     let wizer = wizer();
     let cannot = |e: &dyn std::fmt::Display| PluginError::Compile(format!("cannot pre-initialise: {e}"));
@@ -74,10 +73,6 @@ pub(crate) fn preinitialise(
         .instantiate_pre(&module)
         .map_err(|e| PluginError::BadImport(format!("{e:#}")))?;
 
-    let init = codec::encode(&Init {
-        content: content.clone(),
-    })
-    .map_err(|e| PluginError::BadContent(format!("encoding the content tables: {e}")))?;
     if init.len() > abi::MAX_CALL_BYTES {
         return Err(PluginError::BadContent(format!(
             "the content tables encode to {} bytes, over the {}-byte call cap",
@@ -103,7 +98,7 @@ pub(crate) fn preinitialise(
                     abi::EXPORT_INIT
                 )))
             })?;
-        let packed = call_with_input(&mut store, memory, alloc, entry, &init)?;
+        let packed = call_with_input(&mut store, memory, alloc, entry, init)?;
         let out = read_output(&store, memory, packed, max_out)?.to_vec();
         // Hand the output back so the snapshot's heap holds no garbage allocation.
         let (ptr, len) = abi::unpack(packed);
