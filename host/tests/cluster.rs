@@ -15,210 +15,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
-const ADMIN_TOKEN: &str = "cluster-test-admin-token-0123456789abcdef";
-const DEADLINE: Duration = Duration::from_secs(10);
+use common::cluster::{ADMIN_TOKEN, DEADLINE, Host, Shared, fixture, next, post, register};
+
 /// The bound for an upload on one host to be served by the others.
 const ROLLOUT_BOUND: Duration = Duration::from_secs(1);
-
-fn pg_base() -> String {
-    std::env::var("CAULDRON_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("CAULDRON_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn env_dir(var: &str) -> PathBuf {
-    let dir = PathBuf::from(std::env::var_os(var).unwrap_or_else(|| {
-        panic!("{var} is not set: run `cargo xtask build-plugins` and export it (see common/mod.rs)")
-    }));
-    assert!(dir.is_dir(), "{var}={} is not a folder", dir.display());
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// What the hosts of one test share: a fresh database and a Redis prefix, removed on drop.
-struct Shared {
-    db_name: String,
-    database_url: String,
-    prefix: String,
-}
-
-impl Shared {
-    async fn new() -> Self {
-        let db_name = format!("cauldron_cluster_{:016x}", common::random_u64());
-        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
-            .await
-            .expect("PostgreSQL must be running at CAULDRON_TEST_PG_URL");
-        sqlx::query(&format!("create database \"{db_name}\""))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        Self {
-            database_url: format!("{}/{db_name}", pg_base()),
-            db_name,
-            prefix: format!("cauldron-cluster-test:{:016x}:", common::random_u64()),
-        }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let name = self.db_name.clone();
-        let prefix = self.prefix.clone();
-        let cleanup = std::thread::spawn(move || {
-            if let Ok(client) = redis::Client::open(redis_url())
-                && let Ok(mut conn) = client.get_connection()
-            {
-                let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{prefix}*"))
-                    .map(|it| it.filter_map(Result::ok).collect())
-                    .unwrap_or_default();
-                for key in keys {
-                    let _: Result<(), _> = redis::Commands::del(&mut conn, key);
-                }
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await?;
-                sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
-                    .execute(&mut admin)
-                    .await?;
-                admin.close().await
-            })
-        });
-        if let Ok(Err(e)) = cleanup.join() {
-            eprintln!("could not drop the test database: {e}");
-        }
-    }
-}
-
-/// One `cauldron` process; killed on drop.
-struct Host {
-    base: String,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Host {
-    async fn start(shared: &Shared) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let plugins = dir.path().join("plugins");
-        copy_dir(&env_dir("CAULDRON_PLUGINS_OUT"), &plugins);
-        std::fs::copy(
-            env_dir("CAULDRON_FIXTURES_DIR").join("probe.wasm"),
-            plugins.join("probe.wasm"),
-        )
-        .unwrap();
-        // A free port: bind, read, release. The host binds it again right away.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_cauldron"))
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &shared.database_url)
-            .env("REDIS_URL", redis_url())
-            .env("REDIS_KEY_PREFIX", &shared.prefix)
-            .env("JWT_SECRET", common::TEST_SECRET)
-            .env("ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("PLUGINS_DIR", &plugins)
-            .env("WEB_DIR", dir.path().join("no-web"))
-            .env("MODULE_CACHE_DIR", dir.path().join("module-cache"))
-            .env("RATE_LIMIT_ACTION_BURST", "1000")
-            .env("SHUTDOWN_TIMEOUT_SECS", "5")
-            .env("BIND_ADDR", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let host = Self {
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-            _dir: dir,
-        };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = http.get(host.url("/readyz")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "host on {port} did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        host
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn post(host: &Host, path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(host.url(path))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn register(host: &Host) -> (String, i64, String) {
-    let username = format!("cl_{:08x}", common::random_u64() as u32);
-    let resp = reqwest::Client::new()
-        .post(host.url("/api/v1/auth/register"))
-        .json(&json!({"username": username, "password": "hunter2hunter2"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let body: Value = resp.json().await.unwrap();
-    (
-        body["token"].as_str().unwrap().to_owned(),
-        body["player"]["id"].as_i64().unwrap(),
-        username,
-    )
-}
 
 /// The probe version `host` serves now, by asking it (`whoami`); `None` if it serves no probe.
 async fn probe_version(host: &Host, token: &str) -> Option<String> {
@@ -262,32 +69,9 @@ async fn admin(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The next message other than `presence`, within the deadline.
-async fn next(socket: &mut Socket) -> Value {
-    let read = async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).unwrap();
-                    if v["type"] != "presence" {
-                        return v;
-                    }
-                }
-                Some(Ok(_)) => {}
-                other => panic!("socket ended: {other:?}"),
-            }
-        }
-    };
-    tokio::time::timeout(DEADLINE, read)
-        .await
-        .expect("a message within the deadline")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_action_on_one_host_reaches_a_socket_on_another() {
-    let shared = Shared::new().await;
+    let shared = Shared::new("cluster").await;
     let a = Host::start(&shared).await;
     let b = Host::start(&shared).await;
     let (watcher_token, _, _) = register(&a).await;
@@ -327,14 +111,14 @@ async fn an_action_on_one_host_reaches_a_socket_on_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploads_rollbacks_and_unloads_reach_every_host() {
-    let shared = Shared::new().await;
+    let shared = Shared::new("cluster").await;
     let a = Host::start(&shared).await;
     let b = Host::start(&shared).await;
     let (token, _, _) = register(&a).await;
     assert_eq!(probe_version(&b, &token).await.as_deref(), Some("0.1.0"));
 
     // Upload 0.2.0 through A; B serves it (its bytes from the database) within the bound.
-    let v2 = std::fs::read(env_dir("CAULDRON_FIXTURES_DIR").join("probe_v2.wasm")).unwrap();
+    let v2 = fixture("probe_v2.wasm");
     let started = Instant::now();
     let (status, body) = admin(
         &a,
@@ -411,7 +195,7 @@ async fn uploads_rollbacks_and_unloads_reach_every_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_admin_api_needs_an_administrator_and_refuses_bad_modules() {
-    let shared = Shared::new().await;
+    let shared = Shared::new("cluster").await;
     let a = Host::start(&shared).await;
     let b = Host::start(&shared).await;
     let (player_token, _, username) = register(&a).await;
@@ -493,10 +277,7 @@ async fn the_admin_api_needs_an_administrator_and_refuses_bad_modules() {
     // the serving version keeps serving on both hosts.
     for (name, bytes) in [
         ("probe", b"\0asm but not really".to_vec()),
-        (
-            "pet",
-            std::fs::read(env_dir("CAULDRON_FIXTURES_DIR").join("probe_v2.wasm")).unwrap(),
-        ),
+        ("pet", fixture("probe_v2.wasm")),
     ] {
         let path = format!("/api/v1/admin/plugins/{name}");
         let (status, body) = admin(&a, reqwest::Method::POST, &path, Some(ADMIN_TOKEN), bytes).await;

@@ -7,6 +7,8 @@
 //! (default `postgres://postgres@127.0.0.1:5432`, trust auth), a fresh database per test, dropped
 //! after. Redis: `CAULDRON_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`), a random key prefix per
 //! test, its keys deleted after.
+//!
+//! [`cluster`] runs the real binary instead, as separate processes sharing one database and prefix.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion in a test harness")]
@@ -25,6 +27,8 @@ use cauldron_host::metrics::Metrics;
 use cauldron_host::state::{self, AppState};
 use cauldron_runtime::{Registry, Runtime, watcher};
 use sqlx::Connection;
+
+pub(crate) mod cluster;
 
 /// The JWT secret every test app signs with (tests forge and expire tokens with it).
 pub(crate) const TEST_SECRET: &str = "api-tests-secret-0123456789abcdef-0123456789";

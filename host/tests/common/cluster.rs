@@ -1,0 +1,273 @@
+//! Real `cauldron` processes (the binary cargo built for the test) sharing one PostgreSQL database
+//! and one Redis key prefix, as replicas behind nginx would: [`Shared`] makes the database and the
+//! prefix and removes both on drop, [`Host`] runs one process (its own plugins folder and module
+//! cache) and kills it on drop. Used by `cluster.rs` and `nginx.rs`.
+//!
+//! Needs what the API tests need (see `mod.rs`): PostgreSQL, Redis, and the plugins built.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{TEST_SECRET, copy_dir, env_dir, pg_base, random_u64, redis_url};
+
+/// The hosts' `ADMIN_TOKEN`.
+pub(crate) const ADMIN_TOKEN: &str = "cluster-test-admin-token-0123456789abcdef";
+/// How long a socket waits for its next message.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
+
+/// What the hosts of one test share: a fresh database and a Redis prefix, removed on drop.
+pub(crate) struct Shared {
+    db_name: String,
+    /// The database's URL (for tests that reach into it).
+    pub(crate) database_url: String,
+    prefix: String,
+}
+
+impl Shared {
+    /// A database named `cauldron_{label}_…` and a prefix `cauldron-{label}-test:…:`.
+    pub(crate) async fn new(label: &str) -> Self {
+        let db_name = format!("cauldron_{label}_{:016x}", random_u64());
+        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
+            .await
+            .expect("PostgreSQL must be running at CAULDRON_TEST_PG_URL");
+        sqlx::query(&format!("create database \"{db_name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        Self {
+            database_url: format!("{}/{db_name}", pg_base()),
+            db_name,
+            prefix: format!("cauldron-{label}-test:{:016x}:", random_u64()),
+        }
+    }
+}
+
+impl Drop for Shared {
+    #[allow(
+        clippy::disallowed_macros,
+        reason = "a test binary's stderr is the place for this"
+    )]
+    fn drop(&mut self) {
+        let name = self.db_name.clone();
+        let prefix = self.prefix.clone();
+        // Drop runs inside the test's runtime, so the cleanup gets a thread and a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            if let Ok(client) = redis::Client::open(redis_url())
+                && let Ok(mut conn) = client.get_connection()
+            {
+                let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{prefix}*"))
+                    .map(|it| it.filter_map(Result::ok).collect())
+                    .unwrap_or_default();
+                for key in keys {
+                    let _: Result<(), _> = redis::Commands::del(&mut conn, key);
+                }
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await?;
+                sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
+                    .execute(&mut admin)
+                    .await?;
+                admin.close().await
+            })
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("could not drop the test database: {e}");
+        }
+    }
+}
+
+/// One `cauldron` process; killed on drop.
+pub(crate) struct Host {
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
+    /// `127.0.0.1:PORT`.
+    pub(crate) addr: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Host {
+    /// A host on `shared` with the test defaults, once `/readyz` answers 200.
+    pub(crate) async fn start(shared: &Shared) -> Self {
+        Self::start_with(shared, &[]).await
+    }
+
+    /// A host with the test defaults plus `vars` (environment variable names and values).
+    pub(crate) async fn start_with(shared: &Shared, vars: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        copy_dir(&env_dir("CAULDRON_PLUGINS_OUT"), &plugins);
+        std::fs::copy(
+            env_dir("CAULDRON_FIXTURES_DIR").join("probe.wasm"),
+            plugins.join("probe.wasm"),
+        )
+        .unwrap();
+        // A free port: bind, read, release. The host binds it again right away.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cauldron"));
+        command
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &shared.database_url)
+            .env("REDIS_URL", redis_url())
+            .env("REDIS_KEY_PREFIX", &shared.prefix)
+            .env("JWT_SECRET", TEST_SECRET)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("PLUGINS_DIR", &plugins)
+            .env("WEB_DIR", dir.path().join("no-web"))
+            .env("MODULE_CACHE_DIR", dir.path().join("module-cache"))
+            .env("RATE_LIMIT_ACTION_BURST", "1000")
+            .env("SHUTDOWN_TIMEOUT_SECS", "5")
+            .env("BIND_ADDR", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null());
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let mut host = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            addr: format!("127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http.get(host.url("/readyz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            if let Some(status) = host.child.try_wait().unwrap() {
+                panic!("host on {port} exited before it was ready: {status}");
+            }
+            assert!(Instant::now() < deadline, "host on {port} did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        host
+    }
+
+    /// The URL of `path` on this host.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Kill the process (SIGKILL: no goodbye to anyone) and wait until it is gone, so its sockets
+    /// are closed when this returns.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stop the process as an orchestrator would (SIGTERM: stop accepting, finish what is in flight,
+    /// close the WebSockets) and wait until it is gone; killed if it is still there after 30 s.
+    pub(crate) async fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The bytes of a fixture built by `cargo xtask build-plugins` (`probe_v2.wasm`, ...).
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(env_dir("CAULDRON_FIXTURES_DIR").join(name)).unwrap()
+}
+
+/// `POST base+path` with a bearer token and a JSON body: the status and the JSON answer (`Null` if
+/// it was not JSON).
+pub(crate) async fn post_json(base: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// [`post_json`] to a host.
+pub(crate) async fn post(host: &Host, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    post_json(&host.base, path, token, body).await
+}
+
+/// A new account (and so a new character) registered at `base`: its token, player id and username.
+pub(crate) async fn register_at(base: &str) -> (String, i64, String) {
+    let username = format!("cl_{:08x}", random_u64() as u32);
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"username": username, "password": "hunter2hunter2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    (
+        body["token"].as_str().unwrap().to_owned(),
+        body["player"]["id"].as_i64().unwrap(),
+        username,
+    )
+}
+
+/// [`register_at`] a host.
+pub(crate) async fn register(host: &Host) -> (String, i64, String) {
+    register_at(&host.base).await
+}
+
+/// A WebSocket client connection.
+pub(crate) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message other than `presence`, within [`DEADLINE`].
+pub(crate) async fn next(socket: &mut Socket) -> Value {
+    let read = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] != "presence" {
+                        return v;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("socket ended: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("a message within the deadline")
+}
