@@ -180,6 +180,10 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let shared = std::sync::Arc::new(rt.load_blocking(source.clone()).unwrap());
+    let (_, fuel) = tokio.block_on(rt.call_metered(shared.clone(), &the_call));
+    let plain_shared = std::sync::Arc::new(rt_plain.load_blocking(source.clone()).unwrap());
+    let (_, plain_fuel) = tokio.block_on(rt_plain.call_metered(plain_shared, &plain_call));
+    eprintln!("fuel per meditate call: {fuel} pre-initialised, {plain_fuel} with tables in the call");
     g.bench_function("sandboxed, async request path (semaphore + blocking pool)", |b| {
         b.iter(|| tokio.block_on(rt.call(shared.clone(), &the_call)).unwrap())
     });
@@ -188,8 +192,11 @@ fn bench(c: &mut Criterion) {
     c.bench_function("instantiate only", |b| {
         b.iter(|| rt.instantiate_only(&plugin).unwrap())
     });
+    c.bench_function("instantiate only, not pre-initialised", |b| {
+        b.iter(|| rt_plain.instantiate_only(&plain).unwrap())
+    });
     c.bench_function(
-        "cached load (disk cache hits, init + snapshot, describe, validate)",
+        "cached load (snapshot module from the disk cache, describe, validate)",
         |b| {
             b.iter(|| {
                 rt.clear_memory_cache();
