@@ -429,7 +429,11 @@ async fn the_web_client_plays_the_game_in_chromium() {
                 format!("sqlite://{}", tmp.path().join("game.db").display()),
             )
             .env("PLUGINS_DIR", &plugins)
-            .env("MODULE_CACHE_DIR", tmp.path().join("module-cache"))
+            // The module cache the other host tests share (common::shared_module_cache).
+            .env(
+                "MODULE_CACHE_DIR",
+                std::env::temp_dir().join("cauldron-tests-module-cache"),
+            )
             .env("WEB_DIR", root.join("web"))
             .env("PORT", port.to_string())
             .env("JWT_SECRET", "browser-test-secret-0123456789abcdef0123456789")

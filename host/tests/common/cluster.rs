@@ -130,7 +130,7 @@ impl Host {
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("PLUGINS_DIR", &plugins)
             .env("WEB_DIR", dir.path().join("no-web"))
-            .env("MODULE_CACHE_DIR", dir.path().join("module-cache"))
+            .env("MODULE_CACHE_DIR", super::shared_module_cache())
             .env("RATE_LIMIT_ACTION_BURST", "1000")
             .env("SHUTDOWN_TIMEOUT_SECS", "5")
             .env("BIND_ADDR", "127.0.0.1")

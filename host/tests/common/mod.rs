@@ -50,6 +50,13 @@ fn redis_url() -> String {
     std::env::var("CAULDRON_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The compiled-module cache every host of every test uses, as the replicas of a deployment share
+/// one (deploy/docker-compose.yml): files are keyed by sha256 and written atomically, so a plugin
+/// and its content are compiled and pre-initialised once per machine, not once per host.
+pub(crate) fn shared_module_cache() -> std::path::PathBuf {
+    std::env::temp_dir().join("cauldron-tests-module-cache")
+}
+
 pub(crate) fn random_u64() -> u64 {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let mut h = RandomState::new().build_hasher();
@@ -200,7 +207,7 @@ impl TestApp {
         std::fs::copy(fixtures.join("probe.wasm"), plugins.path().join("probe.wasm")).unwrap();
         prepare(plugins.path());
         // Compiled modules are shared between tests (keyed by sha256): each plugin compiles once.
-        let module_cache = std::env::temp_dir().join("cauldron-api-tests-module-cache");
+        let module_cache = shared_module_cache();
         let data = tempfile::tempdir().unwrap();
 
         let mut pg = None;
