@@ -53,7 +53,7 @@ fn redis_url() -> String {
 /// The compiled-module cache every host of every test uses, as the replicas of a deployment share
 /// one (deploy/docker-compose.yml): files are keyed by sha256 and written atomically, so a plugin
 /// and its content are compiled and pre-initialised once per machine, not once per host.
-pub(crate) fn shared_module_cache() -> std::path::PathBuf {
+pub(crate) fn shared_module_cache() -> PathBuf {
     std::env::temp_dir().join("cauldron-tests-module-cache")
 }
 
