@@ -35,6 +35,7 @@ pub fn init_bytes<P: Plugin>(input: &[u8]) -> Vec<u8> {
     let outcome = match prepare::<P>(input) {
         Ok(content) => {
             PREPARED.with(|p| *p.borrow_mut() = Some(content));
+            crate::after_init();
             Outcome::Ok {
                 effects: Vec::new(),
                 reply: crate::Doc::nil(),

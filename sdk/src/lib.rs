@@ -12,6 +12,8 @@
 //! - `testing` (feature `testing`): the native harness.
 
 pub mod abi;
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+mod bump;
 pub mod codec;
 mod content;
 mod doc;
@@ -28,6 +30,17 @@ pub use content::{Content, Table};
 pub use doc::Doc;
 pub use plugin::{Ctx, Error, Plugin};
 pub use sys::log;
+
+/// The guest's allocator (see `bump.rs`).
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+#[global_allocator]
+static ALLOCATOR: bump::Bump = bump::Bump::new();
+
+/// Leave free memory behind `cauldron_init` for calls to allocate from without growing.
+pub(crate) fn after_init() {
+    #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+    bump::headroom(&ALLOCATOR);
+}
 
 /// Glue used by [`export!`]; not part of the public API.
 #[doc(hidden)]
