@@ -126,8 +126,14 @@ pub(crate) fn preinitialise(
         store: &mut store,
         instance,
     };
-    let snapshot = wizer.snapshot(&cx, &mut state);
-    match pin!(snapshot).poll(&mut Context::from_waker(Waker::noop())) {
+    // Wizer checks its own output with assertions in debug builds; like the instrumentation pass
+    // above, a panic there refuses this plugin and nothing else.
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let snapshot = wizer.snapshot(&cx, &mut state);
+        pin!(snapshot).poll(&mut Context::from_waker(Waker::noop()))
+    }))
+    .map_err(|_| cannot(&"the snapshot pass failed"))?;
+    match polled {
         Poll::Ready(Ok(bytes)) => Ok(bytes),
         Poll::Ready(Err(e)) => Err(cannot(&format_args!("{e:#}"))),
         // Every future below is ready at once; a pending one would be a wizer change to look at.
