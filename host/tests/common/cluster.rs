@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{TEST_SECRET, copy_dir, env_dir, pg_base, random_u64, redis_url};
+use super::{PgDb, RedisKeys, TEST_SECRET, copy_dir, env_dir, random_u64, redis_url};
 
 /// The hosts' `ADMIN_TOKEN`.
 pub(crate) const ADMIN_TOKEN: &str = "cluster-test-admin-token-0123456789abcdef";
@@ -22,66 +21,22 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
 /// What the hosts of one test share: a fresh database and a Redis prefix, removed on drop.
 pub(crate) struct Shared {
-    db_name: String,
     /// The database's URL (for tests that reach into it).
     pub(crate) database_url: String,
-    prefix: String,
+    redis: RedisKeys,
+    _pg: PgDb,
 }
 
 impl Shared {
     /// A database named `cauldron_{label}_…` and a prefix `cauldron-{label}-test:…:`.
     pub(crate) async fn new(label: &str) -> Self {
-        let db_name = format!("cauldron_{label}_{:016x}", random_u64());
-        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
-            .await
-            .expect("PostgreSQL must be running at CAULDRON_TEST_PG_URL");
-        sqlx::query(&format!("create database \"{db_name}\""))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
+        let (pg, database_url) = PgDb::create(label).await;
         Self {
-            database_url: format!("{}/{db_name}", pg_base()),
-            db_name,
-            prefix: format!("cauldron-{label}-test:{:016x}:", random_u64()),
-        }
-    }
-}
-
-impl Drop for Shared {
-    #[allow(
-        clippy::disallowed_macros,
-        reason = "a test binary's stderr is the place for this"
-    )]
-    fn drop(&mut self) {
-        let name = self.db_name.clone();
-        let prefix = self.prefix.clone();
-        // Drop runs inside the test's runtime, so the cleanup gets a thread and a runtime of its own.
-        let cleanup = std::thread::spawn(move || {
-            if let Ok(client) = redis::Client::open(redis_url())
-                && let Ok(mut conn) = client.get_connection()
-            {
-                let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{prefix}*"))
-                    .map(|it| it.filter_map(Result::ok).collect())
-                    .unwrap_or_default();
-                for key in keys {
-                    let _: Result<(), _> = redis::Commands::del(&mut conn, key);
-                }
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await?;
-                sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
-                    .execute(&mut admin)
-                    .await?;
-                admin.close().await
-            })
-        });
-        if let Ok(Err(e)) = cleanup.join() {
-            eprintln!("could not drop the test database: {e}");
+            database_url,
+            redis: RedisKeys {
+                prefix: format!("cauldron-{label}-test:{:016x}:", random_u64()),
+            },
+            _pg: pg,
         }
     }
 }
@@ -125,7 +80,7 @@ impl Host {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DATABASE_URL", &shared.database_url)
             .env("REDIS_URL", redis_url())
-            .env("REDIS_KEY_PREFIX", &shared.prefix)
+            .env("REDIS_KEY_PREFIX", &shared.redis.prefix)
             .env("JWT_SECRET", TEST_SECRET)
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("PLUGINS_DIR", &plugins)

@@ -101,8 +101,25 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A fresh PostgreSQL database, dropped (with its connections) when this is dropped.
-struct PgDb {
+pub(crate) struct PgDb {
     name: String,
+}
+
+impl PgDb {
+    /// Create a database named `cauldron_{label}_…` on the test server; returns it and its URL.
+    pub(crate) async fn create(label: &str) -> (Self, String) {
+        let name = format!("cauldron_{label}_{:016x}", random_u64());
+        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
+            .await
+            .expect("PostgreSQL must be running at CAULDRON_TEST_PG_URL");
+        sqlx::query(&format!("create database \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let url = format!("{}/{name}", pg_base());
+        (Self { name }, url)
+    }
 }
 
 impl Drop for PgDb {
@@ -133,8 +150,8 @@ impl Drop for PgDb {
 }
 
 /// Deletes every Redis key under a prefix when dropped.
-struct RedisKeys {
-    prefix: String,
+pub(crate) struct RedisKeys {
+    pub(crate) prefix: String,
 }
 
 impl Drop for RedisKeys {
@@ -214,17 +231,8 @@ impl TestApp {
         let mut redis_keys = None;
         let (database_url, redis) = match backend {
             Backend::PgRedis => {
-                let name = format!("cauldron_api_{:016x}", random_u64());
-                let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
-                    .await
-                    .expect("PostgreSQL must be running at CAULDRON_TEST_PG_URL for the API tests");
-                sqlx::query(&format!("create database \"{name}\""))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
-                admin.close().await.unwrap();
-                let url = format!("{}/{name}", pg_base());
-                pg = Some(PgDb { name });
+                let (db, url) = PgDb::create("api").await;
+                pg = Some(db);
                 (url, Some(redis_url()))
             }
             Backend::SqliteLocal => (format!("sqlite://{}", data.path().join("api.db").display()), None),
