@@ -3,6 +3,7 @@
 //! Host and guest both go through [`encode`] and [`decode`], so the wire format cannot drift between
 //! them. Size limits are checked by the caller *before* [`decode`] runs.
 
+use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -33,15 +34,21 @@ pub fn encode_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Resul
 }
 
 /// Decode a MessagePack value. Trailing bytes after the value are an error.
+///
+/// Decoding reads straight from the slice: strings and documents are read in place rather than
+/// copied through an intermediate buffer.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let mut rest = bytes;
-    let value = T::deserialize(&mut rmp_serde::Deserializer::new(&mut rest))
-        .map_err(|e| CodecError(e.to_string()))?;
-    if !rest.is_empty() {
-        let rest = rest.len();
-        return Err(CodecError(format!("{rest} trailing bytes after the value")));
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    let value = T::deserialize(&mut de).map_err(|e| CodecError(e.to_string()))?;
+    // The input must end here: reading one more value may only fail for want of bytes.
+    match serde::de::IgnoredAny::deserialize(&mut de) {
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Ok(value)
+        }
+        _ => Err(CodecError("trailing bytes after the value".into())),
     }
-    Ok(value)
 }
 
 #[cfg(test)]
@@ -71,5 +78,40 @@ mod tests {
         let mut bytes = encode(&Pair { a: 1, b: "x".into() }).unwrap();
         bytes.push(0);
         assert!(decode::<Pair>(&bytes).unwrap_err().0.contains("trailing"));
+    }
+
+    #[test]
+    fn any_trailing_bytes_are_refused() {
+        let good = encode(&Pair { a: 1, b: "x".into() }).unwrap();
+        // Another whole value, a byte that is no value at all, and the start of a cut-off one.
+        for tail in [&encode(&7u8).unwrap()[..], &[0xc1], &[0xd9, 0x05, b'a']] {
+            let mut bytes = good.clone();
+            bytes.extend_from_slice(tail);
+            let err = decode::<Pair>(&bytes).unwrap_err();
+            assert!(err.0.contains("trailing"), "{tail:?}: {err}");
+        }
+        // A cut-off value is an error of its own, not a shorter value.
+        assert!(decode::<Pair>(&good[..good.len() - 1]).is_err());
+        // Every marker family still decodes, nested, with nothing left over.
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct All {
+            small: u8,
+            big: u64,
+            neg: i64,
+            float: f64,
+            long_text: String,
+            list: Vec<i32>,
+            map: std::collections::BTreeMap<String, Option<bool>>,
+        }
+        let all = All {
+            small: 7,
+            big: u64::MAX,
+            neg: -40_000,
+            float: 1.5,
+            long_text: "x".repeat(70_000),
+            list: (0..20).collect(),
+            map: [("a".to_owned(), None), ("b".to_owned(), Some(true))].into(),
+        };
+        assert_eq!(decode::<All>(&encode(&all).unwrap()).unwrap(), all);
     }
 }

@@ -151,7 +151,9 @@ pub struct Event {
 
 /// One change to a player's state. The host validates all of an outcome's effects, then applies them in
 /// one transaction, or none of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire, a map whose `op` key names the variant (see [`flat`] for how it is decoded).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Effect {
     /// Add `delta` (may be negative) to a currency; the result must not be negative.
@@ -240,7 +242,9 @@ pub enum Effect {
 }
 
 /// What a plugin answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire, a map whose `status` key names the variant (see [`flat`] for how it is decoded).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     /// The action happened (or the hook ran).
@@ -269,6 +273,164 @@ pub enum Outcome {
         /// Detail for operators.
         message: String,
     },
+}
+
+/// Decoding of the two tagged messages, [`Effect`] and [`Outcome`], in one pass.
+///
+/// serde's derived decoder for an internally tagged enum first copies the whole map into a generic
+/// tree (it cannot know the variant before it has seen the tag), then decodes the variant from that
+/// copy: for an `Outcome`, its effects are copied twice. Here each message decodes into a flat
+/// struct with every key any variant uses, all optional, and the variant is assembled from it. Keys
+/// may come in any order; unknown keys are ignored; a key of another variant must still have the
+/// type it has there (every key has one type across variants).
+pub mod flat {
+    use serde::{Deserialize, Deserializer, de::Error as _};
+
+    use super::{Buff, Doc, Effect, Event, Modifier, Outcome};
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Op {
+        AddCurrency,
+        AddCounter,
+        AddItem,
+        RemoveItem,
+        SetStat,
+        CreateEntity,
+        UpdateEntity,
+        DeleteEntity,
+        AddBuff,
+        RemoveBuff,
+        SetState,
+        Emit,
+        SetScore,
+    }
+
+    #[derive(Deserialize)]
+    struct FlatEffect {
+        op: Option<Op>,
+        name: Option<String>,
+        delta: Option<i64>,
+        item: Option<String>,
+        qty: Option<i64>,
+        value: Option<f64>,
+        id: Option<String>,
+        kind: Option<String>,
+        #[serde(default, deserialize_with = "present")]
+        data: Option<Doc>,
+        buff: Option<Buff>,
+        event: Option<Event>,
+        board: Option<String>,
+        score: Option<f64>,
+    }
+
+    /// A document key that is present, even as `nil` (which `Option` alone would read as absent).
+    fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Doc>, D::Error> {
+        Doc::deserialize(d).map(Some)
+    }
+
+    fn need<T, E: serde::de::Error>(v: Option<T>, op: &str, key: &'static str) -> Result<T, E> {
+        v.ok_or_else(|| E::custom(format_args!("effect `{op}` is missing `{key}`")))
+    }
+
+    impl<'de> Deserialize<'de> for Effect {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let f = FlatEffect::deserialize(d)?;
+            Ok(match f.op.ok_or_else(|| D::Error::missing_field("op"))? {
+                Op::AddCurrency => Effect::AddCurrency {
+                    name: need(f.name, "add_currency", "name")?,
+                    delta: need(f.delta, "add_currency", "delta")?,
+                },
+                Op::AddCounter => Effect::AddCounter {
+                    name: need(f.name, "add_counter", "name")?,
+                    delta: need(f.delta, "add_counter", "delta")?,
+                },
+                Op::AddItem => Effect::AddItem {
+                    item: need(f.item, "add_item", "item")?,
+                    qty: need(f.qty, "add_item", "qty")?,
+                },
+                Op::RemoveItem => Effect::RemoveItem {
+                    item: need(f.item, "remove_item", "item")?,
+                    qty: need(f.qty, "remove_item", "qty")?,
+                },
+                Op::SetStat => Effect::SetStat {
+                    name: need(f.name, "set_stat", "name")?,
+                    value: need(f.value, "set_stat", "value")?,
+                },
+                Op::CreateEntity => Effect::CreateEntity {
+                    id: need(f.id, "create_entity", "id")?,
+                    kind: need(f.kind, "create_entity", "kind")?,
+                    data: need(f.data, "create_entity", "data")?,
+                },
+                Op::UpdateEntity => Effect::UpdateEntity {
+                    id: need(f.id, "update_entity", "id")?,
+                    data: need(f.data, "update_entity", "data")?,
+                },
+                Op::DeleteEntity => Effect::DeleteEntity {
+                    id: need(f.id, "delete_entity", "id")?,
+                },
+                Op::AddBuff => Effect::AddBuff {
+                    buff: need(f.buff, "add_buff", "buff")?,
+                },
+                Op::RemoveBuff => Effect::RemoveBuff {
+                    id: need(f.id, "remove_buff", "id")?,
+                },
+                Op::SetState => Effect::SetState {
+                    data: need(f.data, "set_state", "data")?,
+                },
+                Op::Emit => Effect::Emit {
+                    event: need(f.event, "emit", "event")?,
+                },
+                Op::SetScore => Effect::SetScore {
+                    board: need(f.board, "set_score", "board")?,
+                    score: need(f.score, "set_score", "score")?,
+                },
+            })
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Status {
+        Ok,
+        Rejected,
+        Fault,
+    }
+
+    #[derive(Deserialize)]
+    struct FlatOutcome {
+        status: Option<Status>,
+        effects: Option<Vec<Effect>>,
+        #[serde(default, deserialize_with = "present")]
+        reply: Option<Doc>,
+        modifiers: Option<Vec<Modifier>>,
+        code: Option<String>,
+        message: Option<String>,
+    }
+
+    impl<'de> Deserialize<'de> for Outcome {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let f = FlatOutcome::deserialize(d)?;
+            let text = |v: Option<String>, key: &'static str| {
+                v.ok_or_else(|| D::Error::custom(format_args!("outcome is missing `{key}`")))
+            };
+            Ok(match f.status.ok_or_else(|| D::Error::missing_field("status"))? {
+                Status::Ok => Outcome::Ok {
+                    effects: f.effects.unwrap_or_default(),
+                    reply: f.reply.unwrap_or_default(),
+                    modifiers: f.modifiers.unwrap_or_default(),
+                },
+                Status::Rejected => Outcome::Rejected {
+                    code: text(f.code, "code")?,
+                    message: text(f.message, "message")?,
+                },
+                Status::Fault => Outcome::Fault {
+                    code: text(f.code, "code")?,
+                    message: text(f.message, "message")?,
+                },
+            })
+        }
+    }
 }
 
 /// A section of player state an action or hook may read.
@@ -546,6 +708,60 @@ mod tests {
             modifiers: vec![],
         };
         assert_eq!(codec::decode::<Outcome>(&codec::encode(&o).unwrap()).unwrap(), o);
+    }
+
+    #[test]
+    fn tagged_messages_decode_in_any_key_order_and_name_what_is_missing() {
+        // Written by hand, as another language might: the tag last (map keys are sorted here), nil
+        // data, an unknown key.
+        let effect = BTreeMap::from([
+            ("id", Value::S("e1")),
+            ("kind", Value::S("pet")),
+            ("data", Value::Nil),
+            ("extra", Value::I(1)),
+            ("op", Value::S("create_entity")),
+        ]);
+        let outcome = BTreeMap::from([
+            ("effects", Value::L(vec![effect])),
+            ("reply", Value::D(Doc::encode(&3).unwrap())),
+            ("status", Value::S("ok")),
+        ]);
+        let bytes = codec::encode(&outcome).unwrap();
+        let Outcome::Ok { effects, reply, .. } = codec::decode::<Outcome>(&bytes).unwrap() else {
+            panic!("not ok")
+        };
+        assert_eq!(reply.decode::<i64>().unwrap(), 3);
+        assert_eq!(
+            effects,
+            [Effect::CreateEntity {
+                id: "e1".into(),
+                kind: "pet".into(),
+                data: Doc::nil(),
+            }]
+        );
+
+        let no_qty = BTreeMap::from([("op", Value::S("add_item")), ("item", Value::S("herb"))]);
+        let err = codec::decode::<Effect>(&codec::encode(&no_qty).unwrap()).unwrap_err();
+        assert!(err.0.contains("`add_item` is missing `qty`"), "{err}");
+        let no_op = BTreeMap::from([("item", Value::S("herb"))]);
+        let err = codec::decode::<Effect>(&codec::encode(&no_op).unwrap()).unwrap_err();
+        assert!(err.0.contains("op"), "{err}");
+        let bad_status = BTreeMap::from([("status", Value::S("maybe"))]);
+        assert!(codec::decode::<Outcome>(&codec::encode(&bad_status).unwrap()).is_err());
+        let rejected = BTreeMap::from([("status", Value::S("rejected")), ("code", Value::S("x"))]);
+        let err = codec::decode::<Outcome>(&codec::encode(&rejected).unwrap()).unwrap_err();
+        assert!(err.0.contains("missing `message`"), "{err}");
+    }
+
+    /// A few MessagePack values, to write messages by hand.
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Value {
+        S(&'static str),
+        I(i64),
+        L(Vec<BTreeMap<&'static str, Value>>),
+        D(Doc),
+        Nil,
     }
 
     #[test]
