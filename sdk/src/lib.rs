@@ -19,6 +19,7 @@ mod content;
 mod doc;
 #[doc(hidden)]
 pub mod export;
+mod mem;
 mod plugin;
 pub mod rng;
 mod sys;

@@ -289,9 +289,12 @@ impl Ctx {
     }
 
     /// Spend `amount` of a currency, or reject with `insufficient` and `message`.
-    pub fn spend(&mut self, name: &str, amount: i64, message: &str) -> Result<(), Error> {
+    ///
+    /// The message is only rendered when it is needed: pass `format_args!(..)` rather than
+    /// `&format!(..)` to skip the formatting when the player can pay.
+    pub fn spend(&mut self, name: &str, amount: i64, message: impl std::fmt::Display) -> Result<(), Error> {
         if amount < 0 || self.currency(name) < amount {
-            return Err(Error::insufficient(message));
+            return Err(Error::insufficient(message.to_string()));
         }
         self.add_currency(name, -amount);
         Ok(())
@@ -318,9 +321,9 @@ impl Ctx {
     }
 
     /// Take `qty` of an item, or reject with `insufficient` and `message`.
-    pub fn take_item(&mut self, item: &str, qty: i64, message: &str) -> Result<(), Error> {
+    pub fn take_item(&mut self, item: &str, qty: i64, message: impl std::fmt::Display) -> Result<(), Error> {
         if qty < 0 || self.item(item) < qty {
-            return Err(Error::insufficient(message));
+            return Err(Error::insufficient(message.to_string()));
         }
         if qty > 0 {
             self.push(Effect::RemoveItem {

@@ -426,7 +426,7 @@ fn meditate(ctx: &mut Ctx) -> Result<(), Error> {
     ctx.spend(
         names::SPIRIT,
         cost,
-        &format!("灵力不足：打坐需要 {cost}，现有 {have} / Not enough spirit: meditation needs {cost}, you have {have}"),
+        format_args!("灵力不足：打坐需要 {cost}，现有 {have} / Not enough spirit: meditation needs {cost}, you have {have}"),
     )?;
     let roll = roll_luck(ctx, &luck)?;
     let rate = stat_or(ctx, names::CULTIVATION_RATE, s.rules.start.cultivation_rate).max(0.0);
@@ -480,7 +480,7 @@ fn formation(ctx: &mut Ctx) -> Result<(), Error> {
         } else {
             full
         };
-        ctx.spend(names::SPIRIT_STONES, cost, &short(cost))?;
+        ctx.spend(names::SPIRIT_STONES, cost, short(cost))?;
         let roll = roll_luck(ctx, &luck)?;
         let rate = stat_or(ctx, names::CULTIVATION_RATE, s.rules.start.cultivation_rate).max(0.0);
         cultivation_gain = round_to(
@@ -491,7 +491,7 @@ fn formation(ctx: &mut Ctx) -> Result<(), Error> {
         luck_roll = Some(roll);
     } else {
         cost = f.high_cost;
-        ctx.spend(names::SPIRIT_STONES, cost, &short(cost))?;
+        ctx.spend(names::SPIRIT_STONES, cost, short(cost))?;
         let weights: Vec<f64> = f.high_tiers.iter().map(|t| t.chance).collect();
         let pct = ctx
             .rng()
@@ -659,7 +659,7 @@ fn explore(ctx: &mut Ctx) -> Result<(), Error> {
     ctx.spend(
         names::SPIRIT,
         cost,
-        &format!("灵力不足：探索需要 {cost}，现有 {have} / Not enough spirit: exploring needs {cost}, you have {have}"),
+        format_args!("灵力不足：探索需要 {cost}，现有 {have} / Not enough spirit: exploring needs {cost}, you have {have}"),
     )?;
     let luck = stat_or(ctx, names::LUCK, ex.default_luck).max(0.0);
     let event_chance = (ex.event_chance * luck).clamp(0.0, 1.0);

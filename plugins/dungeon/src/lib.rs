@@ -701,7 +701,7 @@ fn dungeon_fight(ctx: &mut Ctx) -> Result<(), Error> {
     ctx.spend(
         "spirit_stones",
         cost.spirit_stones,
-        &format!("floor {floor} needs {} spirit stones", cost.spirit_stones),
+        format_args!("floor {floor} needs {} spirit stones", cost.spirit_stones),
     )?;
     ctx.spend("spirit", cost.spirit, "not enough spirit")?;
 
@@ -798,7 +798,11 @@ fn daily_fight(
         ));
     }
     let cost = level_cost(monsters.spirit_base, monsters.spirit_growth, level(ctx));
-    ctx.spend("spirit", cost, &format!("a {} needs {cost} spirit", daily.what))?;
+    ctx.spend(
+        "spirit",
+        cost,
+        format_args!("a {} needs {cost} spirit", daily.what),
+    )?;
     let me = player_fighter(ctx, &[]);
     let battle = battle::fight(&me, enemy, ctx.rng(), battle::DEFAULT_ROUND_CAP);
     Ok((battle, cost))

@@ -699,7 +699,7 @@ fn enhance(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.spend(
         &currency,
         cost,
-        &format!("enhancing costs {cost} reinforce stones"),
+        format_args!("enhancing costs {cost} reinforce stones"),
     )?;
     let old_stats = item.stats.clone();
     for (stat, value) in &mut item.stats {
@@ -733,7 +733,7 @@ fn reforge(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.spend(
         &currency,
         cost,
-        &format!("reforging costs {cost} refinement stones"),
+        format_args!("reforging costs {cost} refinement stones"),
     )?;
     let keys: Vec<String> = item.stats.keys().cloned().collect();
     let rolled: BTreeMap<String, f64> = keys

@@ -570,7 +570,7 @@ fn draw(ctx: &mut Ctx) -> Result<(), Error> {
     ctx.spend(
         "spirit_stones",
         price,
-        &format!("{count} draw(s) cost {price} spirit stones"),
+        format_args!("{count} draw(s) cost {price} spirit stones"),
     )?;
     let pets = create_pets(ctx, &table, count)?;
     ctx.reply(&Obtained {
@@ -657,7 +657,7 @@ fn upgrade(ctx: &mut Ctx) -> Result<(), Error> {
     ctx.spend(
         "pet_essence",
         cost,
-        &format!("level {} → {} needs {cost} pet essence", pet.level, pet.level + 1),
+        format_args!("level {} → {} needs {cost} pet essence", pet.level, pet.level + 1),
     )?;
     pet.level += 1;
     for stat in BASE_STATS {
