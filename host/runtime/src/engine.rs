@@ -8,7 +8,7 @@ use std::time::Duration;
 use cauldron_sdk::abi::{self, LogLevel};
 use wasmtime::{
     Caller, Config, Enabled, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig,
-    ResourceLimiter, Store, Trap,
+    ResourceLimiter, Store, Trap, UpdateDeadline,
 };
 
 use crate::PluginError;
@@ -17,6 +17,10 @@ use crate::module::PluginVersion;
 
 /// How often the epoch ticker advances the engine's epoch; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Epoch ticks a call from an async task may run inline on the worker thread (2 to 4 ms) before
+/// it is moved onto a yielding fiber; see [`Runtime::run_guest_metered`].
+pub(crate) const INLINE_TICKS: u64 = 2;
 
 /// Most log lines kept per call (the rest are counted, not stored).
 const MAX_LOG_LINES: usize = 64;
@@ -60,6 +64,8 @@ pub(crate) struct CallState {
     limiter: MemoryCap,
     pub(crate) logs: Vec<(LogLevel, String)>,
     plugin: Arc<str>,
+    /// On a fiber: epoch ticks the call may still run before it is interrupted.
+    ticks_left: u64,
 }
 
 impl CallState {
@@ -71,6 +77,7 @@ impl CallState {
             },
             logs: Vec::new(),
             plugin: plugin.name_arc(),
+            ticks_left: 0,
         }
     }
 }
@@ -146,7 +153,11 @@ impl Runtime {
             // slot away and paying a page fault for every page the next call touches.
             .linear_memory_keep_resident(2 << 20)
             .table_keep_resident(64 << 10)
-            .pagemap_scan(Enabled::Auto);
+            .pagemap_scan(Enabled::Auto)
+            // Calls run on fibers (`*_async`, see `Runtime::run_guest_metered`): one stack per
+            // concurrent call. Stacks are reused without zeroing; each call's guest state lives in
+            // its linear memory, which is reset, not on this native stack.
+            .total_stacks(slots);
 
         let mut config = Config::new();
         config
@@ -156,6 +167,11 @@ impl Runtime {
             // Bit-identical floats on every machine, so replays match.
             .cranelift_nan_canonicalization(true)
             .parallel_compilation(true);
+        // `CAULDRON_WASM_PROFILER=perfmap` names compiled plugin functions for `perf` (written to
+        // /tmp/perf-PID.map), so a profile shows which guest functions the time goes to.
+        if std::env::var("CAULDRON_WASM_PROFILER").is_ok_and(|v| v == "perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| PluginError::Unavailable(format!("engine: {e}")))?;
 
         let mut linker: Linker<CallState> = Linker::new(&engine);
@@ -166,6 +182,7 @@ impl Runtime {
             .as_micros()
             .div_ceil(EPOCH_TICK.as_micros())
             .max(1);
+        // The first tick may come at once, so one more than the deadline needs.
         let deadline_ticks = u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1);
         let cache = crate::module::ModuleCache::new(&engine, limits.cache_dir.clone());
         spawn_epoch_ticker(&engine);
@@ -190,18 +207,78 @@ impl Runtime {
     /// Run one call synchronously in a fresh sandbox: `input` is an encoded `Call` (or nothing, for
     /// `describe`), the result is the guest's raw output bytes after bounds and size checks.
     ///
-    /// This is CPU work; async callers go through [`Runtime::call`], which moves it off the async
-    /// workers.
+    /// This holds the thread for the whole call; async callers use [`Runtime::call`].
     pub(crate) fn run_guest(
         &self,
         plugin: &PluginVersion,
         input: Option<&[u8]>,
     ) -> Result<Vec<u8>, PluginError> {
-        self.run_guest_metered(plugin, input).0
+        self.run_guest_sync(plugin, input, self.inner.deadline_ticks).0
     }
 
-    /// [`Runtime::run_guest`], also reporting the fuel the call used (whatever its result).
-    pub(crate) fn run_guest_metered(
+    /// Run one call from an async task: first inline on this thread with a budget of
+    /// [`INLINE_TICKS`] epoch ticks (a few milliseconds; nearly every call needs microseconds),
+    /// and, should it run out, again from the start on a fiber that yields to the executor at
+    /// every tick, under the full deadline (counted afresh). Calls are pure (everything comes in
+    /// the `Call`), so the second run answers exactly as the first would have. Also reports the
+    /// fuel the answering run used.
+    pub(crate) async fn run_guest_metered(
+        &self,
+        plugin: &PluginVersion,
+        input: Option<&[u8]>,
+    ) -> (Result<Vec<u8>, PluginError>, u64) {
+        let full = self.inner.deadline_ticks;
+        if full <= INLINE_TICKS {
+            return self.run_guest_sync(plugin, input, full);
+        }
+        let inline = self.run_guest_sync(plugin, input, INLINE_TICKS);
+        if !matches!(inline.0, Err(PluginError::Deadline)) {
+            return inline;
+        }
+        self.run_guest_on_fiber(plugin, input).await
+    }
+
+    /// One call in a fresh sandbox on this thread, interrupted after `ticks` epoch ticks.
+    pub(crate) fn run_guest_sync(
+        &self,
+        plugin: &PluginVersion,
+        input: Option<&[u8]>,
+        ticks: u64,
+    ) -> (Result<Vec<u8>, PluginError>, u64) {
+        let inner = &self.inner;
+        let mut store = match self.new_store(plugin.name_arc()) {
+            Ok(s) => s,
+            Err(e) => return (Err(e), 0),
+        };
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let result = (|| -> Result<Vec<u8>, wasmtime::Error> {
+            let instance = plugin.pre.instantiate(&mut store)?;
+            let ex = &plugin.exports;
+            let memory = instance
+                .get_module_export(&mut store, &ex.memory)
+                .and_then(|e| e.into_memory())
+                .ok_or_else(|| wasmtime::format_err!("memory export vanished"))?;
+            let packed = match input {
+                None => typed::<(), u64>(&instance, &mut store, &ex.describe)?.call(&mut store, ())?,
+                Some(bytes) => {
+                    let alloc = typed::<u32, u32>(&instance, &mut store, &ex.alloc)?;
+                    let handle = typed::<(u32, u32), u64>(&instance, &mut store, &ex.handle)?;
+                    let ptr = alloc.call(&mut store, input_len(bytes)?)?;
+                    write_input(&mut store, memory, ptr, bytes)?;
+                    handle.call(&mut store, (ptr, input_len(bytes)?))?
+                }
+            };
+            Ok(read_output(&store, memory, packed, inner.limits.max_output_bytes)?.to_vec())
+        })();
+        let fuel_used = inner.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        (result.map_err(|err| classify(err, store.data())), fuel_used)
+    }
+
+    /// One call in a fresh sandbox on a fiber (wasmtime's `*_async`), yielding to the executor at
+    /// every epoch tick: a long call shares its worker thread instead of holding it, and the
+    /// deadline still counts every tick.
+    async fn run_guest_on_fiber(
         &self,
         plugin: &PluginVersion,
         input: Option<&[u8]>,
@@ -211,8 +288,20 @@ impl Runtime {
             Ok(s) => s,
             Err(e) => return (Err(e), 0),
         };
-        let result = (|| -> Result<Vec<u8>, wasmtime::Error> {
-            let instance = plugin.pre.instantiate(&mut store)?;
+        // At every epoch tick: count it against the deadline, and let the executor run other
+        // tasks before going on.
+        store.data_mut().ticks_left = inner.deadline_ticks;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut cx| {
+            let state = cx.data_mut();
+            if state.ticks_left <= 1 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
             let ex = &plugin.exports;
             let memory = instance
                 .get_module_export(&mut store, &ex.memory)
@@ -221,22 +310,27 @@ impl Runtime {
             let packed = match input {
                 None => {
                     let describe = typed::<(), u64>(&instance, &mut store, &ex.describe)?;
-                    describe.call(&mut store, ())?
+                    describe.call_async(&mut store, ()).await?
                 }
                 Some(bytes) => {
                     let alloc = typed::<u32, u32>(&instance, &mut store, &ex.alloc)?;
                     let handle = typed::<(u32, u32), u64>(&instance, &mut store, &ex.handle)?;
-                    call_with_input(&mut store, memory, alloc, handle, bytes)?
+                    let ptr = alloc.call_async(&mut store, input_len(bytes)?).await?;
+                    write_input(&mut store, memory, ptr, bytes)?;
+                    handle.call_async(&mut store, (ptr, input_len(bytes)?)).await?
                 }
             };
-            Ok(read_output(&store, memory, packed, inner.limits.max_output_bytes)?.to_vec())
-        })();
-
+            Ok::<_, wasmtime::Error>(
+                read_output(&store, memory, packed, inner.limits.max_output_bytes)?.to_vec(),
+            )
+        }
+        .await;
         let fuel_used = inner.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         (result.map_err(|err| classify(err, store.data())), fuel_used)
     }
 
-    /// A store for one call: memory cap, fuel budget and epoch deadline from the limits.
+    /// A store for one call: memory cap and fuel budget from the limits, and the deadline of a
+    /// blocking call (callers running on a fiber replace it with a yielding one).
     pub(crate) fn new_store(&self, plugin: Arc<str>) -> Result<Store<CallState>, PluginError> {
         let inner = &self.inner;
         let state = CallState {
@@ -246,6 +340,7 @@ impl Runtime {
             },
             logs: Vec::new(),
             plugin,
+            ticks_left: 0,
         };
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -258,17 +353,18 @@ impl Runtime {
     }
 }
 
-/// Copy `bytes` into a buffer from the guest's `cauldron_alloc` and call `entry(ptr, len)`, which
-/// takes ownership of the buffer; returns the packed output pointer.
-pub(crate) fn call_with_input(
+fn input_len(bytes: &[u8]) -> Result<u32, wasmtime::Error> {
+    u32::try_from(bytes.len()).map_err(|_| wasmtime::format_err!("input too large"))
+}
+
+/// Copy a call's input into the buffer the guest's `cauldron_alloc` returned; `cauldron_handle`
+/// (or `cauldron_init`) then takes ownership of it.
+pub(crate) fn write_input(
     store: &mut Store<CallState>,
     memory: wasmtime::Memory,
-    alloc: wasmtime::TypedFunc<u32, u32>,
-    entry: wasmtime::TypedFunc<(u32, u32), u64>,
+    ptr: u32,
     bytes: &[u8],
-) -> Result<u64, wasmtime::Error> {
-    let len = u32::try_from(bytes.len()).map_err(|_| wasmtime::format_err!("input too large"))?;
-    let ptr = alloc.call(&mut *store, len)?;
+) -> Result<(), wasmtime::Error> {
     if ptr == 0 {
         return Err(wasmtime::Error::new(BadOutputMarker(
             "cauldron_alloc returned null".into(),
@@ -278,8 +374,7 @@ pub(crate) fn call_with_input(
         wasmtime::Error::new(BadOutputMarker(format!(
             "cauldron_alloc returned {ptr}, out of bounds"
         )))
-    })?;
-    entry.call(&mut *store, (ptr, len))
+    })
 }
 
 /// The guest's output named by a packed pointer, bounds- and size-checked before anyone decodes it.

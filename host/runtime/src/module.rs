@@ -555,57 +555,32 @@ impl Runtime {
             let msg = format!("call of {} bytes exceeds the call cap", input.len());
             return (Err(PluginError::Unavailable(msg)), 0);
         }
-        let permit = match self.inner.permits.clone().acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => {
-                return (
-                    Err(PluginError::Unavailable("runtime is shutting down".into())),
-                    0,
-                );
-            }
+        let Ok(_permit) = self.inner.permits.acquire().await else {
+            return (
+                Err(PluginError::Unavailable("runtime is shutting down".into())),
+                0,
+            );
         };
-        let this = self.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let (raw, fuel) = this.run_guest_metered(&plugin, Some(&input));
-            let outcome = raw.and_then(|raw| {
-                codec::decode::<Outcome>(&raw)
-                    .map_err(|e| PluginError::BadOutput(format!("outcome does not decode: {e}")))
-            });
-            (outcome, fuel)
-        })
-        .await;
-        match joined {
-            Ok((Ok(Outcome::Rejected { code, message }), fuel)) => {
-                (Err(PluginError::Rejected { code, message }), fuel)
-            }
-            Ok((Ok(Outcome::Fault { code, message }), fuel)) => {
-                (Err(PluginError::GuestFault { code, message }), fuel)
-            }
-            Ok(other) => other,
-            Err(e) => (Err(PluginError::Unavailable(format!("call task failed: {e}"))), 0),
-        }
+        // On this task: inline while the call is short (nearly all are), then on a fiber that
+        // yields at every epoch tick, so a long call shares the worker instead of stalling it.
+        let (raw, fuel) = self.run_guest_metered(&plugin, Some(&input)).await;
+        let outcome = raw.and_then(|raw| {
+            codec::decode::<Outcome>(&raw)
+                .map_err(|e| PluginError::BadOutput(format!("outcome does not decode: {e}")))
+        });
+        let outcome = match outcome {
+            Ok(Outcome::Rejected { code, message }) => Err(PluginError::Rejected { code, message }),
+            Ok(Outcome::Fault { code, message }) => Err(PluginError::GuestFault { code, message }),
+            other => other,
+        };
+        (outcome, fuel)
     }
 
-    /// Run one call off the async workers, bounded by the call semaphore. Rejections and guest faults
-    /// come back as errors; a successful outcome as `Ok`.
+    /// Run one call in a fresh sandbox, bounded by the call semaphore, yielding to the executor
+    /// at every epoch tick. Rejections and guest faults come back as errors; a successful outcome
+    /// as `Ok`.
     pub async fn call(&self, plugin: Arc<PluginVersion>, call: &Call) -> Result<Outcome, PluginError> {
-        let input =
-            codec::encode(call).map_err(|e| PluginError::Unavailable(format!("encoding call: {e}")))?;
-        let permit = self.inner.permits.clone().acquire_owned().await;
-        let permit = permit.map_err(|_| PluginError::Unavailable("runtime is shutting down".into()))?;
-        let this = self.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            this.call_bytes(&plugin, &input)
-        })
-        .await
-        .map_err(|e| PluginError::Unavailable(format!("call task failed: {e}")))??;
-        match outcome {
-            Outcome::Rejected { code, message } => Err(PluginError::Rejected { code, message }),
-            Outcome::Fault { code, message } => Err(PluginError::GuestFault { code, message }),
-            ok @ Outcome::Ok { .. } => Ok(ok),
-        }
+        self.call_metered(plugin, call).await.0
     }
 
     /// Create and tear down one sandbox without calling into it (for benchmarks).

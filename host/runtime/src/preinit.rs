@@ -19,7 +19,7 @@ use wasmtime::{Instance, Store};
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
 use crate::PluginError;
-use crate::engine::{CallState, Runtime, call_with_input, classify, read_output};
+use crate::engine::{CallState, Runtime, classify, read_output, write_input};
 
 /// Whether the module exports `cauldron_init`: a cheap scan of its export section, so modules
 /// without it are never instrumented.
@@ -98,7 +98,10 @@ pub(crate) fn preinitialise(
                     abi::EXPORT_INIT
                 )))
             })?;
-        let packed = call_with_input(&mut store, memory, alloc, entry, init)?;
+        let len = u32::try_from(init.len()).map_err(|_| wasmtime::format_err!("init too large"))?;
+        let ptr = alloc.call(&mut store, len)?;
+        write_input(&mut store, memory, ptr, init)?;
+        let packed = entry.call(&mut store, (ptr, len))?;
         let out = read_output(&store, memory, packed, max_out)?.to_vec();
         // Hand the output back so the snapshot's heap holds no garbage allocation.
         let (ptr, len) = abi::unpack(packed);

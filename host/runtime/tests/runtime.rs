@@ -375,6 +375,33 @@ async fn a_looping_plugin_does_not_stall_other_calls() {
     assert_eq!(spinner.await.unwrap().unwrap_err(), PluginError::Deadline);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_the_inline_budget_finishes_on_a_fiber_with_the_same_answer() {
+    let rt = runtime_with(Limits {
+        fuel: u64::MAX,
+        deadline: Duration::from_secs(30),
+        ..test_limits()
+    });
+    let plugin = Arc::new(load(&rt, &probe().0));
+    // Tens of milliseconds of guest work: well past the few milliseconds an async call may run
+    // inline, so it is interrupted there and run again from the start on a yielding fiber.
+    let n = 40_000_000u32;
+    let churn = call("churn", &BTreeMap::from([("n", n)]));
+    let (outcome, fuel) = rt.call_metered(plugin.clone(), &churn).await;
+    let expected = (0..n).fold(1u64, |x, _| {
+        x.wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407)
+    });
+    assert_eq!(reply::<u64>(outcome.expect("finished on the fiber")), expected);
+    // The blocking path runs it once, start to end: the same answer for the same fuel.
+    let blocking = rt.call_blocking(&plugin, &churn).expect("finishes");
+    assert_eq!(reply::<u64>(blocking), expected);
+    let (_, short_fuel) = rt
+        .call_metered(plugin, &call("churn", &BTreeMap::from([("n", 1)])))
+        .await;
+    assert!(fuel > short_fuel * 1000, "fuel {fuel} counts the whole long run");
+}
+
 #[tokio::test]
 async fn async_calls_type_rejections_separately_from_faults() {
     let rt = runtime();
