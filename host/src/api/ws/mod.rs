@@ -164,7 +164,7 @@ impl Drop for Connected {
 async fn connected(state: AppState, who: Identity, socket: WebSocket) {
     let _guard = state.shutdown.guard();
     state.metrics.gauge_add("cauldron_ws_connections", &[], 1.0);
-    let _connected = Connected {
+    let connected = Connected {
         metrics: Arc::clone(&state.metrics),
     };
     let player_id = who.player_id;
@@ -188,6 +188,9 @@ async fn connected(state: AppState, who: Identity, socket: WebSocket) {
     let (sink, stream) = socket.split();
     tracing::debug!(player_id, "websocket connected");
     let end = session::run(sink, stream, dispatch, feeds, config).await;
+    // Out of the gauge before the disconnect is counted, so anyone who sees the count also sees
+    // the gauge without this socket.
+    drop(connected);
     tracing::debug!(player_id, reason = end.label(), detail = ?end, "websocket closed");
     state
         .metrics
