@@ -75,7 +75,9 @@ pub fn handle_bytes_with<P: Plugin>(input: &[u8], prepared: Option<&Rc<Content>>
             message: format!("cannot decode call: {e}"),
         },
     };
-    encode_outcome(&outcome)
+    let out = encode_outcome(&outcome);
+    crate::discard(outcome);
+    out
 }
 
 fn encode_outcome(outcome: &Outcome) -> Vec<u8> {

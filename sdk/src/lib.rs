@@ -43,6 +43,17 @@ pub(crate) fn after_init() {
     bump::headroom(&ALLOCATOR);
 }
 
+/// Let go of a value at the end of a call. With the bump allocator in a wasm build, the instance
+/// is thrown away after the call (that is the allocator's premise), so walking the value to free
+/// it (every map node and string of the call) is wasted work: it is forgotten instead. Everywhere
+/// else it is dropped as usual.
+pub(crate) fn discard<T>(value: T) {
+    #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+    std::mem::forget(value);
+    #[cfg(not(all(target_arch = "wasm32", feature = "bump-allocator")))]
+    drop(value);
+}
+
 /// Glue used by [`export!`]; not part of the public API.
 #[doc(hidden)]
 pub mod __export {

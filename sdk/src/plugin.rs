@@ -431,7 +431,15 @@ impl Ctx {
 
     /// Consume the context into its effects and reply.
     pub fn finish(self) -> (Vec<Effect>, Doc) {
-        (self.effects, self.reply)
+        let Self {
+            call,
+            content,
+            rng,
+            effects,
+            reply,
+        } = self;
+        crate::discard((call, content, rng));
+        (effects, reply)
     }
 }
 
