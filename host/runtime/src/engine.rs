@@ -154,8 +154,8 @@ impl Runtime {
             .linear_memory_keep_resident(2 << 20)
             .table_keep_resident(64 << 10)
             .pagemap_scan(Enabled::Auto)
-            // Calls run on fibers (`*_async`, see `Runtime::run_guest_metered`): one stack per
-            // concurrent call. Stacks are reused without zeroing; each call's guest state lives in
+            // Calls that outlast the inline budget run on fibers (`*_async`, see
+            // `Runtime::run_guest_metered`): one stack per concurrent call. Stacks are reused without zeroing; each call's guest state lives in
             // its linear memory, which is reset, not on this native stack.
             .total_stacks(slots);
 
@@ -225,27 +225,27 @@ impl Runtime {
     pub(crate) async fn run_guest_metered(
         &self,
         plugin: &PluginVersion,
-        input: Option<&[u8]>,
+        input: &[u8],
     ) -> (Result<Vec<u8>, PluginError>, u64) {
         let full = self.inner.deadline_ticks;
         if full <= INLINE_TICKS {
-            return self.run_guest_sync(plugin, input, full);
+            return self.run_guest_sync(plugin, Some(input), full);
         }
-        let inline = self.run_guest_sync(plugin, input, INLINE_TICKS);
+        let inline = self.run_guest_sync(plugin, Some(input), INLINE_TICKS);
         if !matches!(inline.0, Err(PluginError::Deadline)) {
             return inline;
         }
         self.run_guest_on_fiber(plugin, input).await
     }
 
-    /// One call in a fresh sandbox on this thread, interrupted after `ticks` epoch ticks.
+    /// One call (or `describe`, without input) in a fresh sandbox on this thread, interrupted
+    /// after `ticks` epoch ticks.
     pub(crate) fn run_guest_sync(
         &self,
         plugin: &PluginVersion,
         input: Option<&[u8]>,
         ticks: u64,
     ) -> (Result<Vec<u8>, PluginError>, u64) {
-        let inner = &self.inner;
         let mut store = match self.new_store(plugin.name_arc()) {
             Ok(s) => s,
             Err(e) => return (Err(e), 0),
@@ -255,10 +255,7 @@ impl Runtime {
         let result = (|| -> Result<Vec<u8>, wasmtime::Error> {
             let instance = plugin.pre.instantiate(&mut store)?;
             let ex = &plugin.exports;
-            let memory = instance
-                .get_module_export(&mut store, &ex.memory)
-                .and_then(|e| e.into_memory())
-                .ok_or_else(|| wasmtime::format_err!("memory export vanished"))?;
+            let memory = guest_memory(&instance, &mut store, ex)?;
             let packed = match input {
                 None => typed::<(), u64>(&instance, &mut store, &ex.describe)?.call(&mut store, ())?,
                 Some(bytes) => {
@@ -269,10 +266,9 @@ impl Runtime {
                     handle.call(&mut store, (ptr, input_len(bytes)?))?
                 }
             };
-            Ok(read_output(&store, memory, packed, inner.limits.max_output_bytes)?.to_vec())
+            Ok(read_output(&store, memory, packed, self.inner.limits.max_output_bytes)?.to_vec())
         })();
-        let fuel_used = inner.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        (result.map_err(|err| classify(err, store.data())), fuel_used)
+        self.settle(&store, result)
     }
 
     /// One call in a fresh sandbox on a fiber (wasmtime's `*_async`), yielding to the executor at
@@ -281,16 +277,15 @@ impl Runtime {
     async fn run_guest_on_fiber(
         &self,
         plugin: &PluginVersion,
-        input: Option<&[u8]>,
+        input: &[u8],
     ) -> (Result<Vec<u8>, PluginError>, u64) {
-        let inner = &self.inner;
         let mut store = match self.new_store(plugin.name_arc()) {
             Ok(s) => s,
             Err(e) => return (Err(e), 0),
         };
         // At every epoch tick: count it against the deadline, and let the executor run other
         // tasks before going on.
-        store.data_mut().ticks_left = inner.deadline_ticks;
+        store.data_mut().ticks_left = self.inner.deadline_ticks;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut cx| {
             let state = cx.data_mut();
@@ -303,29 +298,29 @@ impl Runtime {
         let result = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             let ex = &plugin.exports;
-            let memory = instance
-                .get_module_export(&mut store, &ex.memory)
-                .and_then(|e| e.into_memory())
-                .ok_or_else(|| wasmtime::format_err!("memory export vanished"))?;
-            let packed = match input {
-                None => {
-                    let describe = typed::<(), u64>(&instance, &mut store, &ex.describe)?;
-                    describe.call_async(&mut store, ()).await?
-                }
-                Some(bytes) => {
-                    let alloc = typed::<u32, u32>(&instance, &mut store, &ex.alloc)?;
-                    let handle = typed::<(u32, u32), u64>(&instance, &mut store, &ex.handle)?;
-                    let ptr = alloc.call_async(&mut store, input_len(bytes)?).await?;
-                    write_input(&mut store, memory, ptr, bytes)?;
-                    handle.call_async(&mut store, (ptr, input_len(bytes)?)).await?
-                }
-            };
-            Ok::<_, wasmtime::Error>(
-                read_output(&store, memory, packed, inner.limits.max_output_bytes)?.to_vec(),
-            )
+            let memory = guest_memory(&instance, &mut store, ex)?;
+            let alloc = typed::<u32, u32>(&instance, &mut store, &ex.alloc)?;
+            let handle = typed::<(u32, u32), u64>(&instance, &mut store, &ex.handle)?;
+            let ptr = alloc.call_async(&mut store, input_len(input)?).await?;
+            write_input(&mut store, memory, ptr, input)?;
+            let packed = handle.call_async(&mut store, (ptr, input_len(input)?)).await?;
+            Ok(read_output(&store, memory, packed, self.inner.limits.max_output_bytes)?.to_vec())
         }
         .await;
-        let fuel_used = inner.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        self.settle(&store, result)
+    }
+
+    /// A finished call's typed result and the fuel it used (whatever its result).
+    fn settle(
+        &self,
+        store: &Store<CallState>,
+        result: Result<Vec<u8>, wasmtime::Error>,
+    ) -> (Result<Vec<u8>, PluginError>, u64) {
+        let fuel_used = self
+            .inner
+            .limits
+            .fuel
+            .saturating_sub(store.get_fuel().unwrap_or(0));
         (result.map_err(|err| classify(err, store.data())), fuel_used)
     }
 
@@ -351,6 +346,18 @@ impl Runtime {
         store.epoch_deadline_trap();
         Ok(store)
     }
+}
+
+/// The instance's linear memory, at the export location resolved at load.
+fn guest_memory(
+    instance: &wasmtime::Instance,
+    store: &mut Store<CallState>,
+    ex: &crate::module::Exports,
+) -> Result<wasmtime::Memory, wasmtime::Error> {
+    instance
+        .get_module_export(store, &ex.memory)
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| wasmtime::format_err!("memory export vanished"))
 }
 
 fn input_len(bytes: &[u8]) -> Result<u32, wasmtime::Error> {

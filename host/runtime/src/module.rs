@@ -563,7 +563,7 @@ impl Runtime {
         };
         // On this task: inline while the call is short (nearly all are), then on a fiber that
         // yields at every epoch tick, so a long call shares the worker instead of stalling it.
-        let (raw, fuel) = self.run_guest_metered(&plugin, Some(&input)).await;
+        let (raw, fuel) = self.run_guest_metered(&plugin, &input).await;
         let outcome = raw.and_then(|raw| {
             codec::decode::<Outcome>(&raw)
                 .map_err(|e| PluginError::BadOutput(format!("outcome does not decode: {e}")))
