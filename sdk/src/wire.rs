@@ -152,7 +152,7 @@ pub struct Event {
 /// One change to a player's state. The host validates all of an outcome's effects, then applies them in
 /// one transaction, or none of them.
 ///
-/// On the wire, a map whose `op` key names the variant (see [`flat`] for how it is decoded).
+/// On the wire, a map whose `op` key names the variant (decoded in one pass; see `flat` in this file).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Effect {
@@ -243,7 +243,7 @@ pub enum Effect {
 
 /// What a plugin answers.
 ///
-/// On the wire, a map whose `status` key names the variant (see [`flat`] for how it is decoded).
+/// On the wire, a map whose `status` key names the variant (decoded in one pass; see `flat` in this file).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
@@ -283,7 +283,7 @@ pub enum Outcome {
 /// struct with every key any variant uses, all optional, and the variant is assembled from it. Keys
 /// may come in any order; unknown keys are ignored; a key of another variant must still have the
 /// type it has there (every key has one type across variants).
-pub mod flat {
+mod flat {
     use serde::{Deserialize, Deserializer, de::Error as _};
 
     use super::{Buff, Doc, Effect, Event, Modifier, Outcome};
