@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
-use common::cluster::{ADMIN_TOKEN, DEADLINE, Host, Shared, fixture, next, post, register};
+use common::cluster::{ADMIN_TOKEN, DEADLINE, Host, Shared, fixture, next, post, register, shout};
 
 /// The probe version `host` serves now, by asking it (`whoami`); `None` if it serves no probe.
 async fn probe_version(host: &Host, token: &str) -> Option<String> {
@@ -80,7 +80,7 @@ async fn an_action_on_one_host_reaches_a_socket_on_another() {
     socket.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
     assert_eq!(next(&mut socket).await["type"], "pong");
 
-    let (status, body) = post(&b, "/api/v1/actions/probe/shout", &actor_token, &json!({"n": 11})).await;
+    let (status, body) = shout(&b.base, &actor_token, 11).await;
     assert_eq!(status, 200, "{body}");
     let event = next(&mut socket).await;
     assert_eq!(event["type"], "event", "{event}");
@@ -89,13 +89,7 @@ async fn an_action_on_one_host_reaches_a_socket_on_another() {
     assert_eq!(event["event"]["data"], 11);
 
     // The watcher's own action through host B: its player event reaches its socket on host A.
-    let (status, _) = post(
-        &b,
-        "/api/v1/actions/probe/shout",
-        &watcher_token,
-        &json!({"n": 12}),
-    )
-    .await;
+    let (status, _) = shout(&b.base, &watcher_token, 12).await;
     assert_eq!(status, 200);
     let mut topics = Vec::new();
     while topics.len() < 2 {

@@ -33,7 +33,8 @@ use reqwest::header::{self, HeaderMap};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::cluster::{ADMIN_TOKEN, Host, Shared, Socket, next, post_json, register_at};
+use common::cluster::{ADMIN_TOKEN, Host, Shared, Socket, next, post_json, register_at, shout};
+use common::copy_dir;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// A fingerprinted asset the test adds to its copy of `web/` (the client itself has none yet).
@@ -74,21 +75,6 @@ fn free_port() -> u16 {
 /// nginx's workers drop root to `nobody`: the folders they read must be open to everyone.
 fn world_readable(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    world_readable(to);
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
-        }
-    }
 }
 
 /// A copy of `web/` with what a build step would add: a fingerprinted asset, and a dotfile that must
@@ -618,13 +604,7 @@ async fn the_api_and_websockets_work_through_nginx_across_two_hosts() {
         hosts[serving].addr, other.addr
     );
     let (actor_token, actor_id, _) = register_at(&other.base).await;
-    let (status, body) = post_json(
-        &other.base,
-        "/api/v1/actions/probe/shout",
-        &actor_token,
-        &json!({"n": 21}),
-    )
-    .await;
+    let (status, body) = shout(&other.base, &actor_token, 21).await;
     assert_eq!(status, 200, "{body}");
     let event = next(&mut socket).await;
     assert_eq!(event["type"], "event", "{event}");
@@ -632,13 +612,7 @@ async fn the_api_and_websockets_work_through_nginx_across_two_hosts() {
     assert_eq!(event["event"]["player_id"], actor_id);
     assert_eq!(event["event"]["data"], 21);
     // The socket's own player acting through the other host: its player event arrives too.
-    let (status, _) = post_json(
-        &other.base,
-        "/api/v1/actions/probe/shout",
-        &token,
-        &json!({"n": 22}),
-    )
-    .await;
+    let (status, _) = shout(&other.base, &token, 22).await;
     assert_eq!(status, 200);
     let mut topics = Vec::new();
     while topics.len() < 2 {
@@ -783,13 +757,7 @@ async fn one_host_stops(how: Stop) {
     let state: Value = resp.json().await.unwrap();
     assert_eq!(state["items"]["gem"], posts, "each POST applied exactly once");
     // The reconnected socket, now on the survivor, hears of an action sent through nginx.
-    let (status, _) = post_json(
-        &nginx.base,
-        "/api/v1/actions/probe/shout",
-        &token,
-        &json!({"n": 99}),
-    )
-    .await;
+    let (status, _) = shout(&nginx.base, &token, 99).await;
     assert_eq!(status, 200);
     loop {
         let event = next(&mut socket).await;

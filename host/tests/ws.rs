@@ -28,20 +28,8 @@ struct User {
 }
 
 async fn register(app: &TestApp) -> User {
-    let username = format!("ws_{:08x}", common::random_u64() as u32);
-    let resp = app
-        .http
-        .post(app.url("/api/v1/auth/register"))
-        .json(&json!({"username": username, "password": "hunter2hunter2"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let body: Value = resp.json().await.unwrap();
-    User {
-        token: body["token"].as_str().unwrap().to_owned(),
-        player_id: body["player"]["id"].as_i64().unwrap(),
-    }
+    let (token, player_id, _) = common::cluster::register_at(&app.base).await;
+    User { token, player_id }
 }
 
 fn ws_url(app: &TestApp, query: &str) -> String {

@@ -174,6 +174,12 @@ pub(crate) async fn post_json(base: &str, path: &str, token: &str, body: &Value)
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// The probe's `shout` action at `base` as the player of `token`: a player event and a global event
+/// carrying `n`.
+pub(crate) async fn shout(base: &str, token: &str, n: i64) -> (u16, Value) {
+    post_json(base, "/api/v1/actions/probe/shout", token, &json!({ "n": n })).await
+}
+
 /// [`post_json`] to a host.
 pub(crate) async fn post(host: &Host, path: &str, token: &str, body: &Value) -> (u16, Value) {
     post_json(&host.base, path, token, body).await
