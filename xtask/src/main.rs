@@ -1,7 +1,7 @@
 //! Project tasks. `cargo xtask <task>`:
 //!
 //! - `build-plugins`: build every plugin under `plugins/` (and the runtime's test fixtures) for
-//!   `wasm32-unknown-unknown` in release, into `<target>/plugins/NAME.wasm` with content tables in
+//!   `wasm32-unknown-unknown` with the `plugin` profile (release plus LTO), into `<target>/plugins/NAME.wasm` with content tables in
 //!   `<target>/plugins/NAME/*.toml`. Installs the wasm target if it is missing.
 //! - `test`: build the plugins, then run every test of the workspace and of `examples/`.
 //! - `run`: build the plugins and start the host on them.
@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// The cargo profile plugins are built with (the workspace's `[profile.plugin]`: release plus LTO).
+const PLUGIN_PROFILE: &str = "plugin";
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -104,11 +106,19 @@ fn plugin_names() -> Result<Vec<String>> {
 
 fn wasm_build(package: &str, features: &[&str]) -> Result<PathBuf> {
     let mut c = cargo();
-    c.args(["build", "--release", "--target", WASM_TARGET, "-p", package])
-        .args(features);
+    c.args([
+        "build",
+        "--profile",
+        PLUGIN_PROFILE,
+        "--target",
+        WASM_TARGET,
+        "-p",
+        package,
+    ])
+    .args(features);
     status(c)?;
     let file = format!("{}.wasm", package.replace('-', "_"));
-    Ok(target_dir().join(WASM_TARGET).join("release").join(file))
+    Ok(target_dir().join(WASM_TARGET).join(PLUGIN_PROFILE).join(file))
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
@@ -128,7 +138,7 @@ fn build_plugins() -> Result<PathBuf> {
 
     let names = plugin_names()?;
     let mut c = cargo();
-    c.args(["build", "--release", "--target", WASM_TARGET]);
+    c.args(["build", "--profile", PLUGIN_PROFILE, "--target", WASM_TARGET]);
     for name in &names {
         c.args(["-p", &format!("cauldron-plugin-{name}")]);
     }
@@ -136,7 +146,7 @@ fn build_plugins() -> Result<PathBuf> {
     for name in &names {
         let built = target_dir()
             .join(WASM_TARGET)
-            .join("release")
+            .join(PLUGIN_PROFILE)
             .join(format!("cauldron_plugin_{name}.wasm"));
         copy(&built, &out.join(format!("{name}.wasm")))?;
         let content_out = out.join(name);

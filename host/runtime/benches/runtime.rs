@@ -39,7 +39,8 @@ fn cultivation_wasm() -> Vec<u8> {
         .args([
             "build",
             "--quiet",
-            "--release",
+            "--profile",
+            "plugin",
             "--target",
             "wasm32-unknown-unknown",
             "-p",
@@ -50,7 +51,7 @@ fn cultivation_wasm() -> Vec<u8> {
         .status()
         .expect("cargo");
     assert!(status.success());
-    std::fs::read(target.join("wasm32-unknown-unknown/release/cauldron_plugin_cultivation.wasm"))
+    std::fs::read(target.join("wasm32-unknown-unknown/plugin/cauldron_plugin_cultivation.wasm"))
         .expect("wasm")
 }
 
