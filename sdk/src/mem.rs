@@ -41,47 +41,6 @@ pub(crate) unsafe fn compare(a: *const u8, b: *const u8, n: usize) -> i32 {
     0
 }
 
-/// Whether `n` bytes at `a` and `b` differ: 0 when equal, 1 otherwise (C's `bcmp`).
-///
-/// # Safety
-/// `a` and `b` must be valid to read for `n` bytes.
-#[cfg(any(test, target_arch = "wasm32"))]
-pub(crate) unsafe fn differ(a: *const u8, b: *const u8, n: usize) -> i32 {
-    let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: `i + 8 <= n`, and both ranges are readable for `n` bytes (the caller's promise).
-        if unsafe { load8(a, i) != load8(b, i) } {
-            return 1;
-        }
-        i += 8;
-    }
-    if n - i >= 4 {
-        // The last four bytes, overlapping what was compared already when `n` is not a multiple
-        // of four. SAFETY: `n - 4 >= i >= 0`.
-        let (x, y) = unsafe {
-            (
-                a.add(n - 4).cast::<u32>().read_unaligned(),
-                b.add(n - 4).cast::<u32>().read_unaligned(),
-            )
-        };
-        let head = if n - i > 4 {
-            // SAFETY: `i + 4 < n`.
-            unsafe { a.add(i).cast::<u32>().read_unaligned() != b.add(i).cast::<u32>().read_unaligned() }
-        } else {
-            false
-        };
-        return i32::from(head || x != y);
-    }
-    while i < n {
-        // SAFETY: `i < n`.
-        if unsafe { *a.add(i) != *b.add(i) } {
-            return 1;
-        }
-        i += 1;
-    }
-    0
-}
-
 /// Eight bytes at `p + i`, little-endian.
 ///
 /// # Safety
@@ -115,13 +74,13 @@ mod symbols {
     #[unsafe(no_mangle)]
     pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
         // SAFETY: the same contract.
-        unsafe { super::differ(a, b, n) }
+        unsafe { super::compare(a, b, n) }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{compare, differ};
+    use super::compare;
     use crate::rng::Rng;
 
     fn cmp(a: &[u8], b: &[u8]) -> i32 {
@@ -142,9 +101,6 @@ mod tests {
                     b[rng.below(len as u64) as usize] = rng.below(256) as u8;
                 }
                 assert_eq!(cmp(&a, &b).signum(), a.cmp(&b) as i32, "{a:?} vs {b:?}");
-                // SAFETY: both slices hold `len` bytes.
-                let d = unsafe { differ(a.as_ptr(), b.as_ptr(), len) };
-                assert_eq!(d, i32::from(a != b), "bcmp {a:?} vs {b:?}");
             }
         }
     }
