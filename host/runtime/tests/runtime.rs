@@ -55,12 +55,43 @@ fn manifests_are_read_at_load() {
 #[test]
 fn no_state_carries_from_one_call_to_the_next() {
     let rt = runtime();
+    // Many calls in a row, as the pooling allocator hands the same slots out again and again.
     for (name, plugin) in both(&rt) {
-        for _ in 0..5 {
+        for i in 0..40 {
             let n: u32 = reply(rt.call_blocking(&plugin, &bare("count")).unwrap());
-            assert_eq!(n, 1, "{name}: a static counter must start fresh on every call");
+            assert_eq!(
+                n, 1,
+                "{name}, call {i}: a static counter must start fresh on every call"
+            );
         }
     }
+}
+
+#[tokio::test]
+async fn every_call_gets_the_whole_fuel_budget() {
+    // A budget only a quarter larger than one call needs: were any of it carried from one call
+    // to the next, the second call would run out.
+    let churn = call("churn", &BTreeMap::from([("n", 100_000)]));
+    let rt = runtime();
+    let (outcome, one_call) = rt.call_metered(Arc::new(load(&rt, &probe().0)), &churn).await;
+    outcome.expect("churn under the default budget");
+    let tight = runtime_with(Limits {
+        fuel: one_call + one_call / 4,
+        ..test_limits()
+    });
+    let plugin = Arc::new(load(&tight, &probe().0));
+    for i in 0..40 {
+        let (outcome, used) = tight.call_metered(plugin.clone(), &churn).await;
+        assert!(outcome.is_ok(), "call {i}: {outcome:?}");
+        assert_eq!(used, one_call, "call {i} used what the first call used");
+    }
+    let more = call("churn", &BTreeMap::from([("n", 200_000)]));
+    let (outcome, _) = tight.call_metered(plugin, &more).await;
+    assert_eq!(
+        outcome.unwrap_err(),
+        PluginError::OutOfFuel,
+        "twice the work is over budget"
+    );
 }
 
 #[test]
