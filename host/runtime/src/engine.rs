@@ -25,6 +25,54 @@ pub(crate) const INLINE_TICKS: u64 = 2;
 /// Most log lines kept per call (the rest are counted, not stored).
 const MAX_LOG_LINES: usize = 64;
 
+/// What one run of the guest logged, held until it is known whether that run answers the call
+/// (see [`Runtime::run_guest_metered`]), so that each line is written once.
+#[derive(Default)]
+pub(crate) struct GuestLogs {
+    plugin: Option<Arc<str>>,
+    lines: Vec<(LogLevel, String)>,
+    /// Lines past [`MAX_LOG_LINES`], counted only.
+    dropped: usize,
+}
+
+impl GuestLogs {
+    /// Write the lines to the host's log, at a level below the guest's own: a plugin's error is
+    /// a warning for the host.
+    pub(crate) fn emit(self) {
+        let plugin = self.plugin.as_deref().unwrap_or("?");
+        for (level, message) in &self.lines {
+            match level {
+                LogLevel::Error => tracing::warn!(plugin, "{message}"),
+                LogLevel::Warn => tracing::info!(plugin, "{message}"),
+                _ => tracing::debug!(plugin, "{message}"),
+            }
+        }
+        if self.dropped > 0 {
+            tracing::info!(
+                plugin,
+                dropped = self.dropped,
+                "plugin log lines over the per-call limit were dropped"
+            );
+        }
+    }
+}
+
+/// One finished run of the guest: its checked output or typed error, the fuel it used (whatever
+/// its result) and what it logged.
+pub(crate) struct Ran {
+    pub(crate) result: Result<Vec<u8>, PluginError>,
+    pub(crate) fuel: u64,
+    pub(crate) logs: GuestLogs,
+}
+
+impl Ran {
+    /// This run answers the call: write its log lines and give its result and fuel.
+    pub(crate) fn answer(self) -> (Result<Vec<u8>, PluginError>, u64) {
+        self.logs.emit();
+        (self.result, self.fuel)
+    }
+}
+
 /// Resource limits for plugin calls. Every field has a safe default.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -63,6 +111,8 @@ impl Default for Limits {
 pub(crate) struct CallState {
     limiter: MemoryCap,
     pub(crate) logs: Vec<(LogLevel, String)>,
+    /// Log lines past [`MAX_LOG_LINES`].
+    dropped_logs: usize,
     plugin: Arc<str>,
     /// On a fiber: epoch ticks the call may still run before it is interrupted.
     ticks_left: u64,
@@ -76,6 +126,7 @@ impl CallState {
                 hit: false,
             },
             logs: Vec::new(),
+            dropped_logs: 0,
             plugin: plugin.name_arc(),
             ticks_left: 0,
         }
@@ -213,7 +264,9 @@ impl Runtime {
         plugin: &PluginVersion,
         input: Option<&[u8]>,
     ) -> Result<Vec<u8>, PluginError> {
-        self.run_guest_sync(plugin, input, self.inner.deadline_ticks).0
+        self.run_guest_sync(plugin, input, self.inner.deadline_ticks)
+            .answer()
+            .0
     }
 
     /// Run one call from an async task: first inline on this thread with a budget of
@@ -221,7 +274,7 @@ impl Runtime {
     /// and, should it run out, again from the start on a fiber that yields to the executor at
     /// every tick, under the full deadline (counted afresh). Calls are pure (everything comes in
     /// the `Call`), so the second run answers exactly as the first would have. Also reports the
-    /// fuel the answering run used.
+    /// fuel the answering run used. Only the answering run's log lines are written.
     pub(crate) async fn run_guest_metered(
         &self,
         plugin: &PluginVersion,
@@ -229,26 +282,23 @@ impl Runtime {
     ) -> (Result<Vec<u8>, PluginError>, u64) {
         let full = self.inner.deadline_ticks;
         if full <= INLINE_TICKS {
-            return self.run_guest_sync(plugin, Some(input), full);
+            return self.run_guest_sync(plugin, Some(input), full).answer();
         }
         let inline = self.run_guest_sync(plugin, Some(input), INLINE_TICKS);
-        if !matches!(inline.0, Err(PluginError::Deadline)) {
-            return inline;
+        if !matches!(inline.result, Err(PluginError::Deadline)) {
+            return inline.answer();
         }
-        self.run_guest_on_fiber(plugin, input).await
+        // The inline run's lines are dropped: the fiber runs the call from the start and logs
+        // them again.
+        self.run_guest_on_fiber(plugin, input).await.answer()
     }
 
     /// One call (or `describe`, without input) in a fresh sandbox on this thread, interrupted
     /// after `ticks` epoch ticks.
-    pub(crate) fn run_guest_sync(
-        &self,
-        plugin: &PluginVersion,
-        input: Option<&[u8]>,
-        ticks: u64,
-    ) -> (Result<Vec<u8>, PluginError>, u64) {
+    pub(crate) fn run_guest_sync(&self, plugin: &PluginVersion, input: Option<&[u8]>, ticks: u64) -> Ran {
         let mut store = match self.new_store(plugin.name_arc()) {
             Ok(s) => s,
-            Err(e) => return (Err(e), 0),
+            Err(e) => return Ran::failed(e),
         };
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -268,20 +318,16 @@ impl Runtime {
             };
             Ok(read_output(&store, memory, packed, self.inner.limits.max_output_bytes)?.to_vec())
         })();
-        self.settle(&store, result)
+        self.settle(&mut store, result)
     }
 
     /// One call in a fresh sandbox on a fiber (wasmtime's `*_async`), yielding to the executor at
     /// every epoch tick: a long call shares its worker thread instead of holding it, and the
     /// deadline still counts every tick.
-    async fn run_guest_on_fiber(
-        &self,
-        plugin: &PluginVersion,
-        input: &[u8],
-    ) -> (Result<Vec<u8>, PluginError>, u64) {
+    async fn run_guest_on_fiber(&self, plugin: &PluginVersion, input: &[u8]) -> Ran {
         let mut store = match self.new_store(plugin.name_arc()) {
             Ok(s) => s,
-            Err(e) => return (Err(e), 0),
+            Err(e) => return Ran::failed(e),
         };
         // At every epoch tick: count it against the deadline, and let the executor run other
         // tasks before going on.
@@ -307,21 +353,22 @@ impl Runtime {
             Ok(read_output(&store, memory, packed, self.inner.limits.max_output_bytes)?.to_vec())
         }
         .await;
-        self.settle(&store, result)
+        self.settle(&mut store, result)
     }
 
-    /// A finished call's typed result and the fuel it used (whatever its result).
-    fn settle(
-        &self,
-        store: &Store<CallState>,
-        result: Result<Vec<u8>, wasmtime::Error>,
-    ) -> (Result<Vec<u8>, PluginError>, u64) {
-        let fuel_used = self
+    /// A finished run's typed result, the fuel it used (whatever its result) and its log lines.
+    fn settle(&self, store: &mut Store<CallState>, result: Result<Vec<u8>, wasmtime::Error>) -> Ran {
+        let fuel = self
             .inner
             .limits
             .fuel
             .saturating_sub(store.get_fuel().unwrap_or(0));
-        (result.map_err(|err| classify(err, store.data())), fuel_used)
+        let result = result.map_err(|err| classify(err, store.data()));
+        Ran {
+            result,
+            fuel,
+            logs: take_logs(store.data_mut()),
+        }
     }
 
     /// A store for one call: memory cap and fuel budget from the limits, and the deadline of a
@@ -334,6 +381,7 @@ impl Runtime {
                 hit: false,
             },
             logs: Vec::new(),
+            dropped_logs: 0,
             plugin,
             ticks_left: 0,
         };
@@ -421,6 +469,26 @@ impl std::fmt::Display for BadOutputMarker {
 
 impl std::error::Error for BadOutputMarker {}
 
+impl Ran {
+    /// A run that never reached the guest.
+    fn failed(error: PluginError) -> Self {
+        Self {
+            result: Err(error),
+            fuel: 0,
+            logs: GuestLogs::default(),
+        }
+    }
+}
+
+/// Move a store's log lines out, to be written once it is known whether its run answers.
+pub(crate) fn take_logs(state: &mut CallState) -> GuestLogs {
+    GuestLogs {
+        plugin: Some(state.plugin.clone()),
+        lines: std::mem::take(&mut state.logs),
+        dropped: std::mem::take(&mut state.dropped_logs),
+    }
+}
+
 /// Turn a wasmtime error from a call into a typed [`PluginError`].
 pub(crate) fn classify(err: wasmtime::Error, state: &CallState) -> PluginError {
     if let Some(bad) = err.downcast_ref::<BadOutputMarker>() {
@@ -467,8 +535,13 @@ fn register_host_functions(linker: &mut Linker<CallState>) -> Result<(), PluginE
 }
 
 /// `cauldron_v1.log(level, ptr, len)`: never traps; bad ranges and invalid UTF-8 are dropped or
-/// replaced, long messages cut.
+/// replaced, long messages cut. Lines are kept with the run and written when it is known to answer
+/// the call (see [`GuestLogs`]); past [`MAX_LOG_LINES`] they are only counted.
 fn host_log(mut caller: Caller<'_, CallState>, level: u32, ptr: u32, len: u32) {
+    if caller.data().logs.len() >= MAX_LOG_LINES {
+        caller.data_mut().dropped_logs += 1;
+        return;
+    }
     let level = LogLevel::from_raw(level);
     let Some(memory) = caller
         .get_export(abi::EXPORT_MEMORY)
@@ -485,15 +558,7 @@ fn host_log(mut caller: Caller<'_, CallState>, level: u32, ptr: u32, len: u32) {
         return;
     };
     let message = String::from_utf8_lossy(bytes).into_owned();
-    let state = caller.data_mut();
-    match level {
-        LogLevel::Error => tracing::warn!(plugin = %state.plugin, "{message}"),
-        LogLevel::Warn => tracing::info!(plugin = %state.plugin, "{message}"),
-        _ => tracing::debug!(plugin = %state.plugin, "{message}"),
-    }
-    if state.logs.len() < MAX_LOG_LINES {
-        state.logs.push((level, message));
-    }
+    caller.data_mut().logs.push((level, message));
 }
 
 /// Advance the epoch every [`EPOCH_TICK`] for as long as the engine lives.

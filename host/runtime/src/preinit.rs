@@ -110,7 +110,9 @@ pub(crate) fn preinitialise(
         }
         Ok((instance, out))
     })();
-    let (instance, out) = ran.map_err(|e| classify(e, store.data()))?;
+    let ran = ran.map_err(|e| classify(e, store.data()));
+    crate::engine::take_logs(store.data_mut()).emit();
+    let (instance, out) = ran?;
 
     match codec::decode::<Outcome>(&out) {
         Ok(Outcome::Ok { .. }) => {}

@@ -433,6 +433,86 @@ async fn a_call_past_the_inline_budget_finishes_on_a_fiber_with_the_same_answer(
     assert!(fuel > short_fuel * 1000, "fuel {fuel} counts the whole long run");
 }
 
+/// Everything written to the log while the guard lives on this thread, as text.
+struct LogCapture {
+    text: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl LogCapture {
+    fn start() -> Self {
+        let text = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = text.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        Self {
+            text,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().expect("log capture")).into_owned()
+    }
+}
+
+struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log capture").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// A current-thread runtime: the inline run, the fiber and the log capture share this thread.
+#[tokio::test]
+async fn a_call_run_again_on_a_fiber_logs_its_lines_once() {
+    let log = LogCapture::start();
+    let rt = runtime_with(Limits {
+        fuel: u64::MAX,
+        deadline: Duration::from_secs(30),
+        ..test_limits()
+    });
+    let plugin = Arc::new(load(&rt, &probe().0));
+    // Three lines, then tens of milliseconds of work: past the inline budget, so the call is
+    // interrupted after logging and runs again from the start on a fiber, logging again.
+    let chatty = call("log", &BTreeMap::from([("n", 3), ("work", 40_000_000)]));
+    let (outcome, _) = rt.call_metered(plugin, &chatty).await;
+    assert_eq!(reply::<u32>(outcome.expect("answers")), 3);
+    let text = log.text();
+    for i in 0..3 {
+        assert_eq!(
+            text.matches(&format!("line {i}")).count(),
+            1,
+            "line {i} once in:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn log_lines_past_the_limit_are_counted() {
+    let log = LogCapture::start();
+    let rt = runtime();
+    let plugin = load(&rt, &probe().0);
+    let n: u32 = reply(
+        rt.call_blocking(&plugin, &call("log", &BTreeMap::from([("n", 70)])))
+            .expect("answers"),
+    );
+    assert_eq!(n, 70);
+    let text = log.text();
+    assert_eq!(text.matches("line 63 ").count(), 1, "{text}");
+    assert!(!text.contains("line 64"), "{text}");
+    assert!(text.contains("dropped=6"), "{text}");
+}
+
 #[tokio::test]
 async fn async_calls_type_rejections_separately_from_faults() {
     let rt = runtime();
