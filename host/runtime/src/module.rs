@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cauldron_sdk::Doc;
@@ -317,13 +318,19 @@ fn write_atomically(path: &Path, module: &Module) -> Result<(), Box<dyn std::err
 }
 
 /// Write `bytes` beside `path` and rename them into place, so readers see the old or the new file.
+/// Each write has a temporary file of its own: two threads caching the same module at once must
+/// not truncate each other's file, nor rename it away from under the other.
 fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let write = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{write}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Hex sha256 of some bytes.
@@ -612,5 +619,32 @@ impl Runtime {
     /// Forget compiled modules held in memory (the disk cache stays).
     pub fn clear_memory_cache(&self) {
         self.inner.cache.clear_memory();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_file;
+
+    #[test]
+    fn threads_replacing_the_same_file_all_succeed_and_leave_one_whole_copy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cache").join("module.cwasm");
+        let bytes: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        replace_file(&path, &bytes).expect("replaced");
+                    }
+                });
+            }
+        });
+        assert_eq!(std::fs::read(&path).expect("cached file"), bytes);
+        let names: Vec<_> = std::fs::read_dir(path.parent().expect("parent"))
+            .expect("listing")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["module.cwasm"], "no temporary file is left behind");
     }
 }
