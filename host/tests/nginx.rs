@@ -425,10 +425,13 @@ async fn the_web_client_is_served_with_its_cache_and_security_headers() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, body) = get(&nginx, "/nginx-healthz", &[]).await;
     assert_eq!((status, body.as_slice()), (StatusCode::OK, b"ok\n".as_slice()));
-    // With no host up, the API is a 502 (after trying each).
-    let (status, headers, _) = get(&nginx, "/api/v1/catalog", &[]).await;
+    // With no host up, the API is a 502 (after trying each), in the API's error format.
+    let (status, headers, body) = get(&nginx, "/api/v1/catalog", &[]).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_security_headers(&headers);
+    assert_eq!(header(&headers, "content-type"), "application/json");
+    let body: Value = serde_json::from_slice(&body).expect("a JSON error");
+    assert_eq!(body["error"]["code"], "bad_gateway", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -542,9 +545,13 @@ async fn the_api_and_websockets_work_through_nginx_across_two_hosts() {
     };
     let resp = echo(65 << 10).await.unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(header(resp.headers(), "content-type").starts_with("text/html"));
+    assert_eq!(header(resp.headers(), "content-type"), "application/json");
     assert_security_headers(resp.headers());
-    assert!(resp.text().await.unwrap().contains("nginx"), "nginx's own page");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"], "payload_too_large",
+        "the host's own error format: {body}"
+    );
     let resp = echo(60 << 10).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
@@ -575,6 +582,8 @@ async fn the_api_and_websockets_work_through_nginx_across_two_hosts() {
             "{}",
             resp.status()
         );
+        let body: Value = resp.json().await.expect("a JSON error, from the host or nginx");
+        assert!(body["error"]["code"].is_string(), "{body}");
     }
     let seen = nginx.access_log().len();
     for _ in 0..4 {
