@@ -6,6 +6,10 @@
 #
 #   scripts/ws-bench.sh [CONNECTIONS=15000] [PROCESSES=4]
 #
+# With BACKEND=postgres the host runs as in production instead: a fresh PostgreSQL database on
+# 127.0.0.1:5432 (dropped on exit) and Redis on 127.0.0.1:6379 under a key prefix of its own, so
+# presence and the event bus go through Redis.
+#
 # Needs the plugins built (`cargo xtask build-plugins`) and an open-file limit of at least
 # CONNECTIONS + a few hundred (it raises the soft limit itself). Everything runs on 127.0.0.1 and is
 # cleaned up on exit; it gives up after 10 minutes.
@@ -24,20 +28,33 @@ BIN=$CARGO_TARGET_DIR/release
 
 WORK=$(mktemp -d /var/tmp/cauldron-ws-bench.XXXXXX)
 PIDS=()
+DB_NAME=""
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "$DB_NAME" ]; then
+    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $DB_NAME" || true
+    redis-cli --scan --pattern "wsbench$$:*" | xargs -r redis-cli del >/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+BACKEND_ENV=(DATABASE_URL="sqlite://$WORK/bench.db")
+if [ "${BACKEND:-sqlite}" = postgres ]; then
+  DB_NAME="cauldron_ws_bench_$$"
+  psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $DB_NAME"
+  BACKEND_ENV=(DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
+    REDIS_URL=redis://127.0.0.1:6379 REDIS_KEY_PREFIX="wsbench$$:")
+fi
 
 mkdir -p "$WORK/plugins"
 cp -r "$CARGO_TARGET_DIR/plugins/." "$WORK/plugins/"
 cp "$CARGO_TARGET_DIR/fixtures/probe.wasm" "$WORK/plugins/"
 
-(cd "$WORK" && DATABASE_URL="sqlite://$WORK/bench.db" JWT_SECRET=ws-bench-secret-0123456789abcdef0123456789 \
+(cd "$WORK" && exec env "${BACKEND_ENV[@]}" JWT_SECRET=ws-bench-secret-0123456789abcdef0123456789 \
   PLUGINS_DIR="$WORK/plugins" WEB_DIR="$WORK/no-web" BIND_ADDR=127.0.0.1 PORT=$PORT LOG_LEVEL=warn \
-  RATE_LIMIT_ACTION_BURST=1000 exec "$BIN/cauldron") &
+  RATE_LIMIT_ACTION_BURST=1000 "$BIN/cauldron") &
 HOST=$!
 PIDS+=("$HOST")
 URL=http://127.0.0.1:$PORT
