@@ -1,8 +1,9 @@
 //! Project tasks. `cargo xtask <task>`:
 //!
 //! - `build-plugins`: build every plugin under `plugins/` (and the runtime's test fixtures) for
-//!   `wasm32-unknown-unknown` with the `plugin` profile (release plus LTO), into `<target>/plugins/NAME.wasm` with content tables in
-//!   `<target>/plugins/NAME/*.toml`. Installs the wasm target if it is missing.
+//!   `wasm32-unknown-unknown` with the `plugin` profile (release plus LTO), into
+//!   `<target>/plugins/NAME.wasm` with content tables in `<target>/plugins/NAME/*.toml`. Installs
+//!   the wasm target if it is missing.
 //! - `test`: build the plugins, then run every test of the workspace and of `examples/`.
 //! - `run`: build the plugins and start the host on them.
 //! - `bench`: run the criterion benchmarks.

@@ -27,9 +27,8 @@ const MAX_LOG_LINES: usize = 64;
 
 /// What one run of the guest logged, held until it is known whether that run answers the call
 /// (see [`Runtime::run_guest_metered`]), so that each line is written once.
-#[derive(Default)]
 pub(crate) struct GuestLogs {
-    plugin: Option<Arc<str>>,
+    plugin: Arc<str>,
     lines: Vec<(LogLevel, String)>,
     /// Lines past [`MAX_LOG_LINES`], counted only.
     dropped: usize,
@@ -39,7 +38,7 @@ impl GuestLogs {
     /// Write the lines to the host's log, at a level below the guest's own: a plugin's error is
     /// a warning for the host.
     pub(crate) fn emit(self) {
-        let plugin = self.plugin.as_deref().unwrap_or("?");
+        let plugin = &*self.plugin;
         for (level, message) in &self.lines {
             match level {
                 LogLevel::Error => tracing::warn!(plugin, "{message}"),
@@ -60,12 +59,25 @@ impl GuestLogs {
 /// One finished run of the guest: its checked output or typed error, the fuel it used (whatever
 /// its result) and what it logged.
 pub(crate) struct Ran {
-    pub(crate) result: Result<Vec<u8>, PluginError>,
-    pub(crate) fuel: u64,
-    pub(crate) logs: GuestLogs,
+    result: Result<Vec<u8>, PluginError>,
+    fuel: u64,
+    logs: GuestLogs,
 }
 
 impl Ran {
+    /// A run that never reached the guest.
+    fn failed(plugin: Arc<str>, error: PluginError) -> Self {
+        Self {
+            result: Err(error),
+            fuel: 0,
+            logs: GuestLogs {
+                plugin,
+                lines: Vec::new(),
+                dropped: 0,
+            },
+        }
+    }
+
     /// This run answers the call: write its log lines and give its result and fuel.
     pub(crate) fn answer(self) -> (Result<Vec<u8>, PluginError>, u64) {
         self.logs.emit();
@@ -298,7 +310,7 @@ impl Runtime {
     pub(crate) fn run_guest_sync(&self, plugin: &PluginVersion, input: Option<&[u8]>, ticks: u64) -> Ran {
         let mut store = match self.new_store(plugin.name_arc()) {
             Ok(s) => s,
-            Err(e) => return Ran::failed(e),
+            Err(e) => return Ran::failed(plugin.name_arc(), e),
         };
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -327,7 +339,7 @@ impl Runtime {
     async fn run_guest_on_fiber(&self, plugin: &PluginVersion, input: &[u8]) -> Ran {
         let mut store = match self.new_store(plugin.name_arc()) {
             Ok(s) => s,
-            Err(e) => return Ran::failed(e),
+            Err(e) => return Ran::failed(plugin.name_arc(), e),
         };
         // At every epoch tick: count it against the deadline, and let the executor run other
         // tasks before going on.
@@ -469,21 +481,10 @@ impl std::fmt::Display for BadOutputMarker {
 
 impl std::error::Error for BadOutputMarker {}
 
-impl Ran {
-    /// A run that never reached the guest.
-    fn failed(error: PluginError) -> Self {
-        Self {
-            result: Err(error),
-            fuel: 0,
-            logs: GuestLogs::default(),
-        }
-    }
-}
-
 /// Move a store's log lines out, to be written once it is known whether its run answers.
 pub(crate) fn take_logs(state: &mut CallState) -> GuestLogs {
     GuestLogs {
-        plugin: Some(state.plugin.clone()),
+        plugin: state.plugin.clone(),
         lines: std::mem::take(&mut state.logs),
         dropped: std::mem::take(&mut state.dropped_logs),
     }
