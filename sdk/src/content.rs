@@ -89,10 +89,8 @@ impl Content {
     /// Table `T`, decoded and checked on first use and shared after. A missing, malformed or
     /// failing table is a `bad_content` fault.
     pub fn table<T: Table>(&self) -> Result<Rc<T>, Error> {
-        if let Some(any) = self.decoded.borrow().get(&TypeId::of::<T>())
-            && let Ok(table) = Rc::clone(any).downcast::<T>()
-        {
-            return Ok(table);
+        if let Some(any) = self.decoded.borrow().get(&TypeId::of::<T>()) {
+            return Ok(known_type::<T>(Rc::clone(any)));
         }
         let table: T = self.decode(T::NAME)?;
         table.check()?;
@@ -114,6 +112,27 @@ impl Content {
         doc.decode()
             .map_err(|e| Error::fault(fault_codes::BAD_CONTENT, format!("content table `{name}`: {e}")))
     }
+}
+
+/// The `Rc<T>` behind an entry of `Content::decoded`, which is keyed by `TypeId::of::<T>()`.
+///
+/// `Rc::downcast` would check the type again through `Any::type_id`, a virtual call. In wasm a
+/// virtual call is an indirect call through the function table, which the host fills lazily in
+/// every fresh instance: the first call of each target costs a call out to the host (three per
+/// cultivation action; docs/benchmarks.md has the figures). The map's key already proves the type.
+#[allow(
+    unsafe_code,
+    reason = "a cast the map's key proves; see the SAFETY note and the debug assertion"
+)]
+fn known_type<T: Table>(any: Rc<dyn Any>) -> Rc<T> {
+    debug_assert!(
+        any.is::<T>(),
+        "Content::decoded holds an Rc<T> under TypeId::of::<T>()"
+    );
+    // SAFETY: `Content::table` inserts under `TypeId::of::<T>()` only an `Rc<T>` (unsized to
+    // `Rc<dyn Any>`), and nothing else writes the map; so this pointer is the `Rc<T>`'s own, with
+    // its allocation, layout and reference count.
+    unsafe { Rc::from_raw(Rc::into_raw(any).cast::<T>()) }
 }
 
 #[cfg(test)]
@@ -160,6 +179,35 @@ mod tests {
         let b = c.table::<Odds>().expect("decodes");
         assert!(Rc::ptr_eq(&a, &b), "the second use must reuse the first decode");
         assert_eq!(a.weights, [1, 2, 3]);
+    }
+
+    /// The same raw table read as another type.
+    #[derive(Debug, Deserialize)]
+    struct Wide {
+        weights: Vec<u64>,
+    }
+
+    impl Table for Wide {
+        const NAME: &'static str = "odds";
+    }
+
+    #[test]
+    fn tables_of_different_types_stay_apart_and_reuse_counts_references() {
+        let c = content(vec![4, 5]);
+        let odds = c.table::<Odds>().expect("decodes");
+        let wide = c.table::<Wide>().expect("decodes");
+        for _ in 0..3 {
+            let (o, w) = (c.table::<Odds>().expect("odds"), c.table::<Wide>().expect("wide"));
+            assert!(Rc::ptr_eq(&o, &odds) && Rc::ptr_eq(&w, &wide));
+            assert_eq!(
+                (o.weights.as_slice(), w.weights.as_slice()),
+                (&[4u32, 5][..], &[4u64, 5][..])
+            );
+        }
+        // Each handed-out `Rc` was counted and released: the map's reference and ours remain.
+        assert_eq!((Rc::strong_count(&odds), Rc::strong_count(&wide)), (2, 2));
+        drop(c);
+        assert_eq!((Rc::strong_count(&odds), Rc::strong_count(&wide)), (1, 1));
     }
 
     #[test]
