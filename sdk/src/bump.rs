@@ -44,7 +44,7 @@ pub(crate) struct Bump(UnsafeCell<State>);
 unsafe impl Sync for Bump {}
 
 impl Bump {
-    /// An allocator that starts at the end of the module's initial memory.
+    /// An allocator whose heap starts at `__heap_base`, right after the module's static data.
     pub(crate) const fn new() -> Self {
         Self(UnsafeCell::new(State {
             next: 0,
@@ -57,11 +57,18 @@ impl Bump {
     /// Make sure `bytes` more can be handed out; false when the host refuses to grow memory.
     fn reserve(state: &mut State, bytes: usize) -> bool {
         if state.next == 0 {
-            // First use: everything past the current memory size is ours.
+            // First use: the heap starts at `__heap_base`, which the linker places right after the
+            // stack and the statics. Rust's own allocator would start at the end of the initial
+            // memory instead, leaving up to a page unused below it; starting here keeps the
+            // snapshot's memory a page smaller, and the host's reset after every call scans it all.
+            unsafe extern "C" {
+                static __heap_base: u8;
+            }
+            let base = (&raw const __heap_base).addr();
             let size = core::arch::wasm32::memory_size(0) * PAGE;
-            state.next = size;
+            state.next = base;
             state.end = size;
-            state.last = size;
+            state.last = base;
         }
         let Some(want) = state.next.checked_add(bytes) else {
             return false;

@@ -562,6 +562,42 @@ fn content_prepared_at_load_reaches_every_call_without_being_sent() {
     }
 }
 
+/// The probe's `heap` reply: `__heap_base`, a fresh allocation, the memory size.
+#[derive(serde::Deserialize, Debug)]
+struct HeapLayout {
+    heap_base: u64,
+    fresh: u64,
+    memory_bytes: u64,
+}
+
+/// The SDK's allocator starts the heap at `__heap_base`, right after the stack and the statics, and
+/// not at the end of the module's initial memory, which left most of a page unused in every
+/// instance and in every snapshot. Nor does it start any lower, where the statics are.
+#[test]
+fn the_heap_starts_right_after_the_statics() {
+    for preinitialise in [false, true] {
+        let rt = runtime_with(Limits {
+            preinitialise,
+            ..test_limits()
+        });
+        let plugin = load(&rt, &probe().0);
+        assert_eq!(plugin.preinitialised, preinitialise);
+        let layout: HeapLayout = reply(rt.call_blocking(&plugin, &bare("heap")).expect("heap"));
+        assert!(layout.heap_base > 0, "{layout:?}");
+        assert!(
+            layout.fresh >= layout.heap_base,
+            "an allocation overlaps the statics: {layout:?}"
+        );
+        // Before it: the call's input and its decoding (and, snapshotted, the little `prepare`
+        // kept), a few KiB at most.
+        assert!(
+            layout.fresh - layout.heap_base < 16 << 10,
+            "unused memory below the heap: {layout:?}"
+        );
+        assert!(layout.fresh < layout.memory_bytes, "{layout:?}");
+    }
+}
+
 #[test]
 fn the_hand_written_plugin_is_pre_initialised_from_the_spec_alone() {
     let tables = |n: usize| -> BTreeMap<String, cauldron_sdk::Doc> {
