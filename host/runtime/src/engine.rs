@@ -131,17 +131,22 @@ pub(crate) struct CallState {
 }
 
 impl CallState {
-    pub(crate) fn for_bench(plugin: &PluginVersion) -> Self {
+    /// The state of a fresh call of `plugin` whose memory may grow to `memory_cap` bytes.
+    fn new(memory_cap: usize, plugin: Arc<str>) -> Self {
         Self {
             limiter: MemoryCap {
-                cap: usize::MAX,
+                cap: memory_cap,
                 hit: false,
             },
             logs: Vec::new(),
             dropped_logs: 0,
-            plugin: plugin.name_arc(),
+            plugin,
             ticks_left: 0,
         }
+    }
+
+    pub(crate) fn for_bench(plugin: &PluginVersion) -> Self {
+        Self::new(usize::MAX, plugin.name_arc())
     }
 }
 
@@ -218,8 +223,9 @@ impl Runtime {
             .table_keep_resident(64 << 10)
             .pagemap_scan(Enabled::Auto)
             // Calls that outlast the inline budget run on fibers (`*_async`, see
-            // `Runtime::run_guest_metered`): one stack per concurrent call. Stacks are reused without zeroing; each call's guest state lives in
-            // its linear memory, which is reset, not on this native stack.
+            // `Runtime::run_guest_metered`): one stack per concurrent call. Stacks are reused
+            // without zeroing; each call's guest state lives in its linear memory, which is reset,
+            // not on this native stack.
             .total_stacks(slots);
 
         let mut config = Config::new();
@@ -387,17 +393,7 @@ impl Runtime {
     /// blocking call (callers running on a fiber replace it with a yielding one).
     pub(crate) fn new_store(&self, plugin: Arc<str>) -> Result<Store<CallState>, PluginError> {
         let inner = &self.inner;
-        let state = CallState {
-            limiter: MemoryCap {
-                cap: inner.limits.memory_bytes,
-                hit: false,
-            },
-            logs: Vec::new(),
-            dropped_logs: 0,
-            plugin,
-            ticks_left: 0,
-        };
-        let mut store = Store::new(&inner.engine, state);
+        let mut store = Store::new(&inner.engine, CallState::new(inner.limits.memory_bytes, plugin));
         store.limiter(|s| &mut s.limiter);
         store
             .set_fuel(inner.limits.fuel)
