@@ -325,10 +325,10 @@ impl Runtime {
             let ex = &plugin.exports;
             let memory = guest_memory(&instance, &mut store, ex)?;
             let packed = match input {
-                None => typed::<(), u64>(&instance, &mut store, &ex.describe)?.call(&mut store, ())?,
+                None => ex.describe.get(&instance, &mut store)?.call(&mut store, ())?,
                 Some(bytes) => {
-                    let alloc = typed::<u32, u32>(&instance, &mut store, &ex.alloc)?;
-                    let handle = typed::<(u32, u32), u64>(&instance, &mut store, &ex.handle)?;
+                    let alloc = ex.alloc.get(&instance, &mut store)?;
+                    let handle = ex.handle.get(&instance, &mut store)?;
                     let ptr = alloc.call(&mut store, input_len(bytes)?)?;
                     write_input(&mut store, memory, ptr, bytes)?;
                     handle.call(&mut store, (ptr, input_len(bytes)?))?
@@ -363,8 +363,8 @@ impl Runtime {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             let ex = &plugin.exports;
             let memory = guest_memory(&instance, &mut store, ex)?;
-            let alloc = typed::<u32, u32>(&instance, &mut store, &ex.alloc)?;
-            let handle = typed::<(u32, u32), u64>(&instance, &mut store, &ex.handle)?;
+            let alloc = ex.alloc.get(&instance, &mut store)?;
+            let handle = ex.handle.get(&instance, &mut store)?;
             let ptr = alloc.call_async(&mut store, input_len(input)?).await?;
             write_input(&mut store, memory, ptr, input)?;
             let packed = handle.call_async(&mut store, (ptr, input_len(input)?)).await?;
@@ -451,18 +451,6 @@ pub(crate) fn read_output(
     GuestSlice { ptr, len }
         .read(memory.data(store), max_output_bytes)
         .map_err(|e| wasmtime::Error::new(BadOutputMarker(e.to_string())))
-}
-
-fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
-    instance: &wasmtime::Instance,
-    store: &mut Store<CallState>,
-    export: &wasmtime::ModuleExport,
-) -> Result<wasmtime::TypedFunc<P, R>, wasmtime::Error> {
-    instance
-        .get_module_export(&mut *store, export)
-        .and_then(|e| e.into_func())
-        .ok_or_else(|| wasmtime::format_err!("export vanished"))?
-        .typed::<P, R>(&*store)
 }
 
 /// Carries a bad-output reason through wasmtime's error type to [`classify`].

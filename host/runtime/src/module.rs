@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,9 +76,50 @@ pub fn read_content_dir(dir: &Path) -> Result<BTreeMap<String, Doc>, PluginError
 #[derive(Clone, Copy)]
 pub(crate) struct Exports {
     pub(crate) memory: ModuleExport,
-    pub(crate) alloc: ModuleExport,
-    pub(crate) describe: ModuleExport,
-    pub(crate) handle: ModuleExport,
+    pub(crate) alloc: CheckedFunc<u32, u32>,
+    pub(crate) describe: CheckedFunc<(), u64>,
+    pub(crate) handle: CheckedFunc<(u32, u32), u64>,
+}
+
+/// An exported function of one module whose signature [`check_abi`] verified as `P -> R`. Only
+/// `check_abi` makes one, so a call on an instance of that module can skip wasmtime's type check
+/// (a lock on the engine's type registry and a type clone per export per call).
+pub(crate) struct CheckedFunc<P, R> {
+    export: ModuleExport,
+    signature: PhantomData<fn(P) -> R>,
+}
+
+impl<P, R> Clone for CheckedFunc<P, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P, R> Copy for CheckedFunc<P, R> {}
+
+impl<P: wasmtime::WasmParams, R: wasmtime::WasmResults> CheckedFunc<P, R> {
+    /// The function in `instance`, which must be an instance of the module this was checked on.
+    #[allow(
+        unsafe_code,
+        reason = "the signature was checked once at load, not on every call; see SAFETY"
+    )]
+    pub(crate) fn get(
+        &self,
+        instance: &wasmtime::Instance,
+        store: &mut wasmtime::Store<CallState>,
+    ) -> Result<wasmtime::TypedFunc<P, R>, wasmtime::Error> {
+        let func = instance
+            .get_module_export(&mut *store, &self.export)
+            .and_then(|e| e.into_func())
+            .ok_or_else(|| wasmtime::format_err!("export vanished"))?;
+        // Tests run debug builds: every call there also passes wasmtime's own check.
+        debug_assert!(func.typed::<P, R>(&*store).is_ok(), "export signature");
+        // SAFETY: `check_abi` compared this export's parameter and result types with those of
+        // `P` and `R` (`checked` takes both side by side), and `export` resolves to that function
+        // only in instances of the module it came from: every `Exports` is stored with the
+        // `InstancePre` of that module, and calls instantiate only that.
+        Ok(unsafe { wasmtime::TypedFunc::new_unchecked(&*store, func) })
+    }
 }
 
 /// One loaded, validated version of a plugin. Held in an `Arc`: a call keeps its version alive even
@@ -397,11 +439,19 @@ pub(crate) fn check_abi(module: &Module) -> Result<Exports, PluginError> {
             .get_export_index(name)
             .ok_or_else(|| PluginError::MissingExport(name.to_owned()))
     };
+    // The wasm types sit next to the Rust types they must match (u32 is i32, u64 is i64): calls
+    // rely on this check instead of repeating it.
+    fn checked<P, R>(export: ModuleExport) -> CheckedFunc<P, R> {
+        CheckedFunc {
+            export,
+            signature: PhantomData,
+        }
+    }
     func(abi::EXPORT_MARKER, &[], &[])?;
-    let alloc = func(abi::EXPORT_ALLOC, &[I32], &[I32])?;
+    let alloc = checked::<u32, u32>(func(abi::EXPORT_ALLOC, &[I32], &[I32])?);
     func(abi::EXPORT_FREE, &[I32, I32], &[])?;
-    let describe = func(abi::EXPORT_DESCRIBE, &[], &[I64])?;
-    let handle = func(abi::EXPORT_HANDLE, &[I32, I32], &[I64])?;
+    let describe = checked::<(), u64>(func(abi::EXPORT_DESCRIBE, &[], &[I64])?);
+    let handle = checked::<(u32, u32), u64>(func(abi::EXPORT_HANDLE, &[I32, I32], &[I64])?);
     let memory = match module.get_export(abi::EXPORT_MEMORY) {
         Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {
             module.get_export_index(abi::EXPORT_MEMORY)
