@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cauldron_plugin_cultivation::Cultivation;
-use cauldron_runtime::{Limits, PluginSource, PluginVersion, Runtime, read_content_dir};
+use cauldron_runtime::{Limits, PluginSource, PluginVersion, Runtime, read_content_dir, sha256_hex};
 use cauldron_sdk::Doc;
 use cauldron_sdk::codec;
 use cauldron_sdk::wire::{Call, CallKind, Init, Outcome, PlayerState};
@@ -228,6 +228,13 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+    c.bench_function(
+        "cached module only (snapshot module from the disk cache, ABI check, link)",
+        |b| b.iter(|| rt.load_cached_module_only(&plugin).unwrap()),
+    );
+    c.bench_function("sha256 of the wasm (the cache key; part of every load)", |b| {
+        b.iter(|| sha256_hex(&wasm))
+    });
     let mut slow = c.benchmark_group("compile");
     slow.sample_size(10);
     slow.bench_function("cranelift compile (no cache)", |b| {

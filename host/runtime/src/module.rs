@@ -469,6 +469,16 @@ pub(crate) fn check_abi(module: &Module) -> Result<Exports, PluginError> {
     })
 }
 
+/// What pre-initialising a module (named by the sha256 of its wasm) with these encoded content
+/// tables is cached under.
+fn snapshot_key(wasm_sha256: &str, init: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"cauldron-preinit\0");
+    h.update(wasm_sha256.as_bytes());
+    h.update(init);
+    hex::encode(h.finalize())
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -488,13 +498,7 @@ impl Runtime {
                 content: source.content.clone(),
             })
             .map_err(|e| PluginError::BadContent(format!("encoding the content tables: {e}")))?;
-            let key = {
-                let mut h = Sha256::new();
-                h.update(b"cauldron-preinit\0");
-                h.update(sha256.as_bytes());
-                h.update(&init);
-                hex::encode(h.finalize())
-            };
+            let key = snapshot_key(&sha256, &init);
             match inner.cache.snapshot(&inner.engine, &key) {
                 Some(module) => module,
                 None => {
@@ -648,6 +652,28 @@ impl Runtime {
             .instantiate(&mut store)
             .map(|_| ())
             .map_err(|e| PluginError::Trap(format!("{e:#}")))
+    }
+
+    /// The part of [`Runtime::load_blocking`] that reads a known plugin's compiled snapshot module
+    /// from the disk cache, checks its ABI and links it, without hashing the wasm or calling
+    /// `describe` (for benchmarks). Fails if the module is not in the disk cache.
+    pub fn load_cached_module_only(&self, plugin: &PluginVersion) -> Result<(), PluginError> {
+        let inner = &self.inner;
+        let init = codec::encode(&Init {
+            content: plugin.content.clone(),
+        })
+        .map_err(|e| PluginError::BadContent(format!("encoding the content tables: {e}")))?;
+        inner.cache.clear_memory();
+        let module = inner
+            .cache
+            .snapshot(&inner.engine, &snapshot_key(&plugin.sha256, &init))
+            .ok_or_else(|| PluginError::Unavailable("not in the disk cache".into()))?;
+        check_abi(&module)?;
+        inner
+            .linker
+            .instantiate_pre(&module)
+            .map(|_| ())
+            .map_err(|e| PluginError::BadImport(format!("{e:#}")))
     }
 
     /// Compile wasm bytes with no cache, returning how large the compiled artifact is (for
