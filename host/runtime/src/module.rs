@@ -98,7 +98,7 @@ impl<P, R> Clone for CheckedFunc<P, R> {
 impl<P, R> Copy for CheckedFunc<P, R> {}
 
 impl<P: wasmtime::WasmParams, R: wasmtime::WasmResults> CheckedFunc<P, R> {
-    /// The function in `instance`, which must be an instance of the module this was checked on.
+    /// The function in `instance`; an error if `instance` is not of the module this was checked on.
     #[allow(
         unsafe_code,
         reason = "the signature was checked once at load, not on every call; see SAFETY"
@@ -115,9 +115,9 @@ impl<P: wasmtime::WasmParams, R: wasmtime::WasmResults> CheckedFunc<P, R> {
         // Tests run debug builds: every call there also passes wasmtime's own check.
         debug_assert!(func.typed::<P, R>(&*store).is_ok(), "export signature");
         // SAFETY: `check_abi` compared this export's parameter and result types with those of
-        // `P` and `R` (`checked` takes both side by side), and `export` resolves to that function
-        // only in instances of the module it came from: every `Exports` is stored with the
-        // `InstancePre` of that module, and calls instantiate only that.
+        // `P` and `R` (`checked` takes both side by side), and `func` is that very export:
+        // `get_module_export` returns nothing for an instance of any other module (it compares
+        // the module's id), so a `CheckedFunc` can never name a function it did not check.
         Ok(unsafe { wasmtime::TypedFunc::new_unchecked(&*store, func) })
     }
 }
