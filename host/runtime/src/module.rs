@@ -469,6 +469,14 @@ pub(crate) fn check_abi(module: &Module) -> Result<Exports, PluginError> {
     })
 }
 
+/// The `Init` that hands a plugin its content tables, encoded.
+fn encode_init(content: &BTreeMap<String, Doc>) -> Result<Vec<u8>, PluginError> {
+    codec::encode(&Init {
+        content: content.clone(),
+    })
+    .map_err(|e| PluginError::BadContent(format!("encoding the content tables: {e}")))
+}
+
 /// What pre-initialising a module (named by the sha256 of its wasm) with these encoded content
 /// tables is cached under.
 fn snapshot_key(wasm_sha256: &str, init: &[u8]) -> String {
@@ -494,10 +502,7 @@ impl Runtime {
         let binary = wat::parse_bytes(&source.wasm).map_err(|e| PluginError::Compile(format!("{e}")))?;
         let preinitialised = inner.limits.preinitialise && crate::preinit::exports_init(&binary);
         let module = if preinitialised {
-            let init = codec::encode(&Init {
-                content: source.content.clone(),
-            })
-            .map_err(|e| PluginError::BadContent(format!("encoding the content tables: {e}")))?;
+            let init = encode_init(&source.content)?;
             let key = snapshot_key(&sha256, &init);
             match inner.cache.snapshot(&inner.engine, &key) {
                 Some(module) => module,
@@ -513,11 +518,7 @@ impl Runtime {
         } else {
             inner.cache.get_or_compile(&inner.engine, &sha256, &source.wasm)?
         };
-        let exports = check_abi(&module)?;
-        let pre = inner
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| PluginError::BadImport(format!("{e:#}")))?;
+        let (exports, pre) = self.link(&module)?;
         let mut version = PluginVersion {
             manifest: Manifest {
                 name: String::new(),
@@ -659,21 +660,24 @@ impl Runtime {
     /// `describe` (for benchmarks). Fails if the module is not in the disk cache.
     pub fn load_cached_module_only(&self, plugin: &PluginVersion) -> Result<(), PluginError> {
         let inner = &self.inner;
-        let init = codec::encode(&Init {
-            content: plugin.content.clone(),
-        })
-        .map_err(|e| PluginError::BadContent(format!("encoding the content tables: {e}")))?;
+        let key = snapshot_key(&plugin.sha256, &encode_init(&plugin.content)?);
         inner.cache.clear_memory();
         let module = inner
             .cache
-            .snapshot(&inner.engine, &snapshot_key(&plugin.sha256, &init))
+            .snapshot(&inner.engine, &key)
             .ok_or_else(|| PluginError::Unavailable("not in the disk cache".into()))?;
-        check_abi(&module)?;
-        inner
+        self.link(&module).map(|_| ())
+    }
+
+    /// Check a compiled module's ABI and link it against the host's imports.
+    fn link(&self, module: &Module) -> Result<(Exports, InstancePre<CallState>), PluginError> {
+        let exports = check_abi(module)?;
+        let pre = self
+            .inner
             .linker
-            .instantiate_pre(&module)
-            .map(|_| ())
-            .map_err(|e| PluginError::BadImport(format!("{e:#}")))
+            .instantiate_pre(module)
+            .map_err(|e| PluginError::BadImport(format!("{e:#}")))?;
+        Ok((exports, pre))
     }
 
     /// Compile wasm bytes with no cache, returning how large the compiled artifact is (for
