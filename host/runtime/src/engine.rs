@@ -325,13 +325,11 @@ impl Runtime {
             let ex = &plugin.exports;
             let memory = guest_memory(&instance, &mut store, ex)?;
             let packed = match input {
-                None => ex.describe.get(&instance, &mut store)?.call(&mut store, ())?,
+                None => ex.describe.call(&instance, &mut store, ())?,
                 Some(bytes) => {
-                    let alloc = ex.alloc.get(&instance, &mut store)?;
-                    let handle = ex.handle.get(&instance, &mut store)?;
-                    let ptr = alloc.call(&mut store, input_len(bytes)?)?;
+                    let ptr = ex.alloc.call(&instance, &mut store, input_len(bytes)?)?;
                     write_input(&mut store, memory, ptr, bytes)?;
-                    handle.call(&mut store, (ptr, input_len(bytes)?))?
+                    ex.handle.call(&instance, &mut store, (ptr, input_len(bytes)?))?
                 }
             };
             Ok(read_output(&store, memory, packed, self.inner.limits.max_output_bytes)?.to_vec())

@@ -82,8 +82,10 @@ pub(crate) struct Exports {
 }
 
 /// An exported function of one module whose signature [`check_abi`] verified as `P -> R`. Only
-/// `check_abi` makes one, so a call on an instance of that module can skip wasmtime's type check
-/// (a lock on the engine's type registry and a type clone per export per call).
+/// `check_abi` makes one, so a call on an instance of that module can skip wasmtime's type checks:
+/// [`CheckedFunc::call`] loads no type at all, where `Func::typed` takes a lock on the engine's
+/// type registry and clones the function's type, and `TypedFunc` loads it again, per export per
+/// call.
 pub(crate) struct CheckedFunc<P, R> {
     export: ModuleExport,
     signature: PhantomData<fn(P) -> R>,
@@ -98,7 +100,26 @@ impl<P, R> Clone for CheckedFunc<P, R> {
 impl<P, R> Copy for CheckedFunc<P, R> {}
 
 impl<P: wasmtime::WasmParams, R: wasmtime::WasmResults> CheckedFunc<P, R> {
-    /// The function in `instance`; an error if `instance` is not of the module this was checked on.
+    /// The function in `instance`; an error if `instance` is not of the module this was checked
+    /// on. This is the function `check_abi` checked: `get_module_export` returns nothing for an
+    /// instance of any other module (it compares the module's id), so a `CheckedFunc` can never
+    /// name a function it did not check.
+    fn func(
+        &self,
+        instance: &wasmtime::Instance,
+        store: &mut wasmtime::Store<CallState>,
+    ) -> Result<wasmtime::Func, wasmtime::Error> {
+        let func = instance
+            .get_module_export(&mut *store, &self.export)
+            .and_then(|e| e.into_func())
+            .ok_or_else(|| wasmtime::format_err!("export vanished"))?;
+        // Tests run debug builds: every call there also passes wasmtime's own check.
+        debug_assert!(func.typed::<P, R>(&*store).is_ok(), "export signature");
+        Ok(func)
+    }
+
+    /// The function in `instance` as a `TypedFunc`, for async calls; errors as
+    /// [`CheckedFunc::func`].
     #[allow(
         unsafe_code,
         reason = "the signature was checked once at load, not on every call; see SAFETY"
@@ -108,17 +129,78 @@ impl<P: wasmtime::WasmParams, R: wasmtime::WasmResults> CheckedFunc<P, R> {
         instance: &wasmtime::Instance,
         store: &mut wasmtime::Store<CallState>,
     ) -> Result<wasmtime::TypedFunc<P, R>, wasmtime::Error> {
-        let func = instance
-            .get_module_export(&mut *store, &self.export)
-            .and_then(|e| e.into_func())
-            .ok_or_else(|| wasmtime::format_err!("export vanished"))?;
-        // Tests run debug builds: every call there also passes wasmtime's own check.
-        debug_assert!(func.typed::<P, R>(&*store).is_ok(), "export signature");
+        let func = self.func(instance, store)?;
         // SAFETY: `check_abi` compared this export's parameter and result types with those of
-        // `P` and `R` (`checked` takes both side by side), and `func` is that very export:
-        // `get_module_export` returns nothing for an instance of any other module (it compares
-        // the module's id), so a `CheckedFunc` can never name a function it did not check.
+        // `P` and `R` (`checked` takes both side by side), and `func` is that very export (see
+        // `CheckedFunc::func`).
         Ok(unsafe { wasmtime::TypedFunc::new_unchecked(&*store, func) })
+    }
+}
+
+impl<P: RawParams, R: RawResult> CheckedFunc<P, R> {
+    /// Call the function in `instance` synchronously, passing the values raw, so that no type is
+    /// loaded per call. Errors as [`CheckedFunc::func`] and as the call itself.
+    #[allow(
+        unsafe_code,
+        reason = "the signature was checked once at load, not on every call; see SAFETY"
+    )]
+    pub(crate) fn call(
+        &self,
+        instance: &wasmtime::Instance,
+        store: &mut wasmtime::Store<CallState>,
+        params: P,
+    ) -> Result<R, wasmtime::Error> {
+        let func = self.func(instance, store)?;
+        // Room for the longest parameter list (two) and for the one result.
+        let mut slots = [wasmtime::ValRaw::i32(0); 2];
+        params.write(&mut slots);
+        // SAFETY: `func` is the export `check_abi` checked as `P -> R` (see `CheckedFunc::func`),
+        // `P::write` stores each parameter in its slot as the wasm type `P` maps to, two slots
+        // hold any parameter list and the one result the ABI has, and none of these types is a
+        // reference, so nothing in the slots needs rooting.
+        unsafe { func.call_unchecked(&mut *store, &mut slots[..])? };
+        Ok(R::read(slots[0]))
+    }
+}
+
+/// The parameter lists the runtime calls exports with, written as raw wasm values.
+pub(crate) trait RawParams: wasmtime::WasmParams {
+    /// Store the parameters in `slots`, first parameter first.
+    fn write(self, slots: &mut [wasmtime::ValRaw; 2]);
+}
+
+impl RawParams for () {
+    fn write(self, _: &mut [wasmtime::ValRaw; 2]) {}
+}
+
+impl RawParams for u32 {
+    fn write(self, slots: &mut [wasmtime::ValRaw; 2]) {
+        slots[0] = wasmtime::ValRaw::u32(self);
+    }
+}
+
+impl RawParams for (u32, u32) {
+    fn write(self, slots: &mut [wasmtime::ValRaw; 2]) {
+        slots[0] = wasmtime::ValRaw::u32(self.0);
+        slots[1] = wasmtime::ValRaw::u32(self.1);
+    }
+}
+
+/// The single results the runtime's exports return, read back from a raw wasm value.
+pub(crate) trait RawResult: wasmtime::WasmResults {
+    /// The result a call left in its first slot.
+    fn read(slot: wasmtime::ValRaw) -> Self;
+}
+
+impl RawResult for u32 {
+    fn read(slot: wasmtime::ValRaw) -> Self {
+        slot.get_u32()
+    }
+}
+
+impl RawResult for u64 {
+    fn read(slot: wasmtime::ValRaw) -> Self {
+        slot.get_u64()
     }
 }
 
