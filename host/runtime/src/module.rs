@@ -163,7 +163,9 @@ impl<P: RawParams, R: RawResult> CheckedFunc<P, R> {
     }
 }
 
-/// The parameter lists the runtime calls exports with, written as raw wasm values.
+/// The parameter lists the runtime calls exports with, written as raw wasm values. Each impl
+/// writes exactly the wasm types its `WasmParams` impl declares (`u32` is an `i32`), which is
+/// what the SAFETY argument of [`CheckedFunc::call`] rests on.
 pub(crate) trait RawParams: wasmtime::WasmParams {
     /// Store the parameters in `slots`, first parameter first.
     fn write(self, slots: &mut [wasmtime::ValRaw; 2]);
@@ -186,7 +188,8 @@ impl RawParams for (u32, u32) {
     }
 }
 
-/// The single results the runtime's exports return, read back from a raw wasm value.
+/// The single results the runtime's exports return, read back from a raw wasm value of the type
+/// their `WasmResults` impl declares (`u32` from an `i32`, `u64` from an `i64`).
 pub(crate) trait RawResult: wasmtime::WasmResults {
     /// The result a call left in its first slot.
     fn read(slot: wasmtime::ValRaw) -> Self;
