@@ -755,7 +755,7 @@ impl Runtime {
     }
 
     /// Check a compiled module's ABI and link it against the host's imports.
-    fn link(&self, module: &Module) -> Result<(Exports, InstancePre<CallState>), PluginError> {
+    pub(crate) fn link(&self, module: &Module) -> Result<(Exports, InstancePre<CallState>), PluginError> {
         let exports = check_abi(module)?;
         let pre = self
             .inner

@@ -66,12 +66,7 @@ pub(crate) fn preinitialise(
         .cache
         .get_or_compile_transient(&rt.inner.engine, &sha, &instrumented)?;
     // The instrumented module has every original export: ABI problems surface here, as usual.
-    crate::module::check_abi(&module)?;
-    let pre = rt
-        .inner
-        .linker
-        .instantiate_pre(&module)
-        .map_err(|e| PluginError::BadImport(format!("{e:#}")))?;
+    let (_, pre) = rt.link(&module)?;
 
     if init.len() > abi::MAX_CALL_BYTES {
         return Err(PluginError::BadContent(format!(
