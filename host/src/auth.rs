@@ -53,7 +53,7 @@ pub fn check_username(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Check a password: 8–128 characters.
+/// Check a password: 8–128 characters, no NUL.
 ///
 /// # Errors
 /// A message for the player saying which rule failed.
@@ -67,7 +67,7 @@ pub fn check_password(password: &str) -> Result<(), String> {
     if len > PASSWORD_MAX {
         return Err(format!("password must be at most {PASSWORD_MAX} characters long"));
     }
-    Ok(())
+    crate::json::check_text("password", password)
 }
 
 /// Hash a password with argon2id (the crate's default parameters, OWASP's minimum), on the blocking

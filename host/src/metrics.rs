@@ -28,6 +28,12 @@ pub const HELP: &[(&str, &str, &str)] = &[
         "Plugin faults by plugin, version and kind.",
     ),
     (
+        "cauldron_host_call_failures_total",
+        "counter",
+        "Plugin calls the host could not run, by plugin and reason (shutting_down, call_too_large, \
+         pool_exhausted, internal); not the plugin's faults.",
+    ),
+    (
         "cauldron_plugin_call_seconds",
         "histogram",
         "Wall time of one plugin call, sandbox included.",

@@ -128,6 +128,10 @@ both_backends!(
     action_rate_limit_is_429_with_retry_after,
     graceful_shutdown_stops_serving,
     web_client_is_served_with_fallback,
+    deep_documents_are_refused_and_the_player_keeps_playing,
+    nul_text_is_a_client_error_that_logs_nothing_at_error,
+    idempotency_key_reused_for_another_request_is_422,
+    host_failures_are_503_and_not_plugin_faults,
 );
 
 // ---- cases -------------------------------------------------------------------------------------
@@ -798,4 +802,264 @@ async fn web_client_is_served_with_fallback(app: TestApp) {
     );
     let (status, _) = get(&app, "/api/v1/catalog", None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+// ---- bad input and host trouble ---------------------------------------------------------------
+
+/// `{"a": {"a": ... 1}}`, `levels` objects deep.
+fn nested(levels: usize) -> Value {
+    let mut v = json!(1);
+    for _ in 0..levels {
+        v = json!({ "a": v });
+    }
+    v
+}
+
+/// The player's version, from `GET /api/v1/player`.
+async fn version_of(app: &TestApp, user: &User) -> i64 {
+    full_state(app, user).await["player"]["version"].as_i64().unwrap()
+}
+
+/// The sum of the metric lines in `/metrics` that start with `prefix` (`name{labels`), 0 when none.
+async fn metric(app: &TestApp, prefix: &str) -> f64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn deep_documents_are_refused_and_the_player_keeps_playing(app: TestApp) {
+    let user = register(&app, "deep").await;
+    let before = version_of(&app, &user).await;
+    // Far past the limit (and past the JSON readers' 128) into every place a plugin can write: a
+    // plugin fault naming the limit, and nothing stored.
+    for into in ["state", "entity", "event", "reply"] {
+        let (status, body) = act(&app, &user, "probe", "deep", &json!({"n": 200, "into": into})).await;
+        assert_error(
+            &(status, body.clone()),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_fault",
+        );
+        assert_eq!(version_of(&app, &user).await, before, "{into}: {body}");
+    }
+    // One level past the limit is refused too; exactly at the limit is stored and reads back.
+    let (status, _) = act(&app, &user, "probe", "deep", &json!({"n": 65, "into": "state"})).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    for into in ["state", "entity"] {
+        let (status, body) = act(&app, &user, "probe", "deep", &json!({"n": 64, "into": into})).await;
+        assert_eq!(status, StatusCode::OK, "{into}: {body}");
+    }
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["plugin_state"]["probe"], nested(64));
+    assert!(
+        state["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["data"] == nested(64))
+    );
+    // The player still loads and acts, through the cache and without it.
+    let (status, body) = act(&app, &user, "cultivation", "info", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = act(&app, &user, "probe", "deep", &json!({"n": 3, "into": "reply"})).await;
+    assert_eq!((status, &body["reply"]), (StatusCode::OK, &nested(3)), "{body}");
+    // A reply at the limit is logged and answered again for its idempotency key.
+    let send = || {
+        app.http
+            .post(app.url("/api/v1/actions/probe/deep"))
+            .bearer_auth(&user.token)
+            .header("idempotency-key", "deep-reply-1")
+            .json(&json!({"n": 64, "into": "reply"}))
+            .send()
+    };
+    let first = json_of(send().await.unwrap()).await;
+    let again = json_of(send().await.unwrap()).await;
+    assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+    assert_eq!(
+        (again.0, &again.1["replayed"]),
+        (StatusCode::OK, &json!(true)),
+        "{}",
+        again.1
+    );
+    assert_eq!(again.1["reply"], nested(64));
+    // Params deeper than the limit are refused before any plugin runs.
+    let (status, body) = act(&app, &user, "probe", "echo", &json!({"p": nested(70)})).await;
+    assert_error(&(status, body.clone()), StatusCode::BAD_REQUEST, "bad_params");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("64"),
+        "{body}"
+    );
+    let (status, _) = act(&app, &user, "probe", "echo", &json!({"p": nested(300)})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn nul_text_is_a_client_error_that_logs_nothing_at_error(app: TestApp) {
+    let user = register(&app, "nul").await;
+    let before = full_state(&app, &user).await;
+    let rid = format!("nul-{:016x}", common::random_u64());
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = app
+            .http
+            .request(method, app.url(path))
+            .bearer_auth(&user.token)
+            .header("x-request-id", &rid);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send()
+    };
+    let cases: Vec<(reqwest::Method, &str, Option<Value>, &str, &str)> = vec![
+        (
+            reqwest::Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"username": "ab\u{0}c", "password": "hunter2hunter2"})),
+            "bad_text",
+            "username",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/auth/register",
+            Some(json!({"username": "ab\u{0}cd", "password": "hunter2hunter2"})),
+            "invalid_username",
+            "username",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/auth/register",
+            Some(json!({"username": unique_username("nulpw"), "password": "hunter2\u{0}hunter2"})),
+            "invalid_password",
+            "password",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/actions/probe/echo",
+            Some(json!({"name": "a\u{0}b"})),
+            "bad_params",
+            "params.name",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/actions/cultivation/meditate",
+            Some(json!({"deep": {"k\u{0}": 1}})),
+            "bad_params",
+            "params.deep.k",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/leaderboards/a%00b",
+            None,
+            "bad_board",
+            "board",
+        ),
+    ];
+    for (method, path, body, code, field) in cases {
+        let got = json_of(send(method, path, body).await.unwrap()).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, code);
+        let message = got.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{path}: {message}");
+    }
+    // A lone surrogate escape is malformed JSON.
+    let resp = app
+        .http
+        .post(app.url("/api/v1/actions/probe/echo"))
+        .bearer_auth(&user.token)
+        .header("x-request-id", &rid)
+        .header("content-type", "application/json")
+        .body(r#"{"name":"\ud800"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&json_of(resp).await, StatusCode::BAD_REQUEST, "bad_json");
+    assert_eq!(app.error_logs(&rid), Vec::<String>::new());
+    assert_eq!(full_state(&app, &user).await, before);
+    // A plugin that writes NUL is the plugin's fault, refused before the database sees it.
+    for into in ["state", "entity", "event", "reply"] {
+        let (status, body) = act(&app, &user, "probe", "nul", &json!({"into": into})).await;
+        assert_error(&(status, body), StatusCode::INTERNAL_SERVER_ERROR, "plugin_fault");
+    }
+    assert_eq!(full_state(&app, &user).await, before);
+    let (status, body) = act(&app, &user, "cultivation", "info", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn idempotency_key_reused_for_another_request_is_422(app: TestApp) {
+    let user = register(&app, "reuse").await;
+    let send = |path: &str, body: Value| {
+        app.http
+            .post(app.url(path))
+            .bearer_auth(&user.token)
+            .header("idempotency-key", "reuse-key-1")
+            .json(&body)
+            .send()
+    };
+    let first = json_of(
+        send("/api/v1/actions/probe/grant", json!({"n": 2, "into": "x"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+    let after = full_state(&app, &user).await;
+    assert_eq!(after["items"]["gem"], 2);
+    // The same request again, keys in another order: the stored answer.
+    let again = json_of(
+        send("/api/v1/actions/probe/grant", json!({"into": "x", "n": 2}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (again.0, &again.1["replayed"]),
+        (StatusCode::OK, &json!(true)),
+        "{}",
+        again.1
+    );
+    // The same key with other params, another action or another plugin: 422 and nothing runs.
+    for (path, body) in [
+        ("/api/v1/actions/probe/grant", json!({"n": 5})),
+        ("/api/v1/actions/probe/echo", json!({"n": 2, "into": "x"})),
+        ("/api/v1/actions/cultivation/checkin", json!({})),
+    ] {
+        let got = json_of(send(path, body).await.unwrap()).await;
+        assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
+    }
+    assert_eq!(full_state(&app, &user).await, after);
+}
+
+async fn host_failures_are_503_and_not_plugin_faults(app: TestApp) {
+    let user = register(&app, "host").await;
+    let faults = r#"cauldron_plugin_faults_total{plugin="probe""#;
+    let host_line = r#"cauldron_host_call_failures_total{plugin="probe",reason="call_too_large"}"#;
+    let faults_before = metric(&app, faults).await;
+    // Each stash is an entity of 200 KB that every later stash call carries: past 4 MiB the host
+    // cannot send the call at all.
+    let mut refused = None;
+    for i in 0..30 {
+        let got = act(&app, &user, "probe", "stash", &json!({"bytes": 200_000})).await;
+        if got.0 != StatusCode::OK {
+            refused = Some((i, got));
+            break;
+        }
+    }
+    let (i, got) = refused.expect("the call never grew past the cap");
+    assert!(i > 15, "refused after only {i} stashes");
+    assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert_eq!(
+        metric(&app, faults).await,
+        faults_before,
+        "counted as a plugin fault"
+    );
+    assert_eq!(metric(&app, host_line).await, 1.0);
+    // Actions that do not carry the entities still run.
+    let (status, body) = act(&app, &user, "probe", "echo", &json!({"x": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -52,6 +52,10 @@ pub const MAX_CALL_BYTES: usize = 4 << 20;
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 /// Largest single log message the host keeps (longer ones are cut).
 pub const MAX_LOG_BYTES: usize = 4096;
+/// Deepest nesting of arrays and maps in a document the host stores or shows (params, entity data,
+/// plugin state, replies, event data): `{}` and `[]` are one level, `{"a": [1]}` two. Deeper output is
+/// a `bad_effect` fault; deeper params are refused with HTTP 400 before any plugin runs.
+pub const MAX_DOC_DEPTH: usize = 64;
 
 /// Pack a guest pointer and length into the `i64` that `describe` and `handle` return.
 ///

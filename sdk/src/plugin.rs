@@ -278,6 +278,12 @@ impl Ctx {
         self.effects.push(effect);
     }
 
+    /// Record an effect built by hand, for documents that are already encoded or effects no helper
+    /// covers. Like the helpers, it also applies the change to [`Ctx::player`].
+    pub fn push_effect(&mut self, effect: Effect) {
+        self.push(effect);
+    }
+
     /// Add to (or, negative, take from) a currency.
     pub fn add_currency(&mut self, name: &str, delta: i64) {
         if delta != 0 {

@@ -11,9 +11,9 @@ use wasmtime::{
     ResourceLimiter, Store, Trap, UpdateDeadline,
 };
 
-use crate::PluginError;
 use crate::memory::GuestSlice;
 use crate::module::PluginVersion;
+use crate::{HostFailure, PluginError};
 
 /// How often the epoch ticker advances the engine's epoch; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -241,7 +241,8 @@ impl Runtime {
         if std::env::var("CAULDRON_WASM_PROFILER").is_ok_and(|v| v == "perfmap") {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config).map_err(|e| PluginError::Unavailable(format!("engine: {e}")))?;
+        let engine = Engine::new(&config)
+            .map_err(|e| PluginError::host(HostFailure::Internal, format!("engine: {e}")))?;
 
         let mut linker: Linker<CallState> = Linker::new(&engine);
         register_host_functions(&mut linker)?;
@@ -395,7 +396,7 @@ impl Runtime {
         store.limiter(|s| &mut s.limiter);
         store
             .set_fuel(inner.limits.fuel)
-            .map_err(|e| PluginError::Unavailable(e.to_string()))?;
+            .map_err(|e| PluginError::host(HostFailure::Internal, e.to_string()))?;
         store.set_epoch_deadline(inner.deadline_ticks);
         store.epoch_deadline_trap();
         Ok(store)
@@ -477,6 +478,12 @@ pub(crate) fn classify(err: wasmtime::Error, state: &CallState) -> PluginError {
     if let Some(bad) = err.downcast_ref::<BadOutputMarker>() {
         return PluginError::BadOutput(bad.0.clone());
     }
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return PluginError::host(HostFailure::PoolExhausted, format!("{err:#}"));
+    }
     if state.limiter.hit {
         return PluginError::MemoryLimit;
     }
@@ -500,8 +507,6 @@ pub(crate) fn classify(err: wasmtime::Error, state: &CallState) -> PluginError {
             let text = format!("{err:#}");
             if text.contains("exceeds memory limits") || text.contains("memory minimum size") {
                 PluginError::MemoryLimit
-            } else if text.contains("maximum concurrent") || text.contains("pooling") {
-                PluginError::Unavailable(text)
             } else {
                 PluginError::Trap(text)
             }
@@ -513,7 +518,7 @@ pub(crate) fn classify(err: wasmtime::Error, state: &CallState) -> PluginError {
 fn register_host_functions(linker: &mut Linker<CallState>) -> Result<(), PluginError> {
     linker
         .func_wrap(abi::IMPORT_MODULE, abi::IMPORT_LOG, host_log)
-        .map_err(|e| PluginError::Unavailable(format!("linker: {e}")))?;
+        .map_err(|e| PluginError::host(HostFailure::Internal, format!("linker: {e}")))?;
     Ok(())
 }
 

@@ -5,7 +5,8 @@ use thiserror::Error;
 /// A plugin failed to load, or a call into it did not produce an outcome.
 ///
 /// [`PluginError::is_fault`] is the one place that decides whether an error is the plugin's fault
-/// (counted, HTTP 500) or a rule rejection (the player's problem, HTTP 4xx).
+/// (counted, HTTP 500), a rule rejection (the player's problem, HTTP 4xx), or the host's own trouble
+/// ([`PluginError::Unavailable`], HTTP 503, counted apart).
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum PluginError {
     /// The bytes are not a valid wasm module.
@@ -62,15 +63,62 @@ pub enum PluginError {
         /// Message for the player.
         message: String,
     },
-    /// The host could not run the call at all (shutting down, pool exhausted).
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    /// The host could not run the call at all (shutting down, the call over the size cap, the
+    /// instance pool exhausted): not the plugin's fault.
+    #[error("unavailable ({}): {message}", reason.as_str())]
+    Unavailable {
+        /// Why, as a stable label for metrics.
+        reason: HostFailure,
+        /// Detail for operators.
+        message: String,
+    },
+}
+
+/// Why the host could not run a call or a load; none of these is the plugin's doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostFailure {
+    /// The runtime is shutting down.
+    ShuttingDown,
+    /// The encoded call is over the ABI's size cap (the player's state is too large to send).
+    CallTooLarge,
+    /// Every instance slot of the pooling allocator is in use.
+    PoolExhausted,
+    /// Anything else on the host's side (engine set-up, a blocking task that died, the file watcher).
+    Internal,
+}
+
+impl HostFailure {
+    /// A short stable name for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ShuttingDown => "shutting_down",
+            Self::CallTooLarge => "call_too_large",
+            Self::PoolExhausted => "pool_exhausted",
+            Self::Internal => "internal",
+        }
+    }
 }
 
 impl PluginError {
-    /// Whether this is the plugin's (or the host's) failure rather than a rule rejection.
+    /// A host-side failure with this reason.
+    pub fn host(reason: HostFailure, message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// Whether this is the plugin's failure: neither a rule rejection nor the host's own trouble.
     pub fn is_fault(&self) -> bool {
-        !matches!(self, Self::Rejected { .. })
+        !matches!(self, Self::Rejected { .. } | Self::Unavailable { .. })
+    }
+
+    /// The host's reason, when the host (not the plugin) could not run the call.
+    pub fn host_failure(&self) -> Option<HostFailure> {
+        match self {
+            Self::Unavailable { reason, .. } => Some(*reason),
+            _ => None,
+        }
     }
 
     /// A short stable name for metrics and logs.
@@ -89,7 +137,7 @@ impl PluginError {
             Self::BadOutput(_) => "bad_output",
             Self::GuestFault { .. } => "guest_fault",
             Self::Rejected { .. } => "rejected",
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable { .. } => "unavailable",
         }
     }
 }

@@ -21,6 +21,6 @@ mod registry;
 pub mod watcher;
 
 pub use engine::{EPOCH_TICK, Limits, Runtime};
-pub use error::PluginError;
+pub use error::{HostFailure, PluginError};
 pub use module::{CacheStats, PluginSource, PluginVersion, read_content_dir, sha256_hex};
 pub use registry::{PluginStatus, Registry, RegistryEvent};

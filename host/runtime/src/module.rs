@@ -15,8 +15,8 @@ use cauldron_sdk::wire::{Call, Init, Manifest, Outcome};
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, ExternType, InstancePre, Module, ModuleExport, ValType};
 
-use crate::PluginError;
 use crate::engine::{CallState, Runtime};
+use crate::{HostFailure, PluginError};
 
 /// What to load: the wasm bytes and the plugin's content tables.
 #[derive(Debug, Clone, Default)]
@@ -662,26 +662,27 @@ impl Runtime {
     pub async fn load(&self, source: PluginSource) -> Result<Arc<PluginVersion>, PluginError> {
         let this = self.clone();
         let permit = self.inner.permits.clone().acquire_owned().await;
-        let _permit = permit.map_err(|_| PluginError::Unavailable("runtime is shutting down".into()))?;
+        let _permit =
+            permit.map_err(|_| PluginError::host(HostFailure::ShuttingDown, "runtime is shutting down"))?;
         tokio::task::spawn_blocking(move || this.load_blocking(source).map(Arc::new))
             .await
-            .map_err(|e| PluginError::Unavailable(format!("load task failed: {e}")))?
+            .map_err(|e| PluginError::host(HostFailure::Internal, format!("load task failed: {e}")))?
     }
 
     /// Run one call in a fresh sandbox synchronously and decode its outcome.
     pub fn call_blocking(&self, plugin: &PluginVersion, call: &Call) -> Result<Outcome, PluginError> {
-        let input =
-            codec::encode(call).map_err(|e| PluginError::Unavailable(format!("encoding call: {e}")))?;
+        let input = codec::encode(call)
+            .map_err(|e| PluginError::host(HostFailure::Internal, format!("encoding call: {e}")))?;
         self.call_bytes(plugin, &input)
     }
 
     /// Run one already-encoded call in a fresh sandbox synchronously and decode its outcome.
     pub fn call_bytes(&self, plugin: &PluginVersion, input: &[u8]) -> Result<Outcome, PluginError> {
         if input.len() > abi::MAX_CALL_BYTES {
-            return Err(PluginError::Unavailable(format!(
-                "call of {} bytes exceeds the call cap",
-                input.len()
-            )));
+            return Err(PluginError::host(
+                HostFailure::CallTooLarge,
+                format!("call of {} bytes exceeds the call cap", input.len()),
+            ));
         }
         let raw = self.run_guest(plugin, Some(input))?;
         codec::decode::<Outcome>(&raw)
@@ -696,15 +697,26 @@ impl Runtime {
     ) -> (Result<Outcome, PluginError>, u64) {
         let input = match codec::encode(call) {
             Ok(i) => i,
-            Err(e) => return (Err(PluginError::Unavailable(format!("encoding call: {e}"))), 0),
+            Err(e) => {
+                return (
+                    Err(PluginError::host(
+                        HostFailure::Internal,
+                        format!("encoding call: {e}"),
+                    )),
+                    0,
+                );
+            }
         };
         if input.len() > abi::MAX_CALL_BYTES {
             let msg = format!("call of {} bytes exceeds the call cap", input.len());
-            return (Err(PluginError::Unavailable(msg)), 0);
+            return (Err(PluginError::host(HostFailure::CallTooLarge, msg)), 0);
         }
         let Ok(_permit) = self.inner.permits.acquire().await else {
             return (
-                Err(PluginError::Unavailable("runtime is shutting down".into())),
+                Err(PluginError::host(
+                    HostFailure::ShuttingDown,
+                    "runtime is shutting down",
+                )),
                 0,
             );
         };
@@ -750,7 +762,7 @@ impl Runtime {
         let module = inner
             .cache
             .snapshot(&inner.engine, &key)
-            .ok_or_else(|| PluginError::Unavailable("not in the disk cache".into()))?;
+            .ok_or_else(|| PluginError::host(HostFailure::Internal, "not in the disk cache"))?;
         self.link(&module).map(|_| ())
     }
 

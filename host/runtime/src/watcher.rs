@@ -11,10 +11,10 @@ use std::time::Duration;
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
-use crate::PluginError;
 use crate::engine::Runtime;
 use crate::module::PluginSource;
 use crate::registry::Registry;
+use crate::{HostFailure, PluginError};
 
 /// How long the watcher waits for a burst of file events to settle.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -119,10 +119,18 @@ pub fn watch(runtime: Runtime, registry: Arc<Registry>, dir: PathBuf) -> Result<
             }
         }
     })
-    .map_err(|e| PluginError::Unavailable(format!("cannot watch {}: {e}", dir.display())))?;
-    debouncer
-        .watch(&dir, RecursiveMode::Recursive)
-        .map_err(|e| PluginError::Unavailable(format!("cannot watch {}: {e}", dir.display())))?;
+    .map_err(|e| {
+        PluginError::host(
+            HostFailure::Internal,
+            format!("cannot watch {}: {e}", dir.display()),
+        )
+    })?;
+    debouncer.watch(&dir, RecursiveMode::Recursive).map_err(|e| {
+        PluginError::host(
+            HostFailure::Internal,
+            format!("cannot watch {}: {e}", dir.display()),
+        )
+    })?;
 
     let task = tokio::spawn(async move {
         while let Some(mut names) = rx.recv().await {

@@ -46,29 +46,30 @@ struct ActionReplyDoc {
 }
 
 /// Run `action` of `plugin` with the JSON body as params (an empty body means `{}`). Rate-limited per
-/// player. With an `Idempotency-Key`, a repeat of the same key returns the first reply and changes
-/// nothing.
+/// player. With an `Idempotency-Key`, a repeat of the same request (same plugin, action and params)
+/// returns the first reply and changes nothing; the same key with a different request is refused with
+/// 422 `idempotency_key_reused` and runs nothing.
 #[utoipa::path(
     post, path = "/actions/{plugin}/{action}", tag = "actions",
     security(("bearer" = [])),
     params(
         ("plugin" = String, Path, description = "Plugin name, as in the catalog"),
         ("action" = String, Path, description = "Action name, as in the plugin's manifest"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible ASCII characters; repeats return the first reply"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible ASCII characters; a repeat of the same request returns the first reply, the same key with another plugin, action or params is a 422 `idempotency_key_reused`"),
     ),
     request_body(content = Object, description = "The action's params", content_type = "application/json"),
     responses(
         (status = 200, description = "Applied", body = ActionReplyDoc),
-        (status = 400, description = "Malformed JSON or bad params", body = ErrorBody),
+        (status = 400, description = "Malformed JSON (`bad_json`) or bad params (`bad_params`: not an object, nested deeper than 64 levels, or a NUL character in a string or key)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Unknown plugin or action", body = ErrorBody),
         (status = 409, description = "The state kept changing concurrently", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "The game's rules refused; nothing changed", body = ErrorBody),
+        (status = 422, description = "The game's rules refused (the plugin's code), or the Idempotency-Key was used for a different request (`idempotency_key_reused`); nothing changed", body = ErrorBody),
         (status = 429, description = "Too many actions; see Retry-After", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "The plugin failed (`plugin_fault`); nothing changed", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, description = "The database is unreachable, or the host cannot run plugin calls right now (shutting down, no free instance); nothing changed", body = ErrorBody),
     )
 )]
 async fn act(

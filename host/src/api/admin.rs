@@ -375,7 +375,12 @@ async fn source_for(
     let dir = plugins_dir.join(name);
     let content = tokio::task::spawn_blocking(move || read_content_dir(&dir))
         .await
-        .map_err(|e| cauldron_runtime::PluginError::Unavailable(format!("reading content: {e}")))??;
+        .map_err(|e| {
+            cauldron_runtime::PluginError::host(
+                cauldron_runtime::HostFailure::Internal,
+                format!("reading content: {e}"),
+            )
+        })??;
     Ok(PluginSource {
         wasm,
         content,

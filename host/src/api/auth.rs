@@ -12,6 +12,7 @@ use super::extract::{AppJson, Auth};
 use super::rate_limit;
 use crate::auth::{check_password, check_username, hash_password, verify_password};
 use crate::game::GameError;
+use crate::json::check_text;
 use crate::state::AppState;
 use crate::store::{Account, Player, Role, StoreError};
 
@@ -172,7 +173,7 @@ async fn register(
     request_body = Credentials,
     responses(
         (status = 200, description = "Logged in", body = Session),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a NUL character in a field (`bad_text`)", body = ErrorBody),
         (status = 401, description = "Wrong username or password", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
@@ -184,6 +185,9 @@ async fn login(
     State(state): State<AppState>,
     AppJson(body): AppJson<Credentials>,
 ) -> Result<axum::Json<Session>, ApiError> {
+    for (field, text) in [("username", &body.username), ("password", &body.password)] {
+        check_text(field, text).map_err(|m| ApiError::bad_request("bad_text", m))?;
+    }
     // Keyed by name, not address: it protects each account from guessing, and players behind one
     // proxy or NAT do not share a bucket. Bounded in length so the key cannot be made huge.
     let name: String = body.username.chars().take(64).collect::<String>().to_lowercase();

@@ -233,10 +233,11 @@ impl From<StoreError> for ApiError {
             },
             StoreError::Invalid(msg) => Self::bad_request("invalid", msg),
             // The sqlx error is for the log only: it may name tables, hosts or worse.
-            StoreError::Db(e) => Self::Unavailable {
+            StoreError::Unavailable(e) => Self::Unavailable {
                 message: "the database is unavailable; try again shortly".to_owned(),
                 detail: e.to_string(),
             },
+            StoreError::Db(e) => Self::Internal(format!("database: {e}")),
         }
     }
 }
@@ -278,6 +279,12 @@ impl From<GameError> for ApiError {
             GameError::Unavailable(msg) => Self::Unavailable {
                 message: msg.clone(),
                 detail: msg,
+            },
+            GameError::IdempotencyKeyReused => Self::Rejected {
+                code: "idempotency_key_reused".to_owned(),
+                message: "this Idempotency-Key was already used for a different request (another \
+                          action or other params); use a new key for a new request"
+                    .to_owned(),
             },
             GameError::Store(e) => e.into(),
         }

@@ -42,6 +42,8 @@ impl From<BytesRejection> for ApiError {
 }
 
 /// An action's params: the JSON body, or `{}` when the body is empty (so `POST` with no body works).
+/// Documents nested deeper than the ABI's limit, or holding a NUL in a string or key, are a 400
+/// `bad_params` naming the place.
 #[derive(Debug, Clone)]
 pub struct Params(pub serde_json::Value);
 
@@ -53,9 +55,10 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(serde_json::Value::Object(serde_json::Map::new())));
         }
-        serde_json::from_slice(&bytes)
-            .map(Self)
-            .map_err(|e| ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}")))
+        let params: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}")))?;
+        crate::json::check_json("params", &params).map_err(|m| ApiError::bad_request("bad_params", m))?;
+        Ok(Self(params))
     }
 }
 
@@ -146,5 +149,83 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                 )
             })?;
         Ok(Self(Some(key.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion in a test")]
+
+    use axum::body::Body;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,8}".prop_map(Value::String),
+            Just(Value::String("a\u{0}b".into())),
+        ];
+        leaf.prop_recursive(8, 64, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof!["[a-z]{0,6}", Just("k\u{0}".to_owned())],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// JSON text: valid documents (now and then wrapped deep), the same with a byte changed, or noise.
+    fn valid() -> impl Strategy<Value = Vec<u8>> {
+        (json(), 0usize..140).prop_map(|(v, wrap)| {
+            let mut text = serde_json::to_string(&v).unwrap();
+            if wrap > 50 {
+                text = format!("{}{text}{}", "{\"w\":".repeat(wrap), "}".repeat(wrap));
+            }
+            text.into_bytes()
+        })
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            6 => valid(),
+            2 => (valid(), any::<prop::sample::Index>(), any::<u8>()).prop_map(|(mut b, at, byte)| {
+                if !b.is_empty() {
+                    let i = at.index(b.len());
+                    b[i] = byte;
+                }
+                b
+            }),
+            1 => proptest::collection::vec(any::<u8>(), 0..48),
+            1 => Just(br#"{"a":"\ud800"}"#.to_vec()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        #[test]
+        fn any_body_is_params_or_a_client_error(bytes in body()) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let request = Request::new(Body::from(bytes));
+            match rt.block_on(Params::from_request(request, &())) {
+                Ok(Params(value)) => {
+                    prop_assert!(crate::json::check_json("params", &value).is_ok());
+                }
+                Err(e) => {
+                    prop_assert!(e.status().is_client_error(), "{e:?}");
+                    prop_assert!(matches!(e.code(), "bad_json" | "bad_params" | "bad_body"), "{e:?}");
+                }
+            }
+        }
     }
 }

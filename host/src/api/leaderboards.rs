@@ -67,7 +67,7 @@ pub struct Online {
     ),
     responses(
         (status = 200, description = "Top rows", body = Board),
-        (status = 400, description = "Bad limit", body = ErrorBody),
+        (status = 400, description = "Bad limit (`bad_limit`) or board name (`bad_board`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
@@ -76,6 +76,16 @@ async fn board(
     Path(board): Path<String>,
     Query(top): Query<Top>,
 ) -> Result<axum::Json<Board>, ApiError> {
+    if board.is_empty() || board.len() > crate::game::effects::MAX_NAME || board.chars().any(char::is_control)
+    {
+        return Err(ApiError::bad_request(
+            "bad_board",
+            format!(
+                "`board` must be 1 to {} printable characters",
+                crate::game::effects::MAX_NAME
+            ),
+        ));
+    }
     let limit = top.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(

@@ -3,7 +3,7 @@
 
 use cauldron_sdk::wire::{Effect, PlayerState};
 
-use crate::json::doc_to_json;
+use crate::json::{check_text, doc_to_json};
 
 /// Most effects one outcome may carry.
 pub const MAX_EFFECTS: usize = 1_000;
@@ -28,9 +28,16 @@ fn doc_ok(what: &str, doc: &cauldron_sdk::Doc) -> Result<(), String> {
             doc.as_bytes().len()
         ));
     }
-    doc_to_json(doc)
-        .map(|_| ())
-        .map_err(|e| format!("{what} is not JSON-shaped: {e}"))
+    doc_to_json(what, doc).map(|_| ())
+}
+
+/// Check a reply document: the same size and shape rules as the documents effects carry.
+///
+/// # Errors
+/// What is wrong, naming the place in the reply.
+pub fn validate_reply(reply: &cauldron_sdk::Doc) -> Result<serde_json::Value, String> {
+    doc_ok("reply", reply)?;
+    doc_to_json("reply", reply)
 }
 
 /// Validate `effects` in order against `state` (the full state the call was computed from), where
@@ -138,6 +145,10 @@ pub fn validate(
                     .any(|m| !m.add.is_finite() || !m.mul.is_finite())
                 {
                     return Err(at(format!("buff `{}` has a non-finite modifier", buff.id)));
+                }
+                for m in &buff.modifiers {
+                    check_text("buff modifier stat", &m.stat).map_err(at)?;
+                    check_text("buff modifier source", &m.source).map_err(at)?;
                 }
             }
             Effect::RemoveBuff { id } => name_ok("buff id", id).map_err(at)?,

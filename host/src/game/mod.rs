@@ -16,6 +16,8 @@
 //! leaderboards, publish events.
 
 pub mod effects;
+#[cfg(test)]
+mod proptests;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,7 +37,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bus::Channel;
 use crate::cache::services::Services;
-use crate::json::{doc_to_json, json_to_doc};
+use crate::json::{check_json, doc_to_json, json_to_doc};
 use crate::metrics::Metrics;
 use crate::store::{ApplyRequest, FullState, LogEntry, Player, Store, StoreError};
 
@@ -159,6 +161,10 @@ pub enum GameError {
     /// The host cannot serve the action right now.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The idempotency key was used before for a different request (another plugin, action or
+    /// params); nothing ran.
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
     /// The store failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -303,7 +309,7 @@ impl Game {
                 content: v
                     .content
                     .iter()
-                    .filter_map(|(k, d)| Some((k.clone(), doc_to_json(d).ok()?)))
+                    .filter_map(|(k, d)| Some((k.clone(), doc_to_json("content table", d).ok()?)))
                     .collect(),
             })
             .collect()
@@ -322,7 +328,7 @@ impl Game {
     pub async fn effective_stats(&self, player_id: i64) -> Result<StatsView, GameError> {
         let now = now_ms();
         let snap = self.snapshot(player_id, now, true).await?;
-        let modifiers = self.modifiers(&snap, now).await;
+        let modifiers = self.modifiers(&snap, now).await?;
         Ok(StatsView {
             base: snap.state.stats.clone(),
             effective: stats::compose(&snap.state.stats, &modifiers),
@@ -397,9 +403,10 @@ impl Game {
         Ok(snap)
     }
 
-    /// Every plugin's `modifiers` for this state, plus active buffs. A failing hook is skipped (and
-    /// counted) so one broken plugin never blocks the others' actions.
-    async fn modifiers(&self, snap: &Snapshot, now: i64) -> Vec<Modifier> {
+    /// Every plugin's `modifiers` for this state, plus active buffs. A faulting hook is skipped (and
+    /// counted) so one broken plugin never blocks the others' actions; when the host itself cannot
+    /// run a hook, the stats would be wrong, so the whole request is unavailable.
+    async fn modifiers(&self, snap: &Snapshot, now: i64) -> Result<Vec<Modifier>, GameError> {
         let mut all: Vec<Modifier> = snap
             .state
             .buffs
@@ -423,10 +430,11 @@ impl Game {
             match self.call_plugin(&version, &call).await {
                 Ok(Outcome::Ok { modifiers, .. }) => all.extend(modifiers),
                 Ok(_) => {}
+                Err(e) if e.host_failure().is_some() => return Err(host_unavailable(&e)),
                 Err(e) => tracing::warn!(plugin = %version.name(), "modifiers hook skipped: {e}"),
             }
         }
-        all
+        Ok(all)
     }
 
     /// Call a plugin, recording metrics.
@@ -444,12 +452,17 @@ impl Game {
             started.elapsed().as_secs_f64(),
             fuel,
         );
-        if let Err(e) = &result
-            && e.is_fault()
-        {
-            self.inner
-                .metrics
-                .plugin_fault(version.name(), version.version(), e.kind());
+        if let Err(e) = &result {
+            if e.is_fault() {
+                self.inner
+                    .metrics
+                    .plugin_fault(version.name(), version.version(), e.kind());
+            } else if let Some(reason) = e.host_failure() {
+                self.inner.metrics.inc(
+                    "cauldron_host_call_failures_total",
+                    &[("plugin", version.name()), ("reason", reason.as_str())],
+                );
+            }
         }
         result
     }
@@ -482,6 +495,7 @@ impl Game {
         if !(req.params.is_object() || req.params.is_null()) {
             return Err(GameError::BadParams("params must be a JSON object".into()));
         }
+        check_json("params", &req.params).map_err(GameError::BadParams)?;
         let params = json_to_doc(&req.params);
         let mut kinds = version.manifest.entity_kinds.clone();
         kinds.extend(spec.kinds.iter().cloned());
@@ -504,10 +518,14 @@ impl Game {
         kinds: &[String],
     ) -> Result<ActionReply, GameError> {
         let store = &self.inner.store;
+        let fingerprint = request_fingerprint(&req.plugin, &req.action, &req.params);
         for attempt in 0..MAX_ATTEMPTS {
             if let Some(key) = &req.idempotency_key
                 && let Some(done) = store.idempotent_reply(req.player_id, key).await?
             {
+                if done.fingerprint.as_deref().is_some_and(|f| f != fingerprint) {
+                    return Err(GameError::IdempotencyKeyReused);
+                }
                 return Ok(ActionReply {
                     reply: done.reply,
                     events: Vec::new(),
@@ -517,7 +535,7 @@ impl Game {
             }
             let now = now_ms();
             let snap = self.snapshot(req.player_id, now, attempt == 0).await?;
-            let modifiers = self.modifiers(&snap, now).await;
+            let modifiers = self.modifiers(&snap, now).await?;
             let call = Call {
                 action: req.action.clone(),
                 kind: CallKind::Action,
@@ -541,6 +559,7 @@ impl Game {
                         _ => GameError::Rejected { code, message },
                     });
                 }
+                Err(e) if e.host_failure().is_some() => return Err(host_unavailable(&e)),
                 Err(e) => return Err(self.fault(version, e.kind(), e.to_string())),
             };
             let Outcome::Ok { effects, reply, .. } = &outcome else {
@@ -555,7 +574,7 @@ impl Game {
             )
             .map_err(|e| self.fault(version, "bad_effect", e))?;
             let reply_json =
-                doc_to_json(reply).map_err(|e| self.fault(version, "bad_output", format!("reply: {e}")))?;
+                effects::validate_reply(reply).map_err(|e| self.fault(version, "bad_effect", e))?;
             let digest = codec::encode(&outcome)
                 .map(|b| hex::encode(Sha256::digest(b)))
                 .unwrap_or_default();
@@ -569,6 +588,7 @@ impl Game {
                 outcome_digest: digest,
                 reply: reply_json.clone(),
                 idempotency_key: req.idempotency_key.clone(),
+                fingerprint: req.idempotency_key.as_ref().map(|_| fingerprint.clone()),
             };
             let apply = ApplyRequest {
                 player_id: req.player_id,
@@ -639,7 +659,7 @@ impl Game {
                         topic: event.topic.clone(),
                         scope: scope.into(),
                         player_id,
-                        data: doc_to_json(&event.data).unwrap_or(serde_json::Value::Null),
+                        data: doc_to_json("event data", &event.data).unwrap_or(serde_json::Value::Null),
                     };
                     let channel = match event.scope {
                         Scope::Player => Channel::Player(player_id),
@@ -657,9 +677,64 @@ impl Game {
     }
 }
 
+/// What identifies a request for its idempotency key: sha256 over the plugin, the action and the
+/// params as canonical JSON (object keys sorted, no spaces; `null` params read as `{}`).
+fn request_fingerprint(plugin: &str, action: &str, params: &serde_json::Value) -> String {
+    let mut hash = Sha256::new();
+    hash.update(plugin.as_bytes());
+    hash.update([0]);
+    hash.update(action.as_bytes());
+    hash.update([0]);
+    if params.is_null() {
+        hash.update(b"{}");
+    } else {
+        // serde_json's map is ordered by key, so this text is canonical.
+        hash.update(params.to_string().as_bytes());
+    }
+    hex::encode(hash.finalize())
+}
+
+/// A call the host could not run (shutting down, over the size cap, no free instance): the host's
+/// trouble, answered 503, never counted against the plugin.
+fn host_unavailable(e: &PluginError) -> GameError {
+    tracing::warn!("plugin call not run: {e}");
+    GameError::Unavailable("the game server is busy or restarting; try again shortly".into())
+}
+
 fn not_found_player(e: StoreError) -> GameError {
     match e {
         StoreError::NotFound => GameError::NotFound("player".into()),
         other => GameError::Store(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_fingerprint;
+    use serde_json::json;
+
+    #[test]
+    fn fingerprints_ignore_key_order_and_tell_requests_apart() {
+        let fp = |plugin, action, params| request_fingerprint(plugin, action, &params);
+        let base = fp("probe", "grant", json!({"n": 2, "into": {"a": 1, "b": [1, 2]}}));
+        assert_eq!(
+            base,
+            fp("probe", "grant", json!({"into": {"b": [1, 2], "a": 1}, "n": 2}))
+        );
+        assert_ne!(
+            base,
+            fp("probe", "grant", json!({"n": 3, "into": {"a": 1, "b": [1, 2]}}))
+        );
+        assert_ne!(
+            base,
+            fp("probe", "echo", json!({"n": 2, "into": {"a": 1, "b": [1, 2]}}))
+        );
+        assert_ne!(
+            base,
+            fp("other", "grant", json!({"n": 2, "into": {"a": 1, "b": [1, 2]}}))
+        );
+        // The separators keep the names apart: `ab`+`c` is not `a`+`bc`.
+        assert_ne!(fp("ab", "c", json!({})), fp("a", "bc", json!({})));
+        assert_eq!(fp("p", "a", json!(null)), fp("p", "a", json!({})));
     }
 }

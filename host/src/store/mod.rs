@@ -48,8 +48,12 @@ pub enum StoreError {
     /// An account with this username exists.
     #[error("username is taken")]
     UsernameTaken,
-    /// The database failed (connection, I/O, bad configuration, corrupt stored data). The detail is for
-    /// logs, not for clients.
+    /// The database cannot be reached or cannot answer now (down, restarting, out of connections,
+    /// locked past the busy timeout). Worth retrying later. The detail is for logs, not for clients.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database failed in a way a retry does not fix (bad configuration, corrupt stored data, a
+    /// query the database refused). The detail is for logs, not for clients.
     #[error("database error")]
     Db(#[source] sqlx::Error),
 }
@@ -173,6 +177,9 @@ pub struct LogEntry {
     pub reply: serde_json::Value,
     /// The client's Idempotency-Key, if it sent one.
     pub idempotency_key: Option<String>,
+    /// With a key: what identifies the request (plugin, action, params), so a key reused for another
+    /// request is told apart from a retry.
+    pub fingerprint: Option<String>,
 }
 
 /// One action to apply: its effects and its log row, in one transaction, guarded by the version.
@@ -216,6 +223,8 @@ pub struct IdempotentReply {
     pub reply: serde_json::Value,
     /// The player's version after it.
     pub version: i64,
+    /// The first request's fingerprint (`LogEntry::fingerprint`); `None` for rows logged without one.
+    pub fingerprint: Option<String>,
 }
 
 /// A stored plugin module, without its bytes.
@@ -370,33 +379,101 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 
 // ---- shared by both backends ------------------------------------------------------------------------
 
-/// A database error as callers see it: rule violations become `Invalid`, the rest stays `Db`.
+/// A database error as callers see it, by cause:
+///
+/// - caused by the input (a rule or constraint refused it, a value out of range, text the database
+///   cannot hold): [`StoreError::Invalid`], a client error, logged at debug level only;
+/// - the database cannot be reached or cannot answer now (connection refused or lost, pool timeout,
+///   server shutting down or starting, SQLite busy past its timeout): [`StoreError::Unavailable`];
+/// - a serialization failure or deadlock: [`StoreError::Conflict`], which the caller re-runs;
+/// - anything else (a bug, corrupt data, bad configuration): [`StoreError::Db`].
 fn db_err(err: sqlx::Error) -> StoreError {
-    if let Some(db) = err.as_database_error() {
-        use sqlx::error::ErrorKind;
-        let rule = || {
-            db.constraint()
-                .map(str::to_owned)
-                .unwrap_or_else(|| db.message().to_owned())
-        };
-        match db.kind() {
-            ErrorKind::CheckViolation
+    use sqlx::Error as E;
+    if matches!(
+        err,
+        E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed
+    ) {
+        return StoreError::Unavailable(err);
+    }
+    let Some(db) = err.as_database_error() else {
+        return StoreError::Db(err);
+    };
+    use sqlx::error::ErrorKind;
+    if matches!(
+        db.kind(),
+        ErrorKind::CheckViolation
             | ErrorKind::ForeignKeyViolation
             | ErrorKind::NotNullViolation
-            | ErrorKind::UniqueViolation => {
-                tracing::debug!(error = %err, "constraint refused a change");
-                return StoreError::Invalid(format!("refused by the database rule `{}`", rule()));
-            }
-            _ => {}
-        }
-        // Values out of range: PostgreSQL's numeric_value_out_of_range (a bigint sum overflowing) and
-        // SQLite's SQLITE_CONSTRAINT_DATATYPE (an integer sum overflowing into a REAL in a STRICT table).
-        if matches!(db.code().as_deref(), Some("22003" | "3091")) {
-            tracing::debug!(error = %err, "value out of range");
-            return StoreError::Invalid("a quantity is out of range".to_owned());
-        }
+            | ErrorKind::UniqueViolation
+    ) {
+        tracing::debug!(error = %err, "constraint refused a change");
+        let rule = db
+            .constraint()
+            .map(str::to_owned)
+            .unwrap_or_else(|| db.message().to_owned());
+        return StoreError::Invalid(format!("refused by the database rule `{rule}`"));
     }
-    StoreError::Db(err)
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
+    match classify_code(&code, sqlite) {
+        Cause::Input => {
+            tracing::debug!(error = %err, "the database refused a value");
+            StoreError::Invalid(format!("the database refused a value: {}", db.message()))
+        }
+        Cause::Unreachable => StoreError::Unavailable(err),
+        Cause::Conflict => {
+            tracing::debug!(error = %err, "serialization failure or deadlock");
+            StoreError::Conflict
+        }
+        Cause::Other => StoreError::Db(err),
+    }
+}
+
+/// What a database error code says about its cause.
+#[derive(Debug, PartialEq, Eq)]
+enum Cause {
+    /// The value sent was refused.
+    Input,
+    /// The database is down, starting, shutting down, out of connections or busy.
+    Unreachable,
+    /// A concurrent transaction won; running again succeeds.
+    Conflict,
+    /// Anything else.
+    Other,
+}
+
+/// Classify a PostgreSQL SQLSTATE or, with `sqlite`, an SQLite extended result code.
+fn classify_code(code: &str, sqlite: bool) -> Cause {
+    if sqlite {
+        let Ok(sqlite) = code.parse::<u32>() else {
+            return Cause::Other;
+        };
+        // SQLite: the primary result code is the low byte of the extended one.
+        return match sqlite & 0xff {
+            // SQLITE_BUSY, SQLITE_LOCKED: another writer held the database past the busy timeout.
+            5 | 6 => Cause::Unreachable,
+            // SQLITE_TOOBIG, SQLITE_MISMATCH, SQLITE_RANGE.
+            18 | 20 | 25 => Cause::Input,
+            // SQLITE_CONSTRAINT_DATATYPE (3091): an integer sum overflowed into a REAL in a STRICT
+            // table. Other constraint codes were handled by kind.
+            19 if sqlite == 3091 => Cause::Input,
+            _ => Cause::Other,
+        };
+    }
+    match code.get(..2) {
+        // Class 22, data exception: out of range, NUL or untranslatable characters, bad text.
+        Some("22") => Cause::Input,
+        // Class 08, connection exception; class 53, insufficient resources (too many connections);
+        // classes 28 and 3D, refused at connection time (credentials, the database gone).
+        Some("08" | "53" | "28" | "3D") => Cause::Unreachable,
+        // Class 40: serialization failure, deadlock.
+        Some("40") => Cause::Conflict,
+        // Class 57: operator intervention (admin or crash shutdown, cannot connect now).
+        Some("57") if code != "57014" => Cause::Unreachable,
+        // A read-only transaction on a standby after a failover.
+        _ if code == "25006" => Cause::Unreachable,
+        _ => Cause::Other,
+    }
 }
 
 /// Stored data that does not decode (corruption or a hand edit): a database error, not the caller's.
@@ -465,7 +542,7 @@ fn precheck(effect: &Effect, kinds: &[String]) -> Result<(), StoreError> {
 
 /// A plugin document as stored JSON; documents with no JSON form are refused.
 fn doc_json(what: &str, doc: &cauldron_sdk::Doc) -> Result<serde_json::Value, StoreError> {
-    crate::json::doc_to_json(doc).map_err(|e| StoreError::Invalid(format!("{what}: {e}")))
+    crate::json::doc_to_json(what, doc).map_err(StoreError::Invalid)
 }
 
 fn modifiers_json(buff: &Buff) -> Result<serde_json::Value, StoreError> {
@@ -547,6 +624,7 @@ struct LogRow {
     outcome_digest: String,
     reply: sqlx::types::Json<serde_json::Value>,
     idempotency_key: Option<String>,
+    request_fingerprint: Option<String>,
     version: i64,
     created_ms: i64,
 }
@@ -569,6 +647,7 @@ impl From<LogRow> for LoggedAction {
                 outcome_digest: r.outcome_digest,
                 reply: r.reply.0,
                 idempotency_key: r.idempotency_key,
+                fingerprint: r.request_fingerprint,
             },
         }
     }
@@ -631,6 +710,33 @@ mod tests {
     fn seeds_survive_the_signed_column() {
         for seed in [0, 1, u64::MAX, 1 << 63, 0xdead_beef_cafe_f00d] {
             assert_eq!(seed_from_db(seed_to_db(seed)), seed);
+        }
+    }
+
+    #[test]
+    fn database_error_codes_are_classified_by_cause() {
+        let pg = |code| classify_code(code, false);
+        let sqlite = |code| classify_code(code, true);
+        for code in ["22021", "22P05", "22003", "22001"] {
+            assert_eq!(pg(code), Cause::Input, "{code}");
+        }
+        for code in ["3091", "18", "20"] {
+            assert_eq!(sqlite(code), Cause::Input, "{code}");
+        }
+        for code in ["08006", "57P01", "57P03", "53300", "3D000", "28P01"] {
+            assert_eq!(pg(code), Cause::Unreachable, "{code}");
+        }
+        for code in ["5", "517", "6", "262"] {
+            assert_eq!(sqlite(code), Cause::Unreachable, "{code}");
+        }
+        for code in ["40001", "40P01"] {
+            assert_eq!(pg(code), Cause::Conflict, "{code}");
+        }
+        for code in ["42P01", "57014", "", "XX000"] {
+            assert_eq!(pg(code), Cause::Other, "{code}");
+        }
+        for code in ["1", "2067", "", "x"] {
+            assert_eq!(sqlite(code), Cause::Other, "{code}");
         }
     }
 

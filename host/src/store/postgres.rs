@@ -279,16 +279,21 @@ impl Store for PgStore {
         player_id: i64,
         key: &str,
     ) -> Result<Option<IdempotentReply>, StoreError> {
-        let row: Option<(Json<serde_json::Value>, i64)> = sqlx::query_as(
+        let row: Option<(Json<serde_json::Value>, i64, Option<String>)> = sqlx::query_as(
             // language=postgresql
-            "select reply, version from action_log where player_id = $1 and idempotency_key = $2",
+            "select reply, version, request_fingerprint from action_log
+             where player_id = $1 and idempotency_key = $2",
         )
         .bind(player_id)
         .bind(key)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        Ok(row.map(|(Json(reply), version)| IdempotentReply { reply, version }))
+        Ok(row.map(|(Json(reply), version, fingerprint)| IdempotentReply {
+            reply,
+            version,
+            fingerprint,
+        }))
     }
 
     async fn put_artifact(
@@ -456,7 +461,7 @@ impl Store for PgStore {
         let rows: Vec<LogRow> = sqlx::query_as(
             // language=postgresql
             "select id, player_id, plugin, plugin_version, plugin_sha256, action, params, seed, now_ms,
-                    outcome_digest, reply, idempotency_key, version, created_ms
+                    outcome_digest, reply, idempotency_key, request_fingerprint, version, created_ms
              from action_log where plugin = $1 and id > $2 order by id limit $3",
         )
         .bind(plugin)
@@ -651,8 +656,9 @@ async fn apply_in(db: &mut PgConnection, req: &ApplyRequest<'_>) -> Result<i64, 
     let inserted = sqlx::query(
         // language=postgresql
         "insert into action_log (player_id, plugin, plugin_version, plugin_sha256, action, params, seed,
-                                 now_ms, outcome_digest, reply, idempotency_key, version, created_ms)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                 now_ms, outcome_digest, reply, idempotency_key, request_fingerprint,
+                                 version, created_ms)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          on conflict (player_id, idempotency_key) do nothing",
     )
     .bind(req.player_id)
@@ -666,6 +672,7 @@ async fn apply_in(db: &mut PgConnection, req: &ApplyRequest<'_>) -> Result<i64, 
     .bind(&log.outcome_digest)
     .bind(Json(&log.reply))
     .bind(log.idempotency_key.as_deref())
+    .bind(log.fingerprint.as_deref())
     .bind(version)
     .bind(wall_clock_ms())
     .execute(&mut *db)

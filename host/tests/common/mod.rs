@@ -27,6 +27,7 @@ use cauldron_host::metrics::Metrics;
 use cauldron_host::state::{self, AppState};
 use cauldron_runtime::{Registry, Runtime, watcher};
 use sqlx::Connection;
+use tracing_subscriber::Layer as _;
 
 pub(crate) mod cluster;
 
@@ -215,12 +216,7 @@ impl TestApp {
         vars: &[(&str, &str)],
         prepare: impl FnOnce(&Path),
     ) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "cauldron_host=debug,tower_http=info",
-            ))
-            .try_init();
+        init_logs();
 
         let plugins_out = env_dir("CAULDRON_PLUGINS_OUT");
         let fixtures = env_dir("CAULDRON_FIXTURES_DIR");
@@ -322,6 +318,17 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// The ERROR-level log lines the host wrote while serving requests that carried `x-request-id:
+    /// request_id` (the host keeps a client's request id).
+    pub(crate) fn error_logs(&self, request_id: &str) -> Vec<String> {
+        let errors = ERRORS.lock().unwrap_or_else(|p| p.into_inner());
+        errors
+            .iter()
+            .filter(|(id, _)| id == request_id)
+            .map(|(_, line)| line.clone())
+            .collect()
+    }
+
     /// Stop serving and wait for the server to finish (graceful shutdown).
     pub(crate) async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -341,5 +348,93 @@ impl Drop for TestApp {
         if let Some(server) = self.server.take() {
             server.abort();
         }
+    }
+}
+
+/// ERROR-level events seen by the tests' subscriber, with the request id of the request they belong
+/// to (from the host's `http` span).
+static ERRORS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Logs to the test writer, plus [`ErrorCapture`]; once per test binary.
+fn init_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(
+            tracing_subscriber::EnvFilter::new("cauldron_host=debug,tower_http=info"),
+        ))
+        .with(ErrorCapture)
+        .try_init();
+}
+
+/// Records every ERROR event with the `request_id` of its enclosing span, whatever the log filter.
+struct ErrorCapture;
+
+/// A span's request id, kept in its extensions.
+struct RequestId(String);
+
+/// Reads one field of a span or an event as text.
+struct FieldText<'a> {
+    name: &'a str,
+    text: Option<String>,
+}
+
+impl tracing::field::Visit for FieldText<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == self.name {
+            self.text = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == self.name {
+            self.text = Some(format!("{value:?}"));
+        }
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for ErrorCapture
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut field = FieldText {
+            name: "request_id",
+            text: None,
+        };
+        attrs.record(&mut field);
+        if let (Some(text), Some(span)) = (field.text, ctx.span(id)) {
+            span.extensions_mut().insert(RequestId(text));
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() != tracing::Level::ERROR {
+            return;
+        }
+        let request_id = ctx.event_scope(event).and_then(|scope| {
+            scope
+                .from_root()
+                .find_map(|span| span.extensions().get::<RequestId>().map(|r| r.0.clone()))
+        });
+        let mut message = FieldText {
+            name: "message",
+            text: None,
+        };
+        event.record(&mut message);
+        let line = format!(
+            "{}: {}",
+            event.metadata().target(),
+            message.text.unwrap_or_default()
+        );
+        ERRORS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((request_id.unwrap_or_default(), line));
     }
 }
