@@ -68,7 +68,10 @@ struct ActionReplyDoc {
         (status = 429, description = "Too many actions; see Retry-After", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "The plugin failed (`plugin_fault`); nothing changed", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`unavailable`); retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "No answer within REQUEST_TIMEOUT_SECS (`timeout`); the action may have \
+            been applied: retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 async fn act(
