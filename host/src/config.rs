@@ -118,7 +118,7 @@ pub struct Settings {
     /// Largest request body, in bytes (default 65536).
     #[arg(long, env = "MAX_BODY_BYTES", global = true)]
     pub max_body_bytes: Option<String>,
-    /// Longest a request may take before 408, in seconds (default 30).
+    /// Longest a request may take before it is stopped with 504 `timeout`, in seconds (default 30).
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", global = true)]
     pub request_timeout_secs: Option<String>,
     /// How long shutdown waits for in-flight requests, in seconds (default 10).

@@ -1,15 +1,19 @@
 //! The HTTP API end to end: the real app on an ephemeral port with the real plugins (and the probe
 //! fixture), every case run twice by `both_backends!`: PostgreSQL + Redis, and SQLite + in-process
-//! services. No mocks; nothing waits on wall-clock time.
+//! services. No mocks; nothing waits on wall-clock time except the cases about timeouts, which wait
+//! a second or two for the host's own bounds.
 
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion here")]
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use cauldron_host::auth::{Claims, TokenKeys};
 use common::{Backend, TEST_SECRET, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sqlx::Connection;
 
 // ---- helpers -----------------------------------------------------------------------------------
 
@@ -93,6 +97,69 @@ async fn full_state(app: &TestApp, user: &User) -> Value {
     body
 }
 
+/// A write lock on the app's database held from a connection of its own, as another process would
+/// hold it: on PostgreSQL the player's row (which every action of the player updates first), on
+/// SQLite the database's write lock (`BEGIN IMMEDIATE`).
+enum WriteLock {
+    Pg(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl WriteLock {
+    async fn hold(app: &TestApp, player_id: i64) -> Self {
+        match app.backend {
+            Backend::PgRedis => {
+                let mut conn = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+                sqlx::query("begin").execute(&mut conn).await.unwrap();
+                sqlx::query("select id from players where id = $1 for update")
+                    .bind(player_id)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Self::Pg(conn)
+            }
+            Backend::SqliteLocal => {
+                let mut conn = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();
+                sqlx::query("begin immediate").execute(&mut conn).await.unwrap();
+                Self::Sqlite(conn)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Self::Pg(mut conn) => {
+                sqlx::query("rollback").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Self::Sqlite(mut conn) => {
+                sqlx::query("rollback").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+}
+
+/// `probe/grant` (one gem) with an `Idempotency-Key`: the status, the `Retry-After` header if any,
+/// the body.
+async fn grant(app: &TestApp, user: &User, key: &str) -> (StatusCode, Option<String>, Value) {
+    let resp = app
+        .http
+        .post(app.url("/api/v1/actions/probe/grant"))
+        .bearer_auth(&user.token)
+        .header("idempotency-key", key)
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let (status, body) = json_of(resp).await;
+    (status, retry_after, body)
+}
+
 /// Generates `pg_redis::case` and `sqlite_local::case` for each `async fn case(app: TestApp)`.
 macro_rules! both_backends {
     ($($case:ident),* $(,)?) => {
@@ -128,6 +195,7 @@ both_backends!(
     action_rate_limit_is_429_with_retry_after,
     graceful_shutdown_stops_serving,
     web_client_is_served_with_fallback,
+    slow_requests_time_out_in_the_error_format,
     deep_documents_are_refused_and_the_player_keeps_playing,
     nul_text_is_a_client_error_that_logs_nothing_at_error,
     idempotency_key_reused_for_another_request_is_422,
@@ -257,10 +325,10 @@ async fn bad_tokens_are_401(app: TestApp) {
         iat: now - 7200,
         exp,
     };
-    let ours = TokenKeys::new(TEST_SECRET.as_bytes(), std::time::Duration::from_secs(60));
+    let ours = TokenKeys::new(TEST_SECRET.as_bytes(), Duration::from_secs(60));
     let forger = TokenKeys::new(
         b"not the server's key, but long enough to look real",
-        std::time::Duration::from_secs(60),
+        Duration::from_secs(60),
     );
     let expired = ours.sign(&claims(now - 3600)).unwrap();
     let forged = forger.sign(&claims(now + 3600)).unwrap();
@@ -802,6 +870,96 @@ async fn web_client_is_served_with_fallback(app: TestApp) {
     );
     let (status, _) = get(&app, "/api/v1/catalog", None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+async fn slow_requests_time_out_in_the_error_format(app: TestApp) {
+    // This case needs a short request timeout: its own app, with one second.
+    let app = TestApp::start_with(app.backend, &[("REQUEST_TIMEOUT_SECS", "1")]).await;
+    let user = register(&app, "slow").await;
+    let before = full_state(&app, &user).await;
+
+    // The action waits for a lock held elsewhere for longer than the timeout: a 504 in the JSON error
+    // format (never an empty body), soon after the second is up.
+    let lock = WriteLock::hold(&app, user.player_id).await;
+    let started = Instant::now();
+    let (status, _, body) = grant(&app, &user, "slow-1").await;
+    assert_error(&(status, body.clone()), StatusCode::GATEWAY_TIMEOUT, "timeout");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    lock.release().await;
+
+    // The stopped action was not applied; its retry is, once.
+    assert_eq!(full_state(&app, &user).await, before);
+    let (status, _, body) = grant(&app, &user, "slow-1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["replayed"], false);
+    assert_eq!(full_state(&app, &user).await["items"]["gem"], 1);
+
+    // The timeout is counted like any other answer.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "cauldron_http_requests_total{route=\"/api/v1/actions/{plugin}/{action}\",status=\"504\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_locked_by_another_process_is_a_503_until_released() {
+    let app = TestApp::start(Backend::SqliteLocal).await;
+    let users = [
+        register(&app, "lock_a").await,
+        register(&app, "lock_b").await,
+        register(&app, "lock_c").await,
+    ];
+
+    // Another process holds the write lock for longer than a write waits. Three actions at once: each
+    // waits its turn and then for the lock, and fails with 503, Retry-After and the JSON error body,
+    // within a few seconds rather than one after another.
+    let lock = WriteLock::hold(&app, 0).await;
+    let started = Instant::now();
+    let app_ref = &app;
+    let answers = futures_util::future::join_all(users.iter().enumerate().map(|(i, user)| async move {
+        let answer = grant(app_ref, user, &format!("locked-{i}")).await;
+        (answer, started.elapsed())
+    }))
+    .await;
+    for ((status, retry_after, body), took) in answers {
+        assert_error(&(status, body), StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        let retry_after: u64 = retry_after.expect("Retry-After").parse().unwrap();
+        assert!(retry_after >= 1);
+        assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    }
+    // Reads do not need the write lock.
+    assert_eq!(full_state(&app, &users[0]).await["items"]["gem"], Value::Null);
+    lock.release().await;
+
+    // Released: the same requests apply, each once.
+    for (i, user) in users.iter().enumerate() {
+        let (status, _, body) = grant(&app, user, &format!("locked-{i}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["replayed"], false, "{body}");
+        assert_eq!(full_state(&app, user).await["items"]["gem"], 1);
+    }
 }
 
 // ---- bad input and host trouble ---------------------------------------------------------------

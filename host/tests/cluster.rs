@@ -3,9 +3,12 @@
 //! the replicas of deploy/docker-compose.yml do, as hosts behind nginx would be: events cross hosts over the bus, and plugin uploads, rollbacks and unloads
 //! through the admin API of one host reach the others.
 //!
+//! One more case stops the database under a loaded host: it runs a PostgreSQL server of its own
+//! (`PgServer`), which needs PostgreSQL's server programs besides.
+//!
 //! Needs what the API tests need (see `common/mod.rs`): PostgreSQL, Redis, and the plugins built.
-//! Waits are polls bounded by deadlines. The rollout time is measured and printed, not asserted
-//! (timing belongs in docs/benchmarks.md, which records it against the issue's one-second bound).
+//! Waits are polls bounded by deadlines. The rollout time and the outage's latencies are measured and
+//! printed, not asserted beyond generous bounds (timing belongs in docs/benchmarks.md).
 
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion here")]
 #![allow(
@@ -15,6 +18,9 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
@@ -22,7 +28,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
-use common::cluster::{ADMIN_TOKEN, DEADLINE, Host, Shared, fixture, next, post, register, shout};
+use common::cluster::{ADMIN_TOKEN, DEADLINE, Host, PgServer, Shared, fixture, next, post, register, shout};
 
 /// The probe version `host` serves now, by asking it (`whoami`); `None` if it serves no probe.
 async fn probe_version(host: &Host, token: &str) -> Option<String> {
@@ -297,4 +303,301 @@ async fn the_admin_api_needs_an_administrator_and_refuses_bad_modules() {
         (status, body["error"]["code"].clone()),
         (400, json!("bad_plugin_name"))
     );
+}
+
+/// One request of the outage case's load.
+struct Sample {
+    /// Which client (and so which player) sent it.
+    client: usize,
+    /// Its Idempotency-Key.
+    key: String,
+    sent: Instant,
+    took: Duration,
+    /// The HTTP status, or 0 if no answer came.
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+impl Sample {
+    fn answered(&self) -> Instant {
+        self.sent + self.took
+    }
+}
+
+/// `probe/grant` (one gem) with an Idempotency-Key, as the player of `token`.
+async fn grant(http: &reqwest::Client, base: &str, token: &str, client: usize, key: String) -> Sample {
+    let sent = Instant::now();
+    let result = http
+        .post(format!("{base}/api/v1/actions/probe/grant"))
+        .bearer_auth(token)
+        .header("idempotency-key", &key)
+        .json(&json!({"n": 1}))
+        .send()
+        .await;
+    let (status, retry_after, body) = match result {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
+            let text = resp.text().await.unwrap_or_default();
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (status, retry_after, body)
+        }
+        Err(e) => (0, None, Value::String(e.to_string())),
+    };
+    Sample {
+        client,
+        key,
+        sent,
+        took: sent.elapsed(),
+        status,
+        retry_after,
+        body,
+    }
+}
+
+/// One client of the load: a grant after another with a fresh key each, until `stop`.
+async fn keep_granting(
+    base: String,
+    token: String,
+    client: usize,
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let sample = grant(&http, &base, &token, client, format!("outage-{client}-{n}")).await;
+        samples.lock().unwrap().push(sample);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `p`-quantile of sorted `d` (nearest rank).
+fn quantile(d: &[Duration], p: f64) -> Duration {
+    let rank = ((d.len() as f64 * p).ceil() as usize).clamp(1, d.len());
+    d[rank - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_fails_requests_fast_and_the_host_recovers_by_itself() {
+    const CLIENTS: usize = 4;
+    let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
+    let pg = Arc::new(pg);
+    let shared = Shared::on_database("outage", pg.url());
+    let host = Host::start_with(
+        &shared,
+        &[
+            ("RATE_LIMIT_LOGIN_BURST", "100"),
+            ("RATE_LIMIT_ACTION_PER_SEC", "1000"),
+        ],
+    )
+    .await;
+    let mut tokens = Vec::new();
+    let mut players = Vec::new();
+    for _ in 0..=CLIENTS {
+        let (token, player_id, _) = register(&host).await;
+        tokens.push(token);
+        players.push(player_id);
+    }
+    // The last player acts over a WebSocket.
+    let url = format!(
+        "{}/ws?token={}",
+        host.base.replacen("http", "ws", 1),
+        tokens[CLIENTS]
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let ws_action = json!({
+        "type": "action", "id": 1, "plugin": "probe", "action": "grant",
+        "params": {"n": 1}, "idempotency_key": "outage-ws-1",
+    })
+    .to_string();
+
+    // Steady load, then PostgreSQL stops for about six seconds and starts again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            tokio::spawn(keep_granting(
+                host.base.clone(),
+                tokens[i].clone(),
+                i,
+                Arc::clone(&stop),
+                Arc::clone(&samples),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopping = Instant::now();
+    let server = Arc::clone(&pg);
+    tokio::task::spawn_blocking(move || server.stop()).await.unwrap();
+    let down = Instant::now();
+
+    // A WebSocket action meanwhile gets the same error as HTTP, in an `action_result`.
+    socket.send(Message::text(ws_action.clone())).await.unwrap();
+    let result = next(&mut socket).await;
+    assert_eq!(result["type"], "action_result", "{result}");
+    assert_eq!(result["status"], 503, "{result}");
+    assert_eq!(result["error"]["code"], "unavailable", "{result}");
+    assert!(down.elapsed() < Duration::from_secs(5), "{:?}", down.elapsed());
+
+    tokio::time::sleep_until((down + Duration::from_secs(6)).into()).await;
+    let server = Arc::clone(&pg);
+    tokio::task::spawn_blocking(move || server.start_again(false))
+        .await
+        .unwrap();
+    // Back: the moment it accepts a connection (polled from here, not through the host).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let back = loop {
+        if let Ok(conn) = sqlx::PgConnection::connect(&pg.url()).await {
+            let back = Instant::now();
+            conn.close().await.unwrap();
+            break back;
+        }
+        assert!(Instant::now() < deadline, "PostgreSQL did not come back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+
+    // Without a restart, every client's actions succeed again.
+    let deadline = back + Duration::from_secs(30);
+    loop {
+        let recovered: BTreeSet<usize> = samples
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.sent >= back && s.status == 200)
+            .map(|s| s.client)
+            .collect();
+        if recovered.len() == CLIENTS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only clients {recovered:?} succeed again after PostgreSQL came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let samples = std::mem::take(&mut *samples.lock().unwrap());
+
+    // Every request was answered within the bound; every failure was a 503 in the error format,
+    // with Retry-After. The outage was seen.
+    for s in &samples {
+        assert!(
+            s.took < Duration::from_secs(5),
+            "{} took {:?} ({} {})",
+            s.key,
+            s.took,
+            s.status,
+            s.body
+        );
+        if s.status != 200 {
+            assert_eq!(s.status, 503, "{}: {}", s.key, s.body);
+            assert_eq!(s.body["error"]["code"], "unavailable", "{}: {}", s.key, s.body);
+            assert!(s.body["error"]["message"].is_string(), "{}: {}", s.key, s.body);
+            let retry_after: u64 = s.retry_after.as_deref().expect("Retry-After").parse().unwrap();
+            assert!(retry_after >= 1);
+        }
+    }
+    let failed: Vec<&Sample> = samples.iter().filter(|s| s.status != 200).collect();
+    assert!(!failed.is_empty(), "no request saw the outage");
+
+    // The figures (not asserted): how fast the 503s came, how soon after PostgreSQL was back the
+    // host served again.
+    let mut unavailable: Vec<Duration> = failed.iter().map(|s| s.took).collect();
+    unavailable.sort();
+    let first_ok = samples
+        .iter()
+        .filter(|s| s.status == 200 && s.answered() >= back)
+        .map(|s| s.answered() - back)
+        .min()
+        .unwrap();
+    let last_failed = failed.iter().map(|s| s.answered()).max().unwrap();
+    eprintln!(
+        "outage: {} requests, {} answered 503 (p50 {:?}, max {:?}); PostgreSQL stopped in {:?}, down \
+         {:?}; first 2xx {:?} after it was back; last 503 {:?} after it was back",
+        samples.len(),
+        failed.len(),
+        quantile(&unavailable, 0.5),
+        unavailable.last().unwrap(),
+        down - stopping,
+        back - down,
+        first_ok,
+        last_failed.saturating_duration_since(back),
+    );
+
+    // Nothing lost or doubled. Every failed request, sent again with its key, is applied now or
+    // answered from the log (it may have committed before its connection was cut).
+    let http = reqwest::Client::new();
+    let mut keys: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for s in &samples {
+        keys.entry(players[s.client]).or_default().insert(s.key.clone());
+    }
+    for s in &failed {
+        let retry = grant(&http, &host.base, &tokens[s.client], s.client, s.key.clone()).await;
+        assert_eq!(retry.status, 200, "{}: {}", retry.key, retry.body);
+    }
+    socket.send(Message::text(ws_action)).await.unwrap();
+    let result = next(&mut socket).await;
+    assert_eq!(result["status"], 200, "{result}");
+    keys.entry(players[CLIENTS])
+        .or_default()
+        .insert("outage-ws-1".to_owned());
+    let mut db = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    for (&player_id, sent) in &keys {
+        // Each key logged exactly once, and no grant without one of them.
+        let logged: Vec<(String, i64)> = sqlx::query_as(
+            "select idempotency_key, count(*) from action_log
+             where player_id = $1 and plugin = 'probe' and action = 'grant'
+             group by idempotency_key",
+        )
+        .bind(player_id)
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        assert!(logged.iter().all(|(_, n)| *n == 1), "{logged:?}");
+        let logged: BTreeSet<String> = logged.into_iter().map(|(key, _)| key).collect();
+        assert_eq!(&logged, sent, "player {player_id}");
+        // And the state holds exactly one gem for each.
+        let gems: i64 = sqlx::query_scalar(
+            "select coalesce(sum(qty), 0)::bigint from items where player_id = $1 and item = 'gem'",
+        )
+        .bind(player_id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(gems, i64::try_from(sent.len()).unwrap(), "player {player_id}");
+    }
+    db.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_started_before_its_database_waits_for_it() {
+    let pg = Arc::new(tokio::task::spawn_blocking(PgServer::start).await.unwrap());
+    let server = Arc::clone(&pg);
+    tokio::task::spawn_blocking(move || server.stop()).await.unwrap();
+    let shared = Shared::on_database("startwait", pg.url());
+    // The database comes up a few seconds after the host starts waiting for it.
+    let server = Arc::clone(&pg);
+    let later = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::task::spawn_blocking(move || server.start_again(true))
+            .await
+            .unwrap();
+    });
+    let host = Host::start(&shared).await;
+    later.await.unwrap();
+    let (token, _, _) = register(&host).await;
+    let (status, body) = post(&host, "/api/v1/actions/probe/grant", &token, &json!({"n": 1})).await;
+    assert_eq!(status, 200, "{body}");
 }

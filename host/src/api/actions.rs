@@ -69,7 +69,10 @@ struct ActionReplyDoc {
         (status = 429, description = "Too many actions; see Retry-After", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "The plugin failed (`plugin_fault`); nothing changed", body = ErrorBody),
-        (status = 503, description = "The database is unreachable, or the host cannot run plugin calls right now (shutting down, no free instance); nothing changed", body = ErrorBody),
+        (status = 503, description = "The database is unreachable, or the host cannot run plugin calls right now (shutting down, no free instance): `unavailable`; nothing changed, retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "No answer within REQUEST_TIMEOUT_SECS (`timeout`); the action may have \
+            been applied: retry with the same Idempotency-Key", body = ErrorBody),
     )
 )]
 async fn act(

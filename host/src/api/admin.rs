@@ -189,7 +189,8 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> axum::Json<Vec<Pl
         (status = 409, description = "This version is stored with different bytes", body = ErrorBody),
         (status = 413, description = "Module larger than 32 MiB", body = ErrorBody),
         (status = 422, description = "Refused: compile, ABI, manifest or name mismatch (`plugin_refused`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn upload(
@@ -253,7 +254,8 @@ async fn upload(
         (status = 403, description = "Not an administrator", body = ErrorBody),
         (status = 404, description = "No stored version to roll back to (`no_previous`)", body = ErrorBody),
         (status = 422, description = "The stored version no longer loads", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn rollback(
@@ -294,7 +296,8 @@ async fn rollback(
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an administrator", body = ErrorBody),
         (status = 404, description = "No such plugin", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn unload(

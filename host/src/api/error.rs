@@ -81,7 +81,7 @@ pub enum ApiError {
         /// Operator detail (logged, not sent).
         detail: String,
     },
-    /// A dependency is down: 503.
+    /// A dependency is down: 503 with `Retry-After`.
     #[error("{message}")]
     Unavailable {
         /// Message for the client.
@@ -89,10 +89,21 @@ pub enum ApiError {
         /// Operator detail (logged, not sent).
         detail: String,
     },
+    /// The request took longer than `REQUEST_TIMEOUT_SECS` and was stopped: 504.
+    #[error(
+        "the request took longer than {} s and was stopped; an action may still have been applied, so \
+         retry it with the same Idempotency-Key",
+        .0.as_secs()
+    )]
+    Timeout(Duration),
     /// Anything else: 500 with a generic message; the detail is logged.
     #[error("internal error")]
     Internal(String),
 }
+
+/// The `Retry-After` of a 503, in seconds: outages worth a 503 (a database restarting, a lock held by
+/// another process) mostly last seconds, and a request during one fails within about two.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
 
 /// `{"error": {...}}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -163,6 +174,7 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PluginFault { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -178,6 +190,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::PluginFault { .. } => "plugin_fault",
             Self::Unavailable { .. } => "unavailable",
+            Self::Timeout(_) => "timeout",
             Self::Internal(_) => "internal",
         }
     }
@@ -189,7 +202,7 @@ impl IntoResponse for ApiError {
         let code = self.code().to_owned();
         let internal = matches!(
             self,
-            Self::PluginFault { .. } | Self::Internal(_) | Self::Unavailable { .. }
+            Self::PluginFault { .. } | Self::Internal(_) | Self::Unavailable { .. } | Self::Timeout(_)
         );
         let detail = match &self {
             Self::PluginFault { detail, .. } | Self::Unavailable { detail, .. } => {
@@ -209,6 +222,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(*retry_after)));
+        }
+        if let Self::Unavailable { .. } = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+            );
         }
         response.extensions_mut().insert(ErrorDetail {
             internal,

@@ -68,7 +68,8 @@ pub struct Online {
     responses(
         (status = 200, description = "Top rows", body = Board),
         (status = 400, description = "Bad limit (`bad_limit`) or board name (`bad_board`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn board(
@@ -136,7 +137,8 @@ async fn board(
     get, path = "/online", tag = "leaderboards",
     responses(
         (status = 200, description = "Online count", body = Online),
-        (status = 503, description = "Presence is unavailable (Redis down)", body = ErrorBody),
+        (status = 503, description = "Presence is unavailable (Redis down)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn online(State(state): State<AppState>) -> Result<axum::Json<Online>, ApiError> {

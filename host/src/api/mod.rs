@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - this file: [`app`] (the router with every layer) and [`serve`] (listener + graceful shutdown),
-//!   the OpenAPI document, the request observer (metrics and error logs).
+//!   the OpenAPI document, the request observer (metrics and error logs), the request timeout.
 //! - `error`: [`ApiError`], the one error type, rendered `{"error":{"code","message"}}`.
 //! - `extract`: JSON and params extractors with our rejections, the bearer-token extractor,
 //!   `Idempotency-Key`.
@@ -41,7 +41,6 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::{ServeDir, ServeFile};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -140,12 +139,12 @@ pub fn app(state: AppState) -> Router {
     let config = &state.config;
     let cors = cors(&config.cors);
     router
+        .layer(middleware::from_fn_with_state(
+            config.request_timeout,
+            request_timeout,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
-        ))
         .layer(CompressionLayer::new())
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -191,6 +190,16 @@ fn cors(policy: &Cors) -> CorsLayer {
 
 async fn api_not_found() -> ApiError {
     ApiError::not_found("no_route", "no such API route")
+}
+
+/// Stops a request that has not answered within `limit` (`REQUEST_TIMEOUT_SECS`) with a 504 in the
+/// JSON error format. The handler's future is dropped, which rolls back a transaction it left open.
+/// Inside [`observe`], so timeouts are counted and logged like any other failure.
+async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(limit).into_response(),
+    }
 }
 
 /// Inside the trace span: counts the request by route and status, times it, and logs the detail of

@@ -26,6 +26,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 /// `max_connections` (100) enough for several hosts.
 const MAX_CONNECTIONS: u32 = 10;
 
+/// The longest a use case waits for a connection: a free one from the pool, or a new one (sqlx retries
+/// a refused connection with backoff within this time). When PostgreSQL is down, requests fail with
+/// 503 after this long instead of waiting for it; when it is back, the next acquire connects. Short,
+/// because the backoff between connection attempts is capped at a fifth of it, which bounds how long
+/// after PostgreSQL's return a waiting request still waits.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -33,11 +40,19 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connect a pool to `url` (`postgres://` or `postgresql://`).
+    /// Connect a pool to `url` (`postgres://` or `postgresql://`). Fails after [`ACQUIRE_TIMEOUT`] if
+    /// the server does not answer; the caller decides whether to try again.
+    ///
+    /// The pool outlives a restart of the server: every idle connection is checked before it is handed
+    /// out (`test_before_acquire`), so the dead ones left by a restart are closed and replaced rather
+    /// than failing a request; none is kept open or idle forever (lifetime and idle limits).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(true)
+            .idle_timeout(Duration::from_secs(600))
+            .max_lifetime(Duration::from_secs(1800))
             .connect(url)
             .await
             .map_err(StoreError::Db)?;

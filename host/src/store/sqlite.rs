@@ -7,6 +7,8 @@
 //! opens its transaction with `BEGIN IMMEDIATE`, which takes the database's write lock up front and waits
 //! for it through `busy_timeout` if another process (a `cauldron migrate`, a backup) holds it. With
 //! writers in a line, the version guard turns a stale action into a conflict, never a busy error.
+//! Both waits are bounded ([`GATE_TIMEOUT`], [`BUSY_TIMEOUT`]): a lock held for longer makes a write
+//! fail as unavailable (a 503 for the client) in a few seconds rather than queue up behind it.
 //! Reads run in WAL mode next to the writer, each load inside one read transaction (one snapshot).
 
 use std::collections::BTreeMap;
@@ -35,8 +37,17 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite"
 /// on the connection's own thread and the machine may have two cores.
 const MAX_CONNECTIONS: u32 = 4;
 
-/// How long a write waits for another process's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write waits for another process's write lock before failing with `database is locked`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a write waits for this process's earlier writes (the gate) before failing. Each write holds
+/// the gate for milliseconds, or for up to [`BUSY_TIMEOUT`] while another process holds the lock, so a
+/// write waits at most about the sum of the two: writes queued behind a locked database fail in turn
+/// instead of each adding its wait to the next one's.
+const GATE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest a use case waits for a free connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -65,7 +76,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(StoreError::Db)?;
@@ -85,9 +96,21 @@ impl SqliteStore {
         self.pool.begin().await.map_err(db_err)
     }
 
+    /// Wait for the writer gate, for at most [`GATE_TIMEOUT`].
+    async fn gate(&self) -> Result<OwnedMutexGuard<()>, StoreError> {
+        tokio::time::timeout(GATE_TIMEOUT, Arc::clone(&self.write).lock_owned())
+            .await
+            .map_err(|_| {
+                StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the write waited {GATE_TIMEOUT:?} for the writes queued before it"),
+                )))
+            })
+    }
+
     /// Wait for the writer gate, then begin an immediate (write-locking) transaction.
     async fn begin_write(&self) -> Result<Write, StoreError> {
-        let gate = Arc::clone(&self.write).lock_owned().await;
+        let gate = self.gate().await?;
         let tx = self.pool.begin_with("begin immediate").await.map_err(db_err)?;
         Ok(Write { tx, _gate: gate })
     }
@@ -115,7 +138,7 @@ impl Store for SqliteStore {
         password_hash: &str,
         role: Role,
     ) -> Result<Account, StoreError> {
-        let _gate = self.write.lock().await;
+        let _gate = self.gate().await?;
         // `on conflict do nothing`: a taken name is an answer, not an aborted statement.
         let row: Option<AccountRow> = sqlx::query_as(
             // language=sqlite
@@ -159,7 +182,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_player(&self, account_id: i64, name: &str) -> Result<Player, StoreError> {
-        let _gate = self.write.lock().await;
+        let _gate = self.gate().await?;
         let row: Option<Player> = sqlx::query_as(
             // language=sqlite
             "insert into players (account_id, name, created_ms) values ($1, $2, $3)
@@ -449,7 +472,7 @@ impl Store for SqliteStore {
     }
 
     async fn deactivate_artifact(&self, name: &str) -> Result<(), StoreError> {
-        let _gate = self.write.lock().await;
+        let _gate = self.gate().await?;
         let done = sqlx::query(
             // language=sqlite
             "update plugin_artifacts set active = 0 where name = $1 and active = 1",

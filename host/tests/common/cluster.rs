@@ -1,10 +1,14 @@
 //! Real `cauldron` processes (the binary cargo built for the test) sharing one PostgreSQL database
 //! and one Redis key prefix, as replicas behind nginx would: [`Shared`] makes the database and the
 //! prefix and removes both on drop, [`Host`] runs one process (its own plugins folder and module
-//! cache) and kills it on drop. Used by `cluster.rs` and `nginx.rs`.
+//! cache) and kills it on drop. Used by `cluster.rs` and `nginx.rs`. [`PgServer`] is a PostgreSQL
+//! server of a test's own, for tests that stop and start the database under the hosts.
 //!
-//! Needs what the API tests need (see `mod.rs`): PostgreSQL, Redis, and the plugins built.
+//! Needs what the API tests need (see `mod.rs`): PostgreSQL, Redis, and the plugins built; for
+//! [`PgServer`], PostgreSQL's server programs (the folder `CAULDRON_TEST_PG_BIN`, else the newest
+//! `/usr/lib/postgresql/*/bin` as Debian installs them, else `PATH`).
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,12 +23,13 @@ pub(crate) const ADMIN_TOKEN: &str = "cluster-test-admin-token-0123456789abcdef"
 /// How long a socket waits for its next message.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
-/// What the hosts of one test share: a fresh database and a Redis prefix, removed on drop.
+/// What the hosts of one test share: a database (made fresh on the test server unless given) and a
+/// Redis prefix, removed on drop.
 pub(crate) struct Shared {
     /// The database's URL (for tests that reach into it).
     pub(crate) database_url: String,
     redis: RedisKeys,
-    _pg: PgDb,
+    _pg: Option<PgDb>,
 }
 
 impl Shared {
@@ -36,8 +41,159 @@ impl Shared {
             redis: RedisKeys {
                 prefix: format!("cauldron-{label}-test:{:016x}:", random_u64()),
             },
-            _pg: pg,
+            _pg: Some(pg),
         }
+    }
+
+    /// The database at `database_url` (which the caller owns) and a prefix `cauldron-{label}-test:…:`.
+    pub(crate) fn on_database(label: &str, database_url: String) -> Self {
+        Self {
+            database_url,
+            redis: RedisKeys {
+                prefix: format!("cauldron-{label}-test:{:016x}:", random_u64()),
+            },
+            _pg: None,
+        }
+    }
+}
+
+/// A PostgreSQL server of the test's own: a fresh cluster in a temporary folder, on a free port of
+/// 127.0.0.1, trust authentication for `postgres`. Unlike the shared test server, it may be stopped
+/// and started. PostgreSQL refuses to run as root, so under root (as in CI) every server program runs
+/// as the `postgres` user, which then owns the folder. Stopped (immediately) and removed on drop.
+pub(crate) struct PgServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl PgServer {
+    /// Create the cluster and start the server (returns once it accepts connections).
+    pub(crate) fn start() -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let as_postgres = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+        if as_postgres {
+            let chown = Command::new("chown")
+                .arg("postgres:")
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(chown.success(), "chown of the PostgreSQL folder failed");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Self {
+            dir,
+            port,
+            as_postgres,
+        };
+        let data = server.data();
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        server.start_again(true);
+        server
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stop the server now (`immediate`: connections are cut, no shutdown checkpoint; the next start
+    /// recovers from the write-ahead log, as after a crash). Returns once it is down.
+    pub(crate) fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// Start the stopped server on the same port; with `wait`, return once it accepts connections,
+    /// else right after launching it (the caller polls, to see the moment it is back).
+    pub(crate) fn start_again(&self, wait: bool) {
+        let dir = self.dir.path().display().to_string();
+        let options = format!("-p {} -k {dir} -c listen_addresses=127.0.0.1", self.port);
+        let log = format!("{dir}/server.log");
+        let wait = if wait { "-w" } else { "-W" };
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-o", &options, "-l", &log, wait, "start"],
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// One of PostgreSQL's programs, run as `postgres` under root.
+    fn command(&self, program: &str) -> Command {
+        let bin = pg_bin_dir().map_or_else(|| PathBuf::from(program), |dir| dir.join(program));
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&bin);
+            c
+        } else {
+            Command::new(&bin)
+        }
+    }
+
+    /// Run one of PostgreSQL's programs and check that it succeeded.
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Where PostgreSQL's server programs are, if not on `PATH` (see the module docs).
+fn pg_bin_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CAULDRON_TEST_PG_BIN") {
+        return Some(PathBuf::from(dir));
+    }
+    std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let entry = e.ok()?;
+            let version: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .max()
+        .map(|(_, bin)| bin)
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
