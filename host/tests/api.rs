@@ -518,15 +518,7 @@ async fn actions_apply_reject_and_fault(app: TestApp) {
     assert_eq!(who["reply"]["version"], "0.1.0");
     let (status, _) = get(&app, "/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&app).await;
     assert!(
         metrics.contains("cauldron_plugin_faults_total{plugin=\"probe\""),
         "{metrics}"
@@ -906,15 +898,7 @@ async fn slow_requests_time_out_in_the_error_format(app: TestApp) {
     assert_eq!(full_state(&app, &user).await["items"]["gem"], 1);
 
     // The timeout is counted like any other answer.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&app).await;
     assert!(
         metrics.contains(
             "cauldron_http_requests_total{route=\"/api/v1/actions/{plugin}/{action}\",status=\"504\"} 1"
@@ -978,17 +962,15 @@ async fn version_of(app: &TestApp, user: &User) -> i64 {
     full_state(app, user).await["player"]["version"].as_i64().unwrap()
 }
 
+/// The host's `/metrics` text.
+async fn metrics_text(app: &TestApp) -> String {
+    let resp = app.http.get(app.url("/metrics")).send().await.unwrap();
+    resp.text().await.unwrap()
+}
+
 /// The sum of the metric lines in `/metrics` that start with `prefix` (`name{labels`), 0 when none.
 async fn metric(app: &TestApp, prefix: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(app).await;
     text.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cauldron_runtime::{Limits, PluginError, PluginVersion, Runtime};
+use cauldron_runtime::{HostFailure, Limits, PluginError, PluginVersion, Runtime};
 use cauldron_sdk::wire::Outcome;
 use common::{bare, call, handmade, probe, runtime, runtime_with, source};
 
@@ -522,6 +522,23 @@ async fn async_calls_type_rejections_separately_from_faults() {
     assert!(!err.is_fault());
     let err = rt.call(plugin, &bare("panic")).await.unwrap_err();
     assert!(err.is_fault());
+}
+
+#[tokio::test]
+async fn a_call_over_the_size_cap_is_the_hosts_failure_not_a_fault() {
+    let rt = runtime();
+    let plugin = Arc::new(load(&rt, &probe().0));
+    let big = "x".repeat(cauldron_sdk::abi::MAX_CALL_BYTES);
+    let call = call("echo", &BTreeMap::from([("pad", big)]));
+    for err in [
+        rt.call(plugin.clone(), &call).await.unwrap_err(),
+        rt.call_blocking(&plugin, &call).unwrap_err(),
+    ] {
+        assert_eq!(err.host_failure(), Some(HostFailure::CallTooLarge), "{err}");
+        assert!(!err.is_fault(), "{err}");
+    }
+    // The plugin itself is fine.
+    assert!(rt.call(plugin, &bare("whoami")).await.is_ok());
 }
 
 fn test_limits() -> Limits {
