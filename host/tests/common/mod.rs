@@ -251,6 +251,12 @@ impl TestApp {
             ("MODULE_CACHE_DIR", module_cache.display().to_string()),
             ("MAX_BODY_BYTES", "4096".to_owned()),
             ("RATE_LIMIT_ACTION_BURST", "1000".to_owned()),
+            // Every test client connects from 127.0.0.1: the per-address limits would make the tests
+            // of one binary share a few registrations. Tests of the limits set their own.
+            ("RATE_LIMIT_REGISTER_BURST", "1000000".to_owned()),
+            ("RATE_LIMIT_LOGIN_ADDR_BURST", "1000000".to_owned()),
+            // Tests run side by side on few cores; a hash may wait long for its slot.
+            ("PASSWORD_HASH_WAIT_MS", "60000".to_owned()),
             ("SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
             ("BIND_ADDR", "127.0.0.1".to_owned()),
             ("PORT", "0".to_owned()),
