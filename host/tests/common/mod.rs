@@ -105,6 +105,18 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The complete lines of a file another process may be writing: everything up to the last newline.
+/// A last line without its newline is still being written; it is left for the next read (a reader
+/// that parsed it would fail on half a line). A missing file has no lines.
+pub(crate) fn complete_lines(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&bytes[..end])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A fresh PostgreSQL database, dropped (with its connections) when this is dropped.
 pub(crate) struct PgDb {
     name: String,
