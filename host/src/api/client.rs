@@ -24,14 +24,15 @@ pub struct ClientAddr(pub Option<IpAddr>);
 
 impl ClientAddr {
     /// The rate-limit key for this client under `scope` (`register`, `login`), or `None` without an
-    /// address. An IPv6 client is keyed by its /64: one household or server usually holds a whole
-    /// /64, so a per-address key would let it take a fresh bucket for every request.
+    /// address: `{scope}-addr:{ip}`, which no per-username key (`login:{name}`, any text after the
+    /// colon) can equal. An IPv6 client is keyed by its /64: one household or server usually holds
+    /// a whole /64, so a per-address key would let it take a fresh bucket for every request.
     pub fn key(&self, scope: &str) -> Option<String> {
         self.0.map(|ip| match ip {
-            IpAddr::V4(v4) => format!("{scope}:addr:{v4}"),
+            IpAddr::V4(v4) => format!("{scope}-addr:{v4}"),
             IpAddr::V6(v6) => {
                 let prefix = u128::from(v6) & (u128::MAX << 64);
-                format!("{scope}:addr:{}/64", std::net::Ipv6Addr::from(prefix))
+                format!("{scope}-addr:{}/64", std::net::Ipv6Addr::from(prefix))
             }
         })
     }
@@ -189,8 +190,10 @@ mod tests {
         assert_ne!(a.key("register"), c.key("register"));
         assert_eq!(
             ClientAddr(Some(ip("203.0.113.9"))).key("login").as_deref(),
-            Some("login:addr:203.0.113.9")
+            Some("login-addr:203.0.113.9")
         );
         assert_eq!(ClientAddr(None).key("login"), None);
+        // Apart from the per-username keys (`login:{name}`), whatever the name.
+        assert!(!a.key("login").unwrap().starts_with("login:"));
     }
 }
