@@ -54,7 +54,7 @@ cp "$CARGO_TARGET_DIR/fixtures/probe.wasm" "$WORK/plugins/"
 
 (cd "$WORK" && exec env "${BACKEND_ENV[@]}" JWT_SECRET=ws-bench-secret-0123456789abcdef0123456789 \
   PLUGINS_DIR="$WORK/plugins" WEB_DIR="$WORK/no-web" BIND_ADDR=127.0.0.1 PORT=$PORT LOG_LEVEL=warn \
-  RATE_LIMIT_ACTION_BURST=1000 "$BIN/cauldron") &
+  RATE_LIMIT_ACTION_BURST=1000 RATE_LIMIT_REGISTER_BURST=1000000 "$BIN/cauldron") &
 HOST=$!
 PIDS+=("$HOST")
 URL=http://127.0.0.1:$PORT

@@ -2,7 +2,7 @@
 //!
 //! No HTTP here: `api::auth` turns these into routes and the bearer extractor. Hashing and verifying
 //! are CPU-heavy by design (tens of milliseconds), so they run on the blocking pool, never on the async
-//! workers.
+//! workers, and only as many at once as [`HashSlots`] allows.
 
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +12,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::store::Role;
 
@@ -70,21 +71,106 @@ pub fn check_password(password: &str) -> Result<(), String> {
     crate::json::check_text("password", password)
 }
 
-/// Hash a password with argon2id (the crate's default parameters, OWASP's minimum), on the blocking
-/// pool.
+/// Why a password could not be hashed or checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashError {
+    /// Every hashing slot stayed taken for the whole wait: the caller should answer 429.
+    #[error("every password-hashing slot is busy")]
+    Busy,
+    /// The blocking pool is gone or argon2 failed internally.
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// How many password hashes (argon2id, tens of milliseconds of CPU each) run at once, host-wide.
 ///
-/// # Errors
-/// Only if the blocking pool is gone or argon2 fails internally.
-pub async fn hash_password(password: String) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
+/// Registration and login each take a slot for their one hash. Without a ceiling a flood of them
+/// fills every core and every other request waits behind it; with one, the rest of the CPU stays
+/// for the game, and a request that cannot get a slot within the configured wait is refused (the
+/// caller answers 429) instead of joining a queue without end. Waiting requests get slots in
+/// arrival order.
+#[derive(Debug, Clone)]
+pub struct HashSlots {
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+    wait: Duration,
+}
+
+impl HashSlots {
+    /// `concurrency` hashes at once (at least 1); a caller waits up to `wait` for a slot.
+    pub fn new(concurrency: usize, wait: Duration) -> Self {
+        let concurrency = concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            wait,
+        }
+    }
+
+    /// Slots not in use now.
+    pub fn available(&self) -> usize {
+        self.slots.available_permits()
+    }
+
+    /// How many hashes may run at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// A slot, within the wait.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, HashError> {
+        match tokio::time::timeout(self.wait, Arc::clone(&self.slots).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; a closed one refuses like a full one.
+            Ok(Err(_)) | Err(_) => Err(HashError::Busy),
+        }
+    }
+
+    /// Hash a password with argon2id (the crate's default parameters, OWASP's minimum) on the
+    /// blocking pool, in a slot.
+    ///
+    /// # Errors
+    /// [`HashError::Busy`] if no slot came free in time; [`HashError::Failed`] if the blocking pool
+    /// is gone or argon2 fails internally.
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let slot = self.slot().await?;
+        // The slot moves into the blocking task: a request abandoned mid-hash (client gone, request
+        // timeout) frees it only when the hash really ends.
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| HashError::Failed(e.to_string()))
+        })
+        .await
+        .map_err(|e| HashError::Failed(e.to_string()))?
+    }
+
+    /// Whether `password` matches `hash` (or, with `None`, spend the same time and say no), on the
+    /// blocking pool, in a slot. A malformed stored hash never matches.
+    ///
+    /// # Errors
+    /// [`HashError::Busy`] if no slot came free in time; [`HashError::Failed`] if the blocking pool
+    /// is gone.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
+        let slot = self.slot().await?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let known = hash.is_some();
+            let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
+            let Ok(parsed) = PasswordHash::new(&hash) else {
+                return false;
+            };
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+                && known
+        })
+        .await
+        .map_err(|e| HashError::Failed(e.to_string()))
+    }
 }
 
 /// A hash of a password nobody has, verified when the username is unknown, so a login for an unknown
@@ -96,24 +182,6 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
         .map(|h| h.to_string())
         .unwrap_or_default()
 });
-
-/// Whether `password` matches `hash` (or, with `None`, spend the same time and say no), on the
-/// blocking pool. A malformed stored hash never matches.
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
-        let Ok(parsed) = PasswordHash::new(&hash) else {
-            return false;
-        };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-            && known
-    })
-    .await
-    .unwrap_or(false)
-}
 
 /// What a token says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +362,41 @@ mod tests {
         assert!(check_password("1234567").is_err());
         assert!(check_password("12345678").is_ok());
         assert!(check_password(&"x".repeat(129)).is_err());
+    }
+
+    #[tokio::test]
+    async fn hashing_waits_for_a_slot_then_refuses() {
+        let slots = HashSlots::new(1, Duration::from_millis(50));
+        let hash = slots.hash("correct horse".to_owned()).await.expect("hash");
+        assert_eq!(slots.available(), 1, "the slot is back once the hash is done");
+        assert_eq!(
+            slots.verify("correct horse".to_owned(), Some(hash.clone())).await,
+            Ok(true)
+        );
+        assert_eq!(
+            slots.verify("wrong horse".to_owned(), Some(hash.clone())).await,
+            Ok(false)
+        );
+        assert_eq!(slots.verify("correct horse".to_owned(), None).await, Ok(false));
+        // The one slot taken: both refuse after the wait.
+        let held = Arc::clone(&slots.slots).acquire_owned().await.expect("slot");
+        assert_eq!(slots.hash("another one".to_owned()).await, Err(HashError::Busy));
+        assert_eq!(
+            slots.verify("correct horse".to_owned(), Some(hash.clone())).await,
+            Err(HashError::Busy)
+        );
+        // Freed within the wait: the waiting request gets it (a long wait here, so a slow machine
+        // cannot turn this into a refusal).
+        let patient = HashSlots {
+            wait: Duration::from_secs(60),
+            ..slots.clone()
+        };
+        let waiting = tokio::spawn({
+            let slots = patient;
+            async move { slots.verify("correct horse".to_owned(), Some(hash)).await }
+        });
+        drop(held);
+        assert_eq!(waiting.await.expect("task"), Ok(true));
     }
 
     #[test]

@@ -145,6 +145,28 @@ pub struct Settings {
     /// Login attempts regained per minute, per username (default 10).
     #[arg(long, env = "RATE_LIMIT_LOGIN_PER_MIN", global = true)]
     pub rate_limit_login_per_min: Option<String>,
+    /// Login attempts allowed in a burst, per client address (default 30).
+    #[arg(long, env = "RATE_LIMIT_LOGIN_ADDR_BURST", global = true)]
+    pub rate_limit_login_addr_burst: Option<String>,
+    /// Login attempts regained per minute, per client address (default 20).
+    #[arg(long, env = "RATE_LIMIT_LOGIN_ADDR_PER_MIN", global = true)]
+    pub rate_limit_login_addr_per_min: Option<String>,
+    /// Registrations allowed in a burst, per client address (default 10).
+    #[arg(long, env = "RATE_LIMIT_REGISTER_BURST", global = true)]
+    pub rate_limit_register_burst: Option<String>,
+    /// Registrations regained per minute, per client address (default 0.5: one every two minutes).
+    #[arg(long, env = "RATE_LIMIT_REGISTER_PER_MIN", global = true)]
+    pub rate_limit_register_per_min: Option<String>,
+    /// Comma-separated addresses or CIDR ranges of proxies whose `X-Forwarded-For` is believed
+    /// (default: loopback and private ranges); `none` believes no proxy.
+    #[arg(long, env = "TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
+    /// Password hashes (registration, login) computed at once (default: half the CPUs, at least 1).
+    #[arg(long, env = "PASSWORD_HASH_CONCURRENCY", global = true)]
+    pub password_hash_concurrency: Option<String>,
+    /// How long a registration or login waits for a hashing slot before 429, in ms (default 1000).
+    #[arg(long, env = "PASSWORD_HASH_WAIT_MS", global = true)]
+    pub password_hash_wait_ms: Option<String>,
     /// Actions allowed in a burst, per player (default 30).
     #[arg(long, env = "RATE_LIMIT_ACTION_BURST", global = true)]
     pub rate_limit_action_burst: Option<String>,
@@ -187,6 +209,13 @@ impl Settings {
             module_cache_dir: get("MODULE_CACHE_DIR"),
             rate_limit_login_burst: get("RATE_LIMIT_LOGIN_BURST"),
             rate_limit_login_per_min: get("RATE_LIMIT_LOGIN_PER_MIN"),
+            rate_limit_login_addr_burst: get("RATE_LIMIT_LOGIN_ADDR_BURST"),
+            rate_limit_login_addr_per_min: get("RATE_LIMIT_LOGIN_ADDR_PER_MIN"),
+            rate_limit_register_burst: get("RATE_LIMIT_REGISTER_BURST"),
+            rate_limit_register_per_min: get("RATE_LIMIT_REGISTER_PER_MIN"),
+            trusted_proxies: get("TRUSTED_PROXIES"),
+            password_hash_concurrency: get("PASSWORD_HASH_CONCURRENCY"),
+            password_hash_wait_ms: get("PASSWORD_HASH_WAIT_MS"),
             rate_limit_action_burst: get("RATE_LIMIT_ACTION_BURST"),
             rate_limit_action_per_sec: get("RATE_LIMIT_ACTION_PER_SEC"),
         }
@@ -274,6 +303,82 @@ pub struct Bucket {
     pub per_sec: f64,
 }
 
+/// An address range: an address and how many of its leading bits a member shares (`10.0.0.0/8`,
+/// `::1/128`). IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3`) count as their IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// What `TRUSTED_PROXIES` is when unset: loopback and the private ranges, where a reverse proxy on
+/// the same machine or network (nginx on the compose network of `deploy/`) connects from.
+pub const DEFAULT_TRUSTED_PROXIES: &str =
+    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
+
+impl Cidr {
+    /// `ADDR` (the address alone) or `ADDR/PREFIX`; `None` if it is neither.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s, None),
+        };
+        let addr = addr.parse::<IpAddr>().ok()?.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max)?,
+        };
+        Some(Self { addr, prefix })
+    }
+
+    /// Whether `ip` is in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// `TRUSTED_PROXIES`: a comma-separated list of addresses and ranges, or `none`.
+fn trusted_proxies(raw: &Option<String>) -> Result<Vec<Cidr>, ConfigError> {
+    let list = value(raw).unwrap_or(DEFAULT_TRUSTED_PROXIES);
+    if list.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            Cidr::parse(s).ok_or_else(|| {
+                bad(
+                    "TRUSTED_PROXIES",
+                    format!("`{s}` is not an IP address or a range like 10.0.0.0/8 (or `none`)"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Half the CPUs, at least one: password hashing then leaves the other half to everything else.
+fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 /// Plugin sandbox limits as configured (turned into `cauldron_runtime::Limits` by the caller).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginLimits {
@@ -330,6 +435,16 @@ pub struct Config {
     pub plugin_limits: PluginLimits,
     /// Login attempts per username.
     pub login_rate: Bucket,
+    /// Login attempts per client address.
+    pub login_addr_rate: Bucket,
+    /// Registrations per client address.
+    pub register_rate: Bucket,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Password hashes computed at once.
+    pub password_hash_concurrency: usize,
+    /// Longest wait for a hashing slot before 429.
+    pub password_hash_wait: Duration,
     /// Actions per player.
     pub action_rate: Bucket,
 }
@@ -533,6 +648,33 @@ impl Config {
                 burst: positive("RATE_LIMIT_LOGIN_BURST", &s.rate_limit_login_burst, 10u32)?,
                 per_sec: rate("RATE_LIMIT_LOGIN_PER_MIN", &s.rate_limit_login_per_min, 10.0)? / 60.0,
             },
+            login_addr_rate: Bucket {
+                burst: positive(
+                    "RATE_LIMIT_LOGIN_ADDR_BURST",
+                    &s.rate_limit_login_addr_burst,
+                    30u32,
+                )?,
+                per_sec: rate(
+                    "RATE_LIMIT_LOGIN_ADDR_PER_MIN",
+                    &s.rate_limit_login_addr_per_min,
+                    20.0,
+                )? / 60.0,
+            },
+            register_rate: Bucket {
+                burst: positive("RATE_LIMIT_REGISTER_BURST", &s.rate_limit_register_burst, 10u32)?,
+                per_sec: rate("RATE_LIMIT_REGISTER_PER_MIN", &s.rate_limit_register_per_min, 0.5)? / 60.0,
+            },
+            trusted_proxies: trusted_proxies(&s.trusted_proxies)?,
+            password_hash_concurrency: positive(
+                "PASSWORD_HASH_CONCURRENCY",
+                &s.password_hash_concurrency,
+                default_hash_concurrency(),
+            )?,
+            password_hash_wait: Duration::from_millis(number(
+                "PASSWORD_HASH_WAIT_MS",
+                &s.password_hash_wait_ms,
+                1000u64,
+            )?),
             action_rate: Bucket {
                 burst: positive("RATE_LIMIT_ACTION_BURST", &s.rate_limit_action_burst, 30u32)?,
                 per_sec: rate("RATE_LIMIT_ACTION_PER_SEC", &s.rate_limit_action_per_sec, 10.0)?,
@@ -674,6 +816,14 @@ mod tests {
             ("RATE_LIMIT_ACTION_PER_SEC", "NaN"),
             ("BIND_ADDR", "localhost:3000"),
             ("DB_CONNECT_TIMEOUT_SECS", "0"),
+            ("RATE_LIMIT_REGISTER_BURST", "0"),
+            ("RATE_LIMIT_REGISTER_PER_MIN", "-1"),
+            ("RATE_LIMIT_LOGIN_ADDR_PER_MIN", "often"),
+            ("TRUSTED_PROXIES", "nginx"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "127.0.0.1, ::1/129"),
+            ("PASSWORD_HASH_CONCURRENCY", "0"),
+            ("PASSWORD_HASH_WAIT_MS", "soon"),
         ] {
             let err = config(&[(var, val)]).expect_err(var);
             assert_eq!(err.var, var, "{err}");
@@ -714,6 +864,55 @@ mod tests {
         assert_eq!(c.database_url_redacted(), "postgres://postgres:***@db:5432/game");
         let c = config(&[("DATABASE_URL", "postgres://u@h/d"), ("DB_HOST", "ignored")]).unwrap();
         assert_eq!(c.database_url, "postgres://u@h/d");
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_loopback_and_private_ranges() {
+        let trusts = |c: &Config, ip: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            c.trusted_proxies.iter().any(|r| r.contains(ip))
+        };
+        let c = config(&[]).unwrap();
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "10.1.2.3",
+            "172.18.0.5",
+            "192.168.1.1",
+            "fd00::1",
+            "::ffff:172.18.0.5",
+        ] {
+            assert!(trusts(&c, ip), "{ip}");
+        }
+        for ip in ["203.0.113.9", "172.32.0.1", "8.8.8.8", "2001:db8::1"] {
+            assert!(!trusts(&c, ip), "{ip}");
+        }
+        let c = config(&[("TRUSTED_PROXIES", "192.0.2.10, 2001:db8::/32")]).unwrap();
+        assert!(trusts(&c, "192.0.2.10") && trusts(&c, "2001:db8:ffff::1"));
+        assert!(!trusts(&c, "192.0.2.11") && !trusts(&c, "127.0.0.1"));
+        assert!(
+            config(&[("TRUSTED_PROXIES", "none")])
+                .unwrap()
+                .trusted_proxies
+                .is_empty()
+        );
+        let all = config(&[("TRUSTED_PROXIES", "0.0.0.0/0")]).unwrap();
+        assert!(trusts(&all, "203.0.113.9") && !trusts(&all, "2001:db8::1"));
+    }
+
+    #[test]
+    fn auth_limits_have_defaults_and_take_fractions_per_minute() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.register_rate.burst, 10);
+        assert!(c.password_hash_concurrency >= 1);
+        assert_eq!(c.password_hash_wait, Duration::from_secs(1));
+        let c = config(&[
+            ("RATE_LIMIT_REGISTER_PER_MIN", "0.25"),
+            ("PASSWORD_HASH_CONCURRENCY", "3"),
+        ])
+        .unwrap();
+        assert!((c.register_rate.per_sec - 0.25 / 60.0).abs() < 1e-12);
+        assert_eq!(c.password_hash_concurrency, 3);
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub const HELP: &[(&str, &str, &str)] = &[
         "histogram",
         "HTTP request latency by route.",
     ),
+    (
+        "cauldron_password_hash_busy_total",
+        "counter",
+        "Registrations and logins refused (429) because every password-hashing slot stayed busy.",
+    ),
     ("cauldron_ws_connections", "gauge", "Open WebSocket connections."),
     (
         "cauldron_ws_disconnects_total",

@@ -9,7 +9,7 @@ use anyhow::Context;
 use cauldron_runtime::Limits;
 
 use crate::api::ws::WsHub;
-use crate::auth::TokenKeys;
+use crate::auth::{HashSlots, TokenKeys};
 use crate::config::Config;
 use crate::game::Game;
 use crate::metrics::Metrics;
@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Token signing and checking.
     pub keys: TokenKeys,
+    /// The host-wide ceiling on password hashes computed at once.
+    pub hashes: HashSlots,
     /// When the process started serving.
     pub started: Instant,
     /// The shutdown signal for long-lived handlers (WebSocket sessions, background tasks).
@@ -47,11 +49,13 @@ impl AppState {
     /// The state for `game` under `config`.
     pub fn new(game: Game, config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
         let keys = TokenKeys::new(config.jwt_secret.as_bytes(), config.jwt_ttl);
+        let hashes = HashSlots::new(config.password_hash_concurrency, config.password_hash_wait);
         Self {
             game,
             config,
             metrics,
             keys,
+            hashes,
             started: Instant::now(),
             shutdown: Shutdown::new(),
             ws: Arc::new(WsHub::new()),

@@ -192,6 +192,7 @@ both_backends!(
     catalog_leaderboards_online,
     health_metrics_and_openapi,
     login_rate_limit_is_429_with_retry_after,
+    registration_and_login_are_limited_per_client_address,
     action_rate_limit_is_429_with_retry_after,
     graceful_shutdown_stops_serving,
     web_client_is_served_with_fallback,
@@ -782,6 +783,112 @@ async fn login_rate_limit_is_429_with_retry_after(app: TestApp) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// A client bound to its own loopback address, so the host sees a peer of its own.
+fn client_from(addr: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(Some(addr.parse().unwrap()))
+        .build()
+        .unwrap()
+}
+
+/// `POST path` with `body` through `client`, with extra headers.
+async fn post_from(
+    app: &TestApp,
+    client: &reqwest::Client,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (StatusCode, Value, Option<u64>) {
+    let mut req = client.post(app.url(path)).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    let (status, body) = json_of(resp).await;
+    (status, body, retry_after)
+}
+
+async fn registration_and_login_are_limited_per_client_address(app: TestApp) {
+    // Small per-address buckets that regain one token an hour; only 127.0.0.1 is a trusted proxy.
+    let app = TestApp::start_with(
+        app.backend,
+        &[
+            ("RATE_LIMIT_REGISTER_BURST", "3"),
+            ("RATE_LIMIT_REGISTER_PER_MIN", "0.0166"),
+            ("RATE_LIMIT_LOGIN_ADDR_BURST", "4"),
+            ("RATE_LIMIT_LOGIN_ADDR_PER_MIN", "0.0166"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    )
+    .await;
+    let register = "/api/v1/auth/register";
+    let login = "/api/v1/auth/login";
+    let new_account = || json!({"username": unique_username("flood"), "password": "hunter2hunter2"});
+
+    // One client (127.0.0.2, not a proxy) floods registration: three pass, then 429 with
+    // Retry-After, even when it claims to forward for someone else.
+    let flooder = client_from("127.0.0.2");
+    for i in 0..3 {
+        let (status, body, _) = post_from(&app, &flooder, register, &[], &new_account()).await;
+        assert_eq!(status, StatusCode::CREATED, "registration {i}: {body}");
+    }
+    for headers in [vec![], vec![("x-forwarded-for", "198.51.100.1")]] {
+        let (status, body, retry) = post_from(&app, &flooder, register, &headers, &new_account()).await;
+        assert_error(&(status, body), StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+        assert!(retry.unwrap() >= 1);
+    }
+    // A bad request is still told what is wrong with it.
+    let bad = json!({"username": "a b", "password": "hunter2hunter2"});
+    let (status, body, _) = post_from(&app, &flooder, register, &[], &bad).await;
+    assert_error(&(status, body), StatusCode::BAD_REQUEST, "invalid_username");
+
+    // Another address registers as usual.
+    let neighbour = client_from("127.0.0.3");
+    let account = new_account();
+    let (status, body, _) = post_from(&app, &neighbour, register, &[], &account).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // One password against many names from one address: four tries, then 429, even for a right
+    // password, while the other address logs in.
+    for _ in 0..4 {
+        let guess = json!({"username": unique_username("victim"), "password": "123456789"});
+        let (status, body, _) = post_from(&app, &flooder, login, &[], &guess).await;
+        assert_error(&(status, body), StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let (status, body, retry) = post_from(&app, &flooder, login, &[], &account).await;
+    assert_error(&(status, body), StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(retry.unwrap() >= 1);
+    let (status, body, _) = post_from(&app, &neighbour, login, &[], &account).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Behind a trusted proxy (127.0.0.1), the client is the right-most address it forwards; what a
+    // client wrote further left is ignored.
+    let proxy = &app.http;
+    let via = |xff: &'static str| [("x-forwarded-for", xff)];
+    for i in 0..3 {
+        let (status, body, _) = post_from(&app, proxy, register, &via("203.0.113.7"), &new_account()).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "registration {i} via the proxy: {body}"
+        );
+    }
+    let spoofed = via("198.51.100.99, 203.0.113.7");
+    let (status, body, _) = post_from(&app, proxy, register, &spoofed, &new_account()).await;
+    assert_error(&(status, body), StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let other = via("203.0.113.7, 203.0.113.8");
+    let (status, body, _) = post_from(&app, proxy, register, &other, &new_account()).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "another client behind the proxy: {body}"
+    );
 }
 
 async fn action_rate_limit_is_429_with_retry_after(app: TestApp) {

@@ -439,6 +439,8 @@ async fn the_web_client_plays_the_game_in_chromium() {
             .env("JWT_SECRET", "browser-test-secret-0123456789abcdef0123456789")
             .env("RATE_LIMIT_ACTION_BURST", "10000")
             .env("RATE_LIMIT_ACTION_PER_SEC", "10000")
+            .env("RATE_LIMIT_REGISTER_BURST", "10000")
+            .env("RATE_LIMIT_LOGIN_ADDR_BURST", "10000")
             .env("LOG_LEVEL", "warn")
             .env_remove("REDIS_URL")
             .current_dir(tmp.path())

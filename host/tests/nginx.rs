@@ -6,13 +6,15 @@
 //!
 //! Checks the web client's headers (cache, security, gzip, SPA fallback, fingerprinted assets), the
 //! API through nginx (request ids, body limits), `/ws` upgraded through nginx and receiving events
-//! caused through the other host, and requests (GET and POST) and WebSocket reconnects that keep
-//! succeeding when one host is killed or stopped.
+//! caused through the other host, requests (GET and POST) and WebSocket reconnects that keep
+//! succeeding when one host is killed or stopped, and per-client limits that tell two clients behind
+//! nginx apart (by the `X-Forwarded-For` nginx sends, which the hosts trust from nginx only).
 //!
 //! Needs nginx (Debian's `nginx-light`; `.ci/run` installs it): found on `PATH`, in `/usr/sbin`, or
 //! at `CAULDRON_NGINX`; the test fails, saying so, without it. Also what `cluster.rs` needs:
 //! PostgreSQL, Redis and the plugins built (see `common/mod.rs`). Waits are polls bounded by
-//! deadlines; nothing is timed.
+//! deadlines; nothing is timed. nginx writes its access log as the test reads it: only complete lines
+//! are read, and a check on a request's line waits for it.
 
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion here")]
 #![allow(
@@ -34,7 +36,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use common::cluster::{ADMIN_TOKEN, Host, Shared, Socket, next, post_json, register_at, shout};
-use common::copy_dir;
+use common::{complete_lines, copy_dir};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// A fingerprinted asset the test adds to its copy of `web/` (the client itself has none yet).
@@ -186,15 +188,32 @@ impl Nginx {
         format!("{}{path}", self.base.replacen("http", "ws", 1))
     }
 
+    /// The access log once `done` holds for it, polled until [`DEADLINE`]. nginx writes a request's
+    /// line after the response has gone out, so a client can hold the answer before the line exists.
+    async fn wait_log(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let log = self.access_log();
+            if done(&log) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx's access log never showed {what}: {log:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
 
-    /// The access log's lines so far (one JSON object each).
+    /// The access log's complete lines so far (one JSON object each). nginx writes it while the
+    /// test reads: a last line without its newline is left for a later read.
     fn access_log(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("access.log"))
-            .unwrap_or_default()
-            .lines()
+        complete_lines(&self.dir.path().join("access.log"))
+            .iter()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
     }
@@ -336,6 +355,17 @@ async fn connect_ws(nginx: &Nginx, token: &str) -> Socket {
     socket.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
     assert_eq!(next(&mut socket).await["type"], "pong");
     socket
+}
+
+#[test]
+fn a_half_written_log_line_is_left_for_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    assert!(complete_lines(&path).is_empty());
+    std::fs::write(&path, "{\"a\":1}\n{\"b\":").unwrap();
+    assert_eq!(complete_lines(&path), [r#"{"a":1}"#]);
+    std::fs::write(&path, "{\"a\":1}\n{\"b\":2}\n").unwrap();
+    assert_eq!(complete_lines(&path).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,13 +516,17 @@ async fn the_api_and_websockets_work_through_nginx_across_two_hosts() {
         (422, json!("already_checked_in")),
         "{body}"
     );
-    // Both hosts served some of it.
-    let upstreams: Vec<String> = nginx
-        .access_log()
-        .iter()
-        .filter(|l| l["path"].as_str().unwrap().starts_with("/api/"))
-        .map(|l| l["upstream"].as_str().unwrap().to_owned())
-        .collect();
+    // Both hosts served some of it (the five requests above).
+    let api_upstreams = |log: &[Value]| -> Vec<String> {
+        log.iter()
+            .filter(|l| l["path"].as_str().unwrap().starts_with("/api/"))
+            .map(|l| l["upstream"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let log = nginx
+        .wait_log("the five API requests", |log| api_upstreams(log).len() >= 5)
+        .await;
+    let upstreams = api_upstreams(&log);
     for h in &hosts {
         assert!(
             upstreams.contains(&h.addr),
@@ -585,12 +619,21 @@ async fn the_api_and_websockets_work_through_nginx_across_two_hosts() {
         let body: Value = resp.json().await.expect("a JSON error, from the host or nginx");
         assert!(body["error"]["code"].is_string(), "{body}");
     }
-    let seen = nginx.access_log().len();
-    for _ in 0..4 {
-        let (status, _, _) = get(&nginx, "/api/v1/catalog", &[]).await;
+    let ids: Vec<String> = (0..4).map(|i| format!("rotation-check-{i}")).collect();
+    for id in &ids {
+        let (status, _, _) = get(&nginx, "/api/v1/catalog", &[("x-request-id", id.as_str())]).await;
         assert_eq!(status, StatusCode::OK);
     }
-    let upstreams: Vec<String> = nginx.access_log()[seen..]
+    let of_ids = |log: &[Value]| -> Vec<Value> {
+        log.iter()
+            .filter(|l| ids.iter().any(|id| l["request_id"] == id.as_str()))
+            .cloned()
+            .collect()
+    };
+    let log = nginx
+        .wait_log("the four catalog requests", |log| of_ids(log).len() == ids.len())
+        .await;
+    let upstreams: Vec<String> = of_ids(&log)
         .iter()
         .map(|l| l["upstream"].as_str().unwrap().to_owned())
         .collect();
@@ -652,7 +695,7 @@ async fn the_api_and_websockets_work_through_nginx_across_two_hosts() {
         assert!(Instant::now() < deadline, "no /ws line in nginx's access log");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let log = std::fs::read_to_string(nginx.dir.path().join("access.log")).unwrap();
+    let log = complete_lines(&nginx.dir.path().join("access.log")).join("\n");
     assert!(!log.contains(&token), "a token in nginx's access log");
 }
 
@@ -702,7 +745,12 @@ async fn one_host_stops(how: Stop) {
     let victim = socket_host(&[&hosts[0], &hosts[1]]).await;
     let dead = hosts[victim].addr.clone();
     let alive = hosts[1 - victim].addr.clone();
-    let log_before = nginx.access_log().len();
+    // Everything before the stop is in the log (the registration and the ten reads), so the lines
+    // after this mark are the requests made after it.
+    let log_before = nginx
+        .wait_log("the eleven requests before the stop", |log| log.len() >= 11)
+        .await
+        .len();
     // The socket is read while the host goes, as a browser would (which answers a close frame),
     // until the connection is gone.
     let ended = tokio::time::timeout(DEADLINE, async {
@@ -790,4 +838,119 @@ async fn one_host_stops(how: Stop) {
          and retried on {alive}; {posts} POSTs",
         after.len()
     );
+}
+
+/// `POST path` through nginx from `client` with a JSON body and extra headers: status, body and
+/// `Retry-After`.
+async fn post_from(
+    nginx: &Nginx,
+    client: &reqwest::Client,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (StatusCode, Value, Option<u64>) {
+    let mut req = client.post(nginx.url(path)).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    (status, resp.json().await.unwrap_or(Value::Null), retry_after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_behind_nginx_are_limited_apart() {
+    nginx_binary(); // Without nginx, fail before starting the hosts.
+    let shared = Shared::new("nginx").await;
+    // nginx connects to the hosts from 127.0.0.1, the only proxy they trust. Small per-address
+    // buckets that regain a token an hour, shared by both hosts through Redis.
+    let limits = [
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+        ("RATE_LIMIT_REGISTER_BURST", "3"),
+        ("RATE_LIMIT_REGISTER_PER_MIN", "0.0166"),
+        ("RATE_LIMIT_LOGIN_ADDR_BURST", "4"),
+        ("RATE_LIMIT_LOGIN_ADDR_PER_MIN", "0.0166"),
+    ];
+    let hosts = [
+        Host::start_with(&shared, &limits).await,
+        Host::start_with(&shared, &limits).await,
+    ];
+    let root = web_root();
+    let nginx = Nginx::start(&root.path().join("web"), &[&hosts[0].addr, &hosts[1].addr]).await;
+    // Two clients on one machine, seen by nginx as two peers: each binds its own loopback address.
+    let client = |addr: &str| {
+        reqwest::Client::builder()
+            .local_address(Some(addr.parse().unwrap()))
+            .build()
+            .unwrap()
+    };
+    let (flooder, neighbour) = (client("127.0.0.2"), client("127.0.0.3"));
+    let register = "/api/v1/auth/register";
+    let login = "/api/v1/auth/login";
+    let account = || json!({"username": format!("nx_{:08x}", common::random_u64() as u32), "password": "hunter2hunter2"});
+
+    // The flood: three registrations pass, then every one is refused, whichever host nginx picks,
+    // and whatever the client claims to forward for.
+    let mut refused_ids = Vec::new();
+    for i in 0..8 {
+        let id = format!("flood-{i}");
+        let mut headers = vec![("x-request-id", id.as_str())];
+        if i % 2 == 1 {
+            headers.push(("x-forwarded-for", "198.51.100.1"));
+        }
+        let (status, body, retry) = post_from(&nginx, &flooder, register, &headers, &account()).await;
+        if i < 3 {
+            assert_eq!(status, StatusCode::CREATED, "registration {i}: {body}");
+        } else {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "registration {i}: {body}");
+            assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+            assert!(retry.unwrap() >= 1);
+            refused_ids.push(id);
+        }
+    }
+    // The other client registers as usual.
+    let theirs = account();
+    let neighbour_id = ("x-request-id", "neighbour");
+    let (status, body, _) = post_from(&nginx, &neighbour, register, &[neighbour_id], &theirs).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // One password against many names: four tries, then 429 even with a right password; the
+    // other client logs in.
+    for i in 0..4 {
+        let guess = json!({"username": format!("nobody_{i}"), "password": "123456789"});
+        let (status, body, _) = post_from(&nginx, &flooder, login, &[], &guess).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "login {i}: {body}");
+    }
+    let (status, body, _) = post_from(&nginx, &flooder, login, &[], &theirs).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let (status, body, _) = post_from(&nginx, &neighbour, login, &[], &theirs).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // nginx saw two peers, and the refusals came from both hosts: the bucket is the deployment's,
+    // not one host's.
+    let log = nginx
+        .wait_log("every refused registration and the neighbour's", |log| {
+            refused_ids
+                .iter()
+                .map(String::as_str)
+                .chain(["neighbour"])
+                .all(|id| log.iter().any(|l| l["request_id"] == id))
+        })
+        .await;
+    let peers: std::collections::BTreeSet<&str> = log
+        .iter()
+        .filter(|l| l["path"] == register)
+        .map(|l| l["remote_addr"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers, ["127.0.0.2", "127.0.0.3"].into(), "{log:?}");
+    let refusing: std::collections::BTreeSet<&str> = log
+        .iter()
+        .filter(|l| refused_ids.iter().any(|id| l["request_id"] == id.as_str()))
+        .map(|l| l["upstream"].as_str().unwrap())
+        .collect();
+    assert_eq!(refusing.len(), 2, "refused by {refusing:?}");
 }

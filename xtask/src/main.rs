@@ -4,7 +4,8 @@
 //!   `wasm32-unknown-unknown` with the `plugin` profile (release plus LTO), into
 //!   `<target>/plugins/NAME.wasm` with content tables in `<target>/plugins/NAME/*.toml`. Installs
 //!   the wasm target if it is missing.
-//! - `test`: build the plugins, then run every test of the workspace and of `examples/`.
+//! - `test`: build the plugins, then run every test of the workspace and of `examples/`; a failing
+//!   test binary or step does not stop the others, and the task fails if any failed.
 //! - `run`: build the plugins and start the host on them.
 //! - `bench`: run the criterion benchmarks.
 
@@ -177,22 +178,34 @@ fn build_plugins() -> Result<PathBuf> {
 fn test() -> Result<()> {
     let plugins = build_plugins()?;
     let fixtures = target_dir().join("fixtures");
+    // One failure must not hide the others: cargo runs every test binary (`--no-fail-fast`) and
+    // every step below runs; the task fails at the end if any of them did.
+    let mut failed = Vec::new();
     let mut c = cargo();
-    c.args(["test", "--workspace", "--all-targets"])
+    c.args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .env("CAULDRON_FIXTURES_DIR", &fixtures)
         .env("CAULDRON_PLUGINS_OUT", &plugins);
-    status(c)?;
+    failed.extend(status(c).err());
     // The modder's example is its own workspace: test it natively and build it for wasm.
     let examples = root().join("examples/Cargo.toml");
     let mut c = cargo();
-    c.args(["test", "--manifest-path"])
+    c.args(["test", "--no-fail-fast", "--manifest-path"])
         .arg(&examples)
         .env("CAULDRON_PLUGINS_OUT", &plugins);
-    status(c)?;
+    failed.extend(status(c).err());
     let mut c = cargo();
     c.args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
         .arg(&examples);
-    status(c)
+    failed.extend(status(c).err());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} step(s) failed:\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        ))
+    }
 }
 
 fn run(extra: &[String]) -> Result<()> {

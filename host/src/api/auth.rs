@@ -7,10 +7,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::client::ClientAddr;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, Auth};
 use super::rate_limit;
-use crate::auth::{check_password, check_username, hash_password, verify_password};
+use crate::auth::{HashError, check_password, check_username};
 use crate::game::GameError;
 use crate::json::check_text;
 use crate::state::AppState;
@@ -136,7 +137,29 @@ async fn character(state: &AppState, account: &Account) -> Result<Player, ApiErr
     }
 }
 
+/// How long a client refused for want of a hashing slot is asked to wait.
+const HASH_BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A [`HashError`] as the client sees it: busy is a 429 (the host's hashing is saturated; try again
+/// shortly), anything else a 500.
+fn hash_error(state: &AppState, err: HashError) -> ApiError {
+    match err {
+        HashError::Busy => {
+            state.metrics.inc("cauldron_password_hash_busy_total", &[]);
+            ApiError::RateLimited {
+                retry_after: HASH_BUSY_RETRY,
+            }
+        }
+        HashError::Failed(e) => ApiError::internal(e),
+    }
+}
+
 /// Create an account and its character; returns a token.
+///
+/// Limited per client address (`RATE_LIMIT_REGISTER_BURST`, `RATE_LIMIT_REGISTER_PER_MIN`; the
+/// address is the connection's, or behind a trusted proxy the one it forwards), counted once the
+/// username and password pass their rules. Also refused with 429 when the host is already hashing
+/// as many passwords as it allows (`PASSWORD_HASH_CONCURRENCY`) for `PASSWORD_HASH_WAIT_MS`.
 #[utoipa::path(
     post, path = "/auth/register", tag = "auth",
     request_body = Credentials,
@@ -146,15 +169,25 @@ async fn character(state: &AppState, account: &Account) -> Result<Player, ApiErr
         (status = 409, description = "The username is taken", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address, or the host is busy hashing passwords; see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn register(
     State(state): State<AppState>,
+    client: ClientAddr,
     AppJson(body): AppJson<Credentials>,
 ) -> Result<(StatusCode, axum::Json<Session>), ApiError> {
     check_username(&body.username).map_err(|m| ApiError::bad_request("invalid_username", m))?;
     check_password(&body.password).map_err(|m| ApiError::bad_request("invalid_password", m))?;
-    let hash = hash_password(body.password).await.map_err(ApiError::internal)?;
+    if let Some(key) = client.key("register") {
+        rate_limit(&state, &key, state.config.register_rate).await?;
+    }
+    let hash = state
+        .hashes
+        .hash(body.password)
+        .await
+        .map_err(|e| hash_error(&state, e))?;
     let account = state
         .store()
         .create_account(&body.username, &hash, Role::Player)
@@ -167,7 +200,12 @@ async fn register(
     ))
 }
 
-/// Exchange a username and password for a token. Rate-limited per username.
+/// Exchange a username and password for a token.
+///
+/// Limited per client address (`RATE_LIMIT_LOGIN_ADDR_BURST`, `RATE_LIMIT_LOGIN_ADDR_PER_MIN`), so
+/// one client cannot try a password against many names, and per username (`RATE_LIMIT_LOGIN_BURST`,
+/// `RATE_LIMIT_LOGIN_PER_MIN`), so many clients cannot guess one account's password. Also refused
+/// with 429 when the host is already hashing as many passwords as it allows.
 #[utoipa::path(
     post, path = "/auth/login", tag = "auth",
     request_body = Credentials,
@@ -177,19 +215,23 @@ async fn register(
         (status = 401, description = "Wrong username or password", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody,
+        (status = 429, description = "Too many attempts from this address or for this username, or the host is busy hashing passwords; see Retry-After", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn login(
     State(state): State<AppState>,
+    client: ClientAddr,
     AppJson(body): AppJson<Credentials>,
 ) -> Result<axum::Json<Session>, ApiError> {
     for (field, text) in [("username", &body.username), ("password", &body.password)] {
         check_text(field, text).map_err(|m| ApiError::bad_request("bad_text", m))?;
     }
-    // Keyed by name, not address: it protects each account from guessing, and players behind one
-    // proxy or NAT do not share a bucket. Bounded in length so the key cannot be made huge.
+    if let Some(key) = client.key("login") {
+        rate_limit(&state, &key, state.config.login_addr_rate).await?;
+    }
+    // Per name too: it protects each account from guessing spread over many addresses. Bounded in
+    // length so the key cannot be made huge.
     let name: String = body.username.chars().take(64).collect::<String>().to_lowercase();
     rate_limit(&state, &format!("login:{name}"), state.config.login_rate).await?;
     let refused = || ApiError::Unauthorized("wrong username or password".to_owned());
@@ -197,7 +239,11 @@ async fn login(
         return Err(refused());
     }
     let account = state.store().account_by_username(&body.username).await?;
-    let ok = verify_password(body.password, account.as_ref().map(|a| a.password_hash.clone())).await;
+    let ok = state
+        .hashes
+        .verify(body.password, account.as_ref().map(|a| a.password_hash.clone()))
+        .await
+        .map_err(|e| hash_error(&state, e))?;
     let Some(account) = account.filter(|_| ok) else {
         return Err(refused());
     };

@@ -4,6 +4,7 @@
 //! - this file: [`app`] (the router with every layer) and [`serve`] (listener + graceful shutdown),
 //!   the OpenAPI document, the request observer (metrics and error logs), the request timeout.
 //! - `error`: [`ApiError`], the one error type, rendered `{"error":{"code","message"}}`.
+//! - `client`: the client's address (the peer, or behind trusted proxies `X-Forwarded-For`).
 //! - `extract`: JSON and params extractors with our rejections, the bearer-token extractor,
 //!   `Idempotency-Key`.
 //! - `auth`, `players`, `actions`, `catalog`, `leaderboards`, `health`, `metrics`: one `router()`
@@ -18,6 +19,7 @@ pub mod actions;
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod client;
 pub mod error;
 pub mod extract;
 pub mod health;

@@ -243,6 +243,11 @@ impl Host {
             .env("WEB_DIR", dir.path().join("no-web"))
             .env("MODULE_CACHE_DIR", super::shared_module_cache())
             .env("RATE_LIMIT_ACTION_BURST", "1000")
+            // Test clients all connect from loopback: the per-address limits would make a test's
+            // clients share a few registrations. Tests of the limits set their own.
+            .env("RATE_LIMIT_REGISTER_BURST", "1000000")
+            .env("RATE_LIMIT_LOGIN_ADDR_BURST", "1000000")
+            .env("PASSWORD_HASH_WAIT_MS", "60000")
             .env("SHUTDOWN_TIMEOUT_SECS", "5")
             .env("BIND_ADDR", "127.0.0.1")
             .env("PORT", port.to_string())

@@ -106,6 +106,18 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The complete lines of a file another process may be writing: everything up to the last newline.
+/// A last line without its newline is still being written; it is left for the next read (a reader
+/// that parsed it would fail on half a line). A missing file has no lines.
+pub(crate) fn complete_lines(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&bytes[..end])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A fresh PostgreSQL database, dropped (with its connections) when this is dropped.
 pub(crate) struct PgDb {
     name: String,
@@ -247,6 +259,12 @@ impl TestApp {
             ("MODULE_CACHE_DIR", module_cache.display().to_string()),
             ("MAX_BODY_BYTES", "4096".to_owned()),
             ("RATE_LIMIT_ACTION_BURST", "1000".to_owned()),
+            // Every test client connects from 127.0.0.1: the per-address limits would make the tests
+            // of one binary share a few registrations. Tests of the limits set their own.
+            ("RATE_LIMIT_REGISTER_BURST", "1000000".to_owned()),
+            ("RATE_LIMIT_LOGIN_ADDR_BURST", "1000000".to_owned()),
+            // Tests run side by side on few cores; a hash may wait long for its slot.
+            ("PASSWORD_HASH_WAIT_MS", "60000".to_owned()),
             ("SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
             ("BIND_ADDR", "127.0.0.1".to_owned()),
             ("PORT", "0".to_owned()),
