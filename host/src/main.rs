@@ -56,7 +56,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {} (PORT, BIND_ADDR)", config.listen))?;
-    tracing::info!(addr = %config.listen, "serving");
+    // The bound address, not the configured one: with `PORT=0` the system picks the port.
+    let bound = listener.local_addr().unwrap_or(config.listen);
+    tracing::info!(addr = %bound, "serving");
     api::serve(listener, app_state, api::shutdown_signal())
         .await
         .context("serving HTTP")?;

@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -419,10 +421,8 @@ async fn the_web_client_plays_the_game_in_chromium() {
         "rewards = [1000, 2000, 3000, 4000, 5000, 6000, 10000]",
         "rewards = [1000000, 2000, 3000, 4000, 5000, 6000, 10000]",
     );
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let host_log = std::fs::File::create(tmp.path().join("host.log")).unwrap();
-    let _host = Proc(
+    let mut host = Proc(
         Command::new(env!("CARGO_BIN_EXE_cauldron"))
             .env(
                 "DATABASE_URL",
@@ -435,20 +435,28 @@ async fn the_web_client_plays_the_game_in_chromium() {
                 std::env::temp_dir().join("cauldron-tests-module-cache"),
             )
             .env("WEB_DIR", root.join("web"))
-            .env("PORT", port.to_string())
+            // A port the system picks, read back from the host's log (see `common::cluster`).
+            .env("PORT", "0")
             .env("JWT_SECRET", "browser-test-secret-0123456789abcdef0123456789")
             .env("RATE_LIMIT_ACTION_BURST", "10000")
             .env("RATE_LIMIT_ACTION_PER_SEC", "10000")
             .env("RATE_LIMIT_REGISTER_BURST", "10000")
             .env("RATE_LIMIT_LOGIN_ADDR_BURST", "10000")
-            .env("LOG_LEVEL", "warn")
+            .env("LOG_LEVEL", "warn,cauldron=info")
+            .env("LOG_FORMAT", "json")
             .env_remove("REDIS_URL")
             .current_dir(tmp.path())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(host_log)
             .spawn()
             .unwrap(),
     );
+    let bound = common::cluster::bound_address(host.0.stdout.take().unwrap());
+    let port = bound
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the host did not start serving")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_http(&http, &format!("{base}/readyz"), 60).await;
 

@@ -207,6 +207,27 @@ pub(crate) struct Host {
     _dir: tempfile::TempDir,
 }
 
+/// Reads a host's JSON log lines (whole lines only) on a thread of its own, sends the address of its
+/// `serving` line, and keeps draining the pipe so the host never blocks on a full one.
+pub(crate) fn bound_address(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<std::net::SocketAddr> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if entry["message"] == "serving"
+                && let Some(addr) = entry["addr"].as_str().and_then(|a| a.parse().ok())
+            {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    rx
+}
+
 impl Host {
     /// A host on `shared` with the test defaults, once `/readyz` answers 200.
     pub(crate) async fn start(shared: &Shared) -> Self {
@@ -223,12 +244,6 @@ impl Host {
             plugins.join("probe.wasm"),
         )
         .unwrap();
-        // A free port: bind, read, release. The host binds it again right away.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_cauldron"));
         command
             .current_dir(dir.path())
@@ -250,13 +265,31 @@ impl Host {
             .env("PASSWORD_HASH_WAIT_MS", "60000")
             .env("SHUTDOWN_TIMEOUT_SECS", "5")
             .env("BIND_ADDR", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("LOG_LEVEL", "warn")
-            .stdout(Stdio::null());
+            // The host binds a port the system picks and logs it: no port is chosen here and
+            // released for the host to take again, so no other process can take it in between.
+            .env("PORT", "0")
+            .env("LOG_LEVEL", "warn,cauldron=info")
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::piped());
         for (k, v) in vars {
             command.env(k, v);
         }
-        let child = command.spawn().unwrap();
+        let mut child = command.spawn().unwrap();
+        let bound = bound_address(child.stdout.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            match bound.recv_timeout(Duration::from_millis(50)) {
+                Ok(addr) => break addr.port(),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("host exited before it served: {:?}", child.wait())
+                }
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("host exited before it served: {status}");
+            }
+            assert!(Instant::now() < deadline, "host did not start serving");
+        };
         let mut host = Self {
             base: format!("http://127.0.0.1:{port}"),
             addr: format!("127.0.0.1:{port}"),
