@@ -25,7 +25,7 @@ pub const PASSWORD_MIN: usize = 8;
 /// Longest password, in characters (argon2 would take more, but a cap bounds the work per request).
 pub const PASSWORD_MAX: usize = 128;
 
-/// Whether `c` is a CJK ideograph (the seed's players use Chinese names).
+/// Whether `c` is a CJK ideograph (the game's players use Chinese names).
 fn is_cjk(c: char) -> bool {
     matches!(c as u32,
         0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2A6DF | 0x2A700..=0x2EBEF | 0x30000..=0x3134F)

@@ -682,7 +682,7 @@ impl Config {
         })
     }
 
-    /// `DATABASE_URL`, else one built from the seed's `DB_*` variables, else the default SQLite file.
+    /// `DATABASE_URL`, else one built from the `DB_*` variables (`DB_HOST` and the rest), else the default SQLite file.
     fn database_url(s: &Settings) -> Result<String, ConfigError> {
         if let Some(url) = value(&s.database_url) {
             let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or_default();

@@ -1,4 +1,4 @@
-//! The game end to end through the HTTP API (issue 5): a fresh account plays from registration
+//! The game end to end through the HTTP API: a fresh account plays from registration
 //! through meditation, a breakthrough, exploration, herb gathering, alchemy, equipment, a pet and the
 //! dungeon, and after every step the test reads `GET /api/v1/player` and `GET /api/v1/player/stats`
 //! and checks that they changed exactly as the plugins' rules say.

@@ -28,7 +28,6 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Messages a channel buffers for its slowest local subscriber before that one starts missing some.
-/// The seed's WebSocket hub used the same bound for its broadcast queue.
 pub const CHANNEL_CAPACITY: usize = 256;
 
 /// Where a message goes.

@@ -15,7 +15,7 @@
 //! one node and the in-process implementations; set means Redis, so N hosts share the same view.
 //!
 //! # When Redis is down
-//! The host keeps serving (DESIGN "Scale-out": Redis carries cache and fan-out, PostgreSQL holds the
+//! The host keeps serving (docs/architecture.md: Redis carries cache and fan-out, PostgreSQL holds the
 //! truth). The cache misses, the bus delivers to this node's sockets only, rate limits fall back to
 //! this node's buckets, and presence and leaderboards return [`ServiceError`] for the caller to map.
 //! [`Services::health`] says `Degraded` with the reason until Redis answers again; nothing needs

@@ -1,9 +1,8 @@
 //! Who is online: a heartbeat marks a player online until its TTL runs out.
 //!
-//! The seed kept one hash per player with a 15 s TTL plus a set of ids, and found who was online with
-//! `KEYS player:online:*` every 5 s (seed-game §2.15, §5 weakness 22). Here presence is one sorted set,
-//! member = player id, score = when the heartbeat expires (by the Redis clock, so nodes with skewed
-//! clocks agree). Counting and listing first drop expired members; nothing ever scans the keyspace.
+//! Presence is one sorted set: member = player id, score = when the heartbeat expires (by the Redis
+//! clock, so nodes with skewed clocks agree). Counting and listing first drop expired members, so
+//! nothing ever scans the keyspace (a `KEYS`-style scan would cost in proportion to every key held).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};

@@ -19,7 +19,8 @@
 //! What this does not cover, and what bounds it: another node whose own link is fine may serve the
 //! stale entry until its TTL runs out, and pending invalidations die with the process. Callers keep
 //! state TTLs short, and the action pipeline never trusts cached state for writes: the apply
-//! transaction is guarded by the player's version and reloads on a conflict (DESIGN step 6).
+//! transaction is guarded by the player's version and reloads on a conflict (docs/architecture.md,
+//! "One action").
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
