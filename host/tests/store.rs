@@ -189,6 +189,7 @@ fn log(action: &str) -> LogEntry {
         outcome_digest: "cd".repeat(32),
         reply: json!({"ok": true}),
         idempotency_key: None,
+        fingerprint: None,
     }
 }
 
@@ -735,6 +736,7 @@ async fn idempotency_key_returns_the_logged_reply(db: TestDb) {
     let bob = new_player(store, "bob").await;
     let mut entry = log("brew");
     entry.idempotency_key = Some("req-1".into());
+    entry.fingerprint = Some("fp-brew-tea".into());
     entry.reply = json!({"brewed": "tea", "n": 2});
     let version = store
         .apply(ApplyRequest {
@@ -750,6 +752,7 @@ async fn idempotency_key_returns_the_logged_reply(db: TestDb) {
     let found = store.idempotent_reply(ann, "req-1").await.unwrap().unwrap();
     assert_eq!(found.reply, json!({"brewed": "tea", "n": 2}));
     assert_eq!(found.version, version);
+    assert_eq!(found.fingerprint.as_deref(), Some("fp-brew-tea"));
     assert_eq!(store.idempotent_reply(ann, "req-2").await.unwrap(), None);
     assert_eq!(
         store.idempotent_reply(bob, "req-1").await.unwrap(),
