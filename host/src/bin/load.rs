@@ -73,8 +73,9 @@ const MAX_RETRIES: u32 = 600;
 const TICKS_PER_SEC: u64 = 100;
 /// How often the CPU sampler reads `/proc`.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
-/// Bytes of padding in the bare transaction's log row: about a `cultivation/gather` reply.
-const LOG_PAD: usize = 1000;
+/// Bytes of padding in the bare transaction's log row: a `cultivation/gather` reply is about 700 bytes
+/// of JSON.
+const LOG_PAD: usize = 700;
 /// Connections of the SQLite comparison: the host's own `MAX_CONNECTIONS`.
 const SQLITE_CONNECTIONS: u32 = 4;
 /// The host's SQLite `busy_timeout`.
