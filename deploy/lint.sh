@@ -5,8 +5,8 @@
 #     its rules (warnings fail too; `dclint --fix` repairs the style ones);
 #   - Dockerfile, Dockerfile.nginx: hadolint (a static binary from a PyPI wheel; dockerfilelint from
 #     npm misreads HEALTHCHECK --start-period as an invalid option, so it isn't used);
-#   - nginx.conf: `nginx -t` on the file rendered as the integration test renders it, when nginx is
-#     installed (skipped, and said so, when it isn't);
+#   - nginx.conf, rendered as the integration test renders it: gixy (gixy-ng from PyPI; any finding
+#     fails), and `nginx -t` when nginx is installed (skipped, and said so, when it isn't);
 #   - .env.example: documents every variable docker-compose.yml interpolates, and holds no secret.
 #
 # The tools are pinned (deploy/lint/package-lock.json, deploy/lint/requirements.txt) and installed
@@ -36,8 +36,9 @@ fi
 
 py_dir="$cache/py-$(sha256sum lint/requirements.txt | cut -c1-16)"
 hadolint="$py_dir/bin/hadolint"
-if [ ! -x "$hadolint" ]; then
-  echo "deploy/lint: installing hadolint into $py_dir"
+gixy() { PYTHONPATH="$py_dir" python3 -m gixy "$@"; }
+if [ ! -x "$hadolint" ] || [ ! -d "$py_dir/gixy" ]; then
+  echo "deploy/lint: installing hadolint and gixy into $py_dir"
   python3 -m pip --version >/dev/null 2>&1 || { echo "deploy/lint: python3 with pip is needed" >&2; exit 1; }
   rm -rf "$py_dir.tmp"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --require-hashes \
@@ -55,19 +56,28 @@ echo "deploy/lint: $("$hadolint" --version) Dockerfile Dockerfile.nginx"
 "$hadolint" --no-color Dockerfile Dockerfile.nginx || fail "hadolint"
 
 # --- nginx.conf -----------------------------------------------------------------------------------
-if command -v nginx >/dev/null; then
-  tmp=$(mktemp -d)
-  mkdir -p "$tmp/web"
-  if ./render-nginx-conf.sh 127.0.0.1:18080 "$tmp/web" 127.0.0.1:13001 127.0.0.1:13002 >"$tmp/nginx.conf" \
-    && nginx -t -q -c "$tmp/nginx.conf" -g "pid $tmp/nginx.pid;"; then
-    echo "deploy/lint: nginx -t ($(nginx -v 2>&1 | sed 's/^nginx version: //')) nginx.conf: ok"
+tmp=$(mktemp -d)
+mkdir -p "$tmp/web"
+if ./render-nginx-conf.sh 127.0.0.1:18080 "$tmp/web" 127.0.0.1:13001 127.0.0.1:13002 >"$tmp/nginx.conf"; then
+  if gixy --format text "$tmp/nginx.conf" >"$tmp/gixy.out" 2>&1; then
+    echo "deploy/lint: gixy $(gixy --version 2>&1 | head -1 | awk '{print $NF}') nginx.conf: ok"
   else
-    fail "nginx -t on the rendered nginx.conf"
+    cat "$tmp/gixy.out" >&2
+    fail "gixy on the rendered nginx.conf"
   fi
-  rm -rf "$tmp"
+  if command -v nginx >/dev/null; then
+    if nginx -t -q -c "$tmp/nginx.conf" -g "pid $tmp/nginx.pid;"; then
+      echo "deploy/lint: nginx -t ($(nginx -v 2>&1 | sed 's/^nginx version: //')) nginx.conf: ok"
+    else
+      fail "nginx -t on the rendered nginx.conf"
+    fi
+  else
+    echo "deploy/lint: nginx not installed, nginx -t skipped"
+  fi
 else
-  echo "deploy/lint: nginx not installed, nginx.conf not checked"
+  fail "render-nginx-conf.sh"
 fi
+rm -rf "$tmp"
 
 # --- .env.example ---------------------------------------------------------------------------------
 # Every ${VAR} docker-compose.yml reads must be documented (set or commented out) in .env.example.

@@ -8,6 +8,8 @@
 //!   test binary or step does not stop the others, and the task fails if any failed.
 //! - `run`: build the plugins and start the host on them.
 //! - `bench`: run the criterion benchmarks.
+//! - `load`: build the plugins and the host's release binaries, then run the HTTP load tool
+//!   (`host/src/bin/load.rs`, `--help` for its options) against a host started separately.
 
 #![allow(
     clippy::disallowed_macros,
@@ -30,7 +32,11 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("run") => run(&args[1..]),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask <build-plugins | test | run [-- host args] | bench [filter]>".into()),
+        Some("load") => load(&args[1..]),
+        _ => Err(
+            "usage: cargo xtask <build-plugins | test | run [-- host args] | bench [filter] | load [-- load args]>"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -234,5 +240,28 @@ fn bench(extra: &[String]) -> Result<()> {
     c.args(["bench", "-p", "cauldron-runtime", "--"])
         .args(extra)
         .env("CAULDRON_PLUGINS_OUT", &plugins);
+    status(c)
+}
+
+/// Build what a load run needs (the plugins, the fixtures, the release host and the tool), then run
+/// the tool. The host is started separately (see `host/src/bin/load.rs` for how), so the tool can
+/// be pointed at any loopback host.
+fn load(extra: &[String]) -> Result<()> {
+    build_plugins()?;
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--release",
+        "-p",
+        "cauldron-host",
+        "--bin",
+        "cauldron",
+        "--bin",
+        "load",
+    ]);
+    status(c)?;
+    let mut c = Command::new(target_dir().join("release").join("load"));
+    c.current_dir(root())
+        .args(extra.iter().skip_while(|a| *a == "--"));
     status(c)
 }
