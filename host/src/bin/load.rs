@@ -1,4 +1,4 @@
-//! `load`: the HTTP action load tool behind docs/benchmarks.md ("Action throughput"). `cargo xtask
+//! `load`: the HTTP action load tool behind docs/benchmarks.md ("The action path under load"). `cargo xtask
 //! load -- ARGS` builds the plugins and the release binaries and runs it.
 //!
 //! 1. Registers `--players` players through `POST /api/v1/auth/register` (`--register-concurrency`

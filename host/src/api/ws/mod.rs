@@ -15,7 +15,7 @@
 //!
 //! # Memory
 //! An idle session is a socket, three small tasks, a bounded queue and three channel receivers
-//! (about 7.7 KiB of host RSS at 15,000 sockets; docs/benchmarks.md). The read buffer is [`READ_BUFFER`] (tungstenite's
+//! (about 7.5 KiB of host RSS at 15,000 sockets; docs/benchmarks.md). The read buffer is [`READ_BUFFER`] (tungstenite's
 //! default is 128 KiB: client messages are small, and a larger one just grows it); writes are flushed
 //! at once (write buffer 0), and client messages are capped at [`MAX_MESSAGE`].
 
