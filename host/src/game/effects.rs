@@ -239,8 +239,43 @@ mod tests {
         s
     }
 
-    fn check(effects: &[Effect]) -> Result<(), String> {
+    fn check(effects: &[Effect]) -> Result<CheckedEffects<'_>, String> {
         validate(&state(), &["pet".into()], &[], effects, 0)
+    }
+
+    #[test]
+    fn checked_effects_carry_json_documents_and_leave_events_out() {
+        let effects = [
+            Effect::CreateEntity {
+                id: "n".into(),
+                kind: "pet".into(),
+                data: crate::json::json_to_doc(&serde_json::json!({"name": "Mochi", "lvl": 1})),
+            },
+            Effect::Emit {
+                event: cauldron_sdk::wire::Event {
+                    topic: "born".into(),
+                    scope: cauldron_sdk::wire::Scope::Player,
+                    data: Doc::nil(),
+                },
+            },
+            Effect::AddCurrency {
+                name: "gold".into(),
+                delta: -5,
+            },
+        ];
+        let expected = CheckedEffects::new(vec![
+            Change::CreateEntity {
+                id: "n",
+                kind: "pet",
+                data: serde_json::json!({"name": "Mochi", "lvl": 1}),
+            },
+            Change::AddBalance {
+                balance: Balance::Currency,
+                name: "gold",
+                delta: -5,
+            },
+        ]);
+        assert_eq!(check(&effects).unwrap(), expected);
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Backend for SqliteBackend {
         tokio::time::timeout(GATE_TIMEOUT, Arc::clone(&self.write).lock_owned())
             .await
             .map_err(|_| {
-                StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+                StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("the write waited {GATE_TIMEOUT:?} for the writes queued before it"),
                 )))
