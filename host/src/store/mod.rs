@@ -177,7 +177,7 @@ pub struct LogEntry {
     pub seed: u64,
     /// The call's time.
     pub now_ms: i64,
-    /// Digest of the plugin's outcome, to compare replays with.
+    /// The hex sha256 of the outcome bytes the plugin wrote, to compare replays with.
     pub outcome_digest: String,
     /// The reply the client got, as JSON.
     pub reply: serde_json::Value,
@@ -327,9 +327,6 @@ pub trait Store: Send + Sync {
 
     /// The active version of every plugin, by name.
     async fn active_artifacts(&self) -> Result<Vec<ArtifactInfo>, StoreError>;
-
-    /// Every stored version of `name`, oldest upload first.
-    async fn artifacts(&self, name: &str) -> Result<Vec<ArtifactInfo>, StoreError>;
 
     /// The bytes of one stored version.
     async fn artifact_bytes(&self, name: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -525,16 +522,6 @@ impl<'a> CheckedEffects<'a> {
     /// Wrap changes the caller has checked.
     pub(crate) fn new(changes: Vec<Change<'a>>) -> Self {
         Self { changes }
-    }
-
-    /// How many changes there are (events are not changes).
-    pub fn len(&self) -> usize {
-        self.changes.len()
-    }
-
-    /// Whether there is nothing to write.
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
     }
 }
 

@@ -733,16 +733,6 @@ for_every_backend! {
             .map_err(db_err)
         }
 
-        async fn artifacts(&self, name: &str) -> Result<Vec<ArtifactInfo>, StoreError> {
-            sqlx::query_as(&format!(
-                "select {ARTIFACT_COLUMNS} from plugin_artifacts where name = $1 order by id"
-            ))
-            .bind(name)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)
-        }
-
         async fn artifact_bytes(&self, name: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
             sqlx::query_scalar("select bytes from plugin_artifacts where name = $1 and version = $2")
                 .bind(name)
