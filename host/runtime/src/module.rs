@@ -695,6 +695,17 @@ impl Runtime {
         plugin: Arc<PluginVersion>,
         call: &Call,
     ) -> (Result<Outcome, PluginError>, u64) {
+        let (result, fuel) = self.call_metered_raw(plugin, call).await;
+        (result.map(|(outcome, _)| outcome), fuel)
+    }
+
+    /// Like [`Runtime::call_metered`], also returning the bytes the plugin wrote, exactly as the
+    /// outcome was decoded from (to digest or log without encoding the outcome again).
+    pub async fn call_metered_raw(
+        &self,
+        plugin: Arc<PluginVersion>,
+        call: &Call,
+    ) -> (Result<(Outcome, Vec<u8>), PluginError>, u64) {
         let input = match codec::encode(call) {
             Ok(i) => i,
             Err(e) => {
@@ -723,15 +734,12 @@ impl Runtime {
         // On this task: inline while the call is short (nearly all are), then on a fiber that
         // yields at every epoch tick, so a long call shares the worker instead of stalling it.
         let (raw, fuel) = self.run_guest_metered(&plugin, &input).await;
-        let outcome = raw.and_then(|raw| {
-            codec::decode::<Outcome>(&raw)
-                .map_err(|e| PluginError::BadOutput(format!("outcome does not decode: {e}")))
-        });
-        let outcome = match outcome {
+        let outcome = raw.and_then(|raw| match codec::decode::<Outcome>(&raw) {
             Ok(Outcome::Rejected { code, message }) => Err(PluginError::Rejected { code, message }),
             Ok(Outcome::Fault { code, message }) => Err(PluginError::GuestFault { code, message }),
-            other => other,
-        };
+            Ok(outcome) => Ok((outcome, raw)),
+            Err(e) => Err(PluginError::BadOutput(format!("outcome does not decode: {e}"))),
+        });
         (outcome, fuel)
     }
 

@@ -1,9 +1,12 @@
 //! Checking a plugin's effects against the player's state before anything is written. One bad effect
-//! rejects the whole outcome; the store's constraints and version guard remain the last word.
+//! rejects the whole outcome; what passes becomes [`CheckedEffects`], the only thing the store writes,
+//! with every document already converted to JSON. The store's constraints and version guard remain the
+//! last word.
 
 use cauldron_sdk::wire::{Effect, PlayerState};
 
 use crate::json::{check_text, doc_to_json};
+use crate::store::{Balance, Change, CheckedEffects};
 
 /// Most effects one outcome may carry.
 pub const MAX_EFFECTS: usize = 1_000;
@@ -21,14 +24,15 @@ fn name_ok(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn doc_ok(what: &str, doc: &cauldron_sdk::Doc) -> Result<(), String> {
+/// The document as JSON, if it is within the size limit and has a JSON form.
+fn doc_ok(what: &str, doc: &cauldron_sdk::Doc) -> Result<serde_json::Value, String> {
     if doc.as_bytes().len() > MAX_DOC_BYTES {
         return Err(format!(
             "{what} is {} bytes, over the {MAX_DOC_BYTES}-byte limit",
             doc.as_bytes().len()
         ));
     }
-    doc_to_json(what, doc).map(|_| ())
+    doc_to_json(what, doc)
 }
 
 /// Check a reply document: the same size and shape rules as the documents effects carry.
@@ -36,19 +40,22 @@ fn doc_ok(what: &str, doc: &cauldron_sdk::Doc) -> Result<(), String> {
 /// # Errors
 /// What is wrong, naming the place in the reply.
 pub fn validate_reply(reply: &cauldron_sdk::Doc) -> Result<serde_json::Value, String> {
-    doc_ok("reply", reply)?;
-    doc_to_json("reply", reply)
+    doc_ok("reply", reply)
 }
 
 /// Validate `effects` in order against `state` (the full state the call was computed from), where
-/// `own_kinds` are the plugin's entity kinds and `kinds` every kind the action may touch.
-pub fn validate(
+/// `own_kinds` are the plugin's entity kinds and `kinds` every kind the action may touch. Returns the
+/// changes to store, in order (events are not among them).
+///
+/// # Errors
+/// What is wrong, naming the first effect that fails.
+pub fn validate<'a>(
     state: &PlayerState,
     own_kinds: &[String],
     kinds: &[String],
-    effects: &[Effect],
+    effects: &'a [Effect],
     now_ms: i64,
-) -> Result<(), String> {
+) -> Result<CheckedEffects<'a>, String> {
     if effects.len() > MAX_EFFECTS {
         return Err(format!(
             "{} effects, over the limit of {MAX_EFFECTS}",
@@ -57,14 +64,20 @@ pub fn validate(
     }
     let allowed = |k: &str| own_kinds.iter().chain(kinds).any(|a| a == k);
     let mut sim = state.clone();
+    let mut changes = Vec::with_capacity(effects.len());
     for (i, effect) in effects.iter().enumerate() {
         let at = |msg: String| format!("effect {i}: {msg}");
-        match effect {
+        let change = match effect {
             Effect::AddCurrency { name, delta } => {
                 name_ok("currency", name).map_err(at)?;
                 let now = sim.currencies.get(name).copied().unwrap_or(0);
                 if now.checked_add(*delta).is_none_or(|v| v < 0) {
                     return Err(at(format!("currency `{name}` would go from {now} to below zero")));
+                }
+                Change::AddBalance {
+                    balance: Balance::Currency,
+                    name,
+                    delta: *delta,
                 }
             }
             Effect::AddCounter { name, delta } => {
@@ -73,6 +86,11 @@ pub fn validate(
                 if now.checked_add(*delta).is_none_or(|v| v < 0) {
                     return Err(at(format!("counter `{name}` would go below zero")));
                 }
+                Change::AddBalance {
+                    balance: Balance::Counter,
+                    name,
+                    delta: *delta,
+                }
             }
             Effect::AddItem { item, qty } | Effect::RemoveItem { item, qty } => {
                 name_ok("item", item).map_err(at)?;
@@ -80,11 +98,16 @@ pub fn validate(
                     return Err(at(format!("item `{item}` quantity {qty} must be positive")));
                 }
                 let held = sim.items.get(item).copied().unwrap_or(0);
-                if matches!(effect, Effect::RemoveItem { .. }) && held < *qty {
-                    return Err(at(format!("removes {qty} `{item}` but the player holds {held}")));
-                }
-                if held.checked_add(*qty).is_none() {
-                    return Err(at(format!("item `{item}` would overflow")));
+                if let Effect::RemoveItem { .. } = effect {
+                    if held < *qty {
+                        return Err(at(format!("removes {qty} `{item}` but the player holds {held}")));
+                    }
+                    Change::RemoveItem { item, qty: *qty }
+                } else {
+                    if held.checked_add(*qty).is_none() {
+                        return Err(at(format!("item `{item}` would overflow")));
+                    }
+                    Change::AddItem { item, qty: *qty }
                 }
             }
             Effect::SetStat { name, value } => {
@@ -92,6 +115,7 @@ pub fn validate(
                 if !value.is_finite() {
                     return Err(at(format!("stat `{name}` set to a non-finite value")));
                 }
+                Change::SetStat { name, value: *value }
             }
             Effect::CreateEntity { id, kind, data } => {
                 name_ok("entity id", id).map_err(at)?;
@@ -101,7 +125,11 @@ pub fn validate(
                 if sim.entities.iter().any(|e| &e.id == id) {
                     return Err(at(format!("entity id `{id}` is already used")));
                 }
-                doc_ok("entity data", data).map_err(at)?;
+                Change::CreateEntity {
+                    id,
+                    kind,
+                    data: doc_ok("entity data", data).map_err(at)?,
+                }
             }
             Effect::UpdateEntity { id, data } => {
                 match sim.entities.iter().find(|e| &e.id == id) {
@@ -118,10 +146,13 @@ pub fn validate(
                         )));
                     }
                 }
-                doc_ok("entity data", data).map_err(at)?;
+                Change::UpdateEntity {
+                    id,
+                    data: doc_ok("entity data", data).map_err(at)?,
+                }
             }
             Effect::DeleteEntity { id } => match sim.entities.iter().find(|e| &e.id == id) {
-                Some(e) if allowed(&e.kind) => {}
+                Some(e) if allowed(&e.kind) => Change::DeleteEntity { id },
                 Some(e) => {
                     return Err(at(format!(
                         "deletes entity `{id}` of undeclared kind `{}`",
@@ -150,23 +181,39 @@ pub fn validate(
                     check_text("buff modifier stat", &m.stat).map_err(at)?;
                     check_text("buff modifier source", &m.source).map_err(at)?;
                 }
+                let modifiers = serde_json::to_value(&buff.modifiers)
+                    .map_err(|e| at(format!("buff `{}`: {e}", buff.id)))?;
+                Change::AddBuff {
+                    id: &buff.id,
+                    modifiers,
+                    expires_ms: buff.expires_ms,
+                }
             }
-            Effect::RemoveBuff { id } => name_ok("buff id", id).map_err(at)?,
-            Effect::SetState { data } => doc_ok("plugin state", data).map_err(at)?,
+            Effect::RemoveBuff { id } => {
+                name_ok("buff id", id).map_err(at)?;
+                Change::RemoveBuff { id }
+            }
+            Effect::SetState { data } => Change::SetState {
+                data: doc_ok("plugin state", data).map_err(at)?,
+            },
             Effect::Emit { event } => {
                 name_ok("event topic", &event.topic).map_err(at)?;
                 doc_ok("event data", &event.data).map_err(at)?;
+                // Events are published after commit and change no state: nothing to store.
+                continue;
             }
             Effect::SetScore { board, score } => {
                 name_ok("leaderboard", board).map_err(at)?;
                 if !score.is_finite() {
                     return Err(at(format!("score on `{board}` is not finite")));
                 }
+                Change::SetScore { board, score: *score }
             }
-        }
+        };
         sim.apply(effect);
+        changes.push(change);
     }
-    Ok(())
+    Ok(CheckedEffects::new(changes))
 }
 
 #[cfg(test)]
@@ -192,8 +239,43 @@ mod tests {
         s
     }
 
-    fn check(effects: &[Effect]) -> Result<(), String> {
+    fn check(effects: &[Effect]) -> Result<CheckedEffects<'_>, String> {
         validate(&state(), &["pet".into()], &[], effects, 0)
+    }
+
+    #[test]
+    fn checked_effects_carry_json_documents_and_leave_events_out() {
+        let effects = [
+            Effect::CreateEntity {
+                id: "n".into(),
+                kind: "pet".into(),
+                data: crate::json::json_to_doc(&serde_json::json!({"name": "Mochi", "lvl": 1})),
+            },
+            Effect::Emit {
+                event: cauldron_sdk::wire::Event {
+                    topic: "born".into(),
+                    scope: cauldron_sdk::wire::Scope::Player,
+                    data: Doc::nil(),
+                },
+            },
+            Effect::AddCurrency {
+                name: "gold".into(),
+                delta: -5,
+            },
+        ];
+        let expected = CheckedEffects::new(vec![
+            Change::CreateEntity {
+                id: "n",
+                kind: "pet",
+                data: serde_json::json!({"name": "Mochi", "lvl": 1}),
+            },
+            Change::AddBalance {
+                balance: Balance::Currency,
+                name: "gold",
+                delta: -5,
+            },
+        ]);
+        assert_eq!(check(&effects).unwrap(), expected);
     }
 
     #[test]

@@ -428,7 +428,7 @@ impl Game {
                 content: version.content_for(&hook.content),
             };
             match self.call_plugin(&version, &call).await {
-                Ok(Outcome::Ok { modifiers, .. }) => all.extend(modifiers),
+                Ok((Outcome::Ok { modifiers, .. }, _)) => all.extend(modifiers),
                 Ok(_) => {}
                 Err(e) if e.host_failure().is_some() => return Err(host_unavailable(&e)),
                 Err(e) => tracing::warn!(plugin = %version.name(), "modifiers hook skipped: {e}"),
@@ -437,10 +437,14 @@ impl Game {
         Ok(all)
     }
 
-    /// Call a plugin, recording metrics.
-    async fn call_plugin(&self, version: &Arc<PluginVersion>, call: &Call) -> Result<Outcome, PluginError> {
+    /// Call a plugin, recording metrics. Returns the outcome and the bytes it was decoded from.
+    async fn call_plugin(
+        &self,
+        version: &Arc<PluginVersion>,
+        call: &Call,
+    ) -> Result<(Outcome, Vec<u8>), PluginError> {
         let started = Instant::now();
-        let (result, fuel) = self.inner.runtime.call_metered(version.clone(), call).await;
+        let (result, fuel) = self.inner.runtime.call_metered_raw(version.clone(), call).await;
         let label = match &result {
             Ok(_) => "ok",
             Err(e) => e.kind(),
@@ -546,8 +550,8 @@ impl Game {
                 seed: rand::random(),
                 content: version.content_for(&spec.content),
             };
-            let outcome = match self.call_plugin(version, &call).await {
-                Ok(o) => o,
+            let (outcome, raw) = match self.call_plugin(version, &call).await {
+                Ok(called) => called,
                 Err(PluginError::Rejected { code, message }) => {
                     return Err(match code.as_str() {
                         reject_codes::BAD_PARAMS => GameError::BadParams(message),
@@ -565,7 +569,7 @@ impl Game {
             let Outcome::Ok { effects, reply, .. } = &outcome else {
                 return Err(self.fault(version, "bad_output", "unexpected outcome".into()));
             };
-            effects::validate(
+            let checked = effects::validate(
                 &snap.full_for(version.name()),
                 &version.manifest.entity_kinds,
                 &spec.kinds,
@@ -575,9 +579,8 @@ impl Game {
             .map_err(|e| self.fault(version, "bad_effect", e))?;
             let reply_json =
                 effects::validate_reply(reply).map_err(|e| self.fault(version, "bad_effect", e))?;
-            let digest = codec::encode(&outcome)
-                .map(|b| hex::encode(Sha256::digest(b)))
-                .unwrap_or_default();
+            // The outcome exactly as the plugin wrote it: a replay that writes the same bytes matches.
+            let digest = hex::encode(Sha256::digest(&raw));
             let log = LogEntry {
                 plugin_version: version.version().to_owned(),
                 plugin_sha256: version.sha256.clone(),
@@ -594,8 +597,7 @@ impl Game {
                 player_id: req.player_id,
                 expected_version: snap.version,
                 plugin: version.name(),
-                kinds,
-                effects,
+                effects: &checked,
                 log: &log,
             };
             match store.apply(apply).await {

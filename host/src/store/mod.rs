@@ -1,34 +1,40 @@
 //! Persistence behind one coarse, use-case-level trait.
 //!
 //! [`Store`] speaks in use cases ("load what this call may see", "apply this action's effects and log
-//! it"), never in per-table CRUD, so each use case is one transaction in one place. There are two
-//! implementations, chosen by [`connect`] from the `DATABASE_URL` scheme:
+//! it"), never in per-table CRUD, so each use case is one transaction in one place. [`connect`] picks
+//! the database from the `DATABASE_URL` scheme: [`PgStore`] for production and clusters, [`SqliteStore`]
+//! for one-command local runs and small installs.
 //!
-//! - [`PgStore`] (`postgres.rs`) for production and clusters;
-//! - [`SqliteStore`] (`sqlite.rs`) for one-command local runs and small installs.
+//! Both are one implementation, [`SqlStore`] (`sql.rs`), which holds every query once, in SQL both
+//! databases accept. A [`Backend`] supplies only what really differs: how to connect, the migrations,
+//! how a read snapshot and a write transaction begin, and SQLite's in-process writer gate
+//! (`postgres.rs`, `sqlite.rs`). Queries are checked at run time (`query_as` + `FromRow`), not by
+//! sqlx's compile-time macros: those check against one database per crate, and this crate has two. What
+//! keeps the SQL honest on both is the shared suite in `host/tests/store.rs`, which runs every case
+//! against both. The schemas live in `migrations/{postgres,sqlite}`, in lock-step.
 //!
-//! Each backend keeps all of its SQL in its one file. Queries are checked at run time (`query_as` +
-//! `FromRow`), not by sqlx's compile-time macros: those check against one database per crate, and this
-//! crate has two. What keeps the two honest is the shared suite in `host/tests/store.rs`, which runs
-//! every case against both. The schemas live in `migrations/{postgres,sqlite}`, in lock-step.
-//!
-//! Errors never carry a raw constraint failure to callers: CHECK, foreign-key and type errors from the
-//! database become [`StoreError::Invalid`] (an effect that cannot apply), so a plugin can never turn a
-//! bad effect into a 500.
+//! [`Store::apply`] takes [`CheckedEffects`]: effects the game layer validated against the loaded
+//! state, with their documents already converted to JSON. The store adds no checks of its own beyond
+//! the database's: its constraints and the version guard are the last word (a concurrent change can
+//! still make a spend fail). Errors never carry a raw constraint failure to callers: CHECK, foreign-key
+//! and type errors from the database become [`StoreError::Invalid`] (an effect that cannot apply), so a
+//! plugin can never turn a bad effect into a 500.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use cauldron_sdk::wire::{Buff, Effect, PlayerState, Section};
+use cauldron_sdk::wire::Buff;
 use serde::Serialize;
 
 mod postgres;
+mod sql;
 mod sqlite;
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use postgres::{PgBackend, PgStore};
+pub use sql::{Backend, SqlStore};
+pub use sqlite::{SqliteBackend, SqliteStore};
 
 /// What can go wrong in a store use case.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +177,7 @@ pub struct LogEntry {
     pub seed: u64,
     /// The call's time.
     pub now_ms: i64,
-    /// Digest of the plugin's outcome, to compare replays with.
+    /// The hex sha256 of the outcome bytes the plugin wrote, to compare replays with.
     pub outcome_digest: String,
     /// The reply the client got, as JSON.
     pub reply: serde_json::Value,
@@ -187,14 +193,13 @@ pub struct LogEntry {
 pub struct ApplyRequest<'a> {
     /// The acting player.
     pub player_id: i64,
-    /// The version the effects were computed from (returned by [`Store::load`]).
+    /// The version the effects were computed from (the loaded [`Player::version`]).
     pub expected_version: i64,
     /// The plugin that produced the effects; `SetState` writes its state.
     pub plugin: &'a str,
-    /// Entity kinds the action may create, change or delete.
-    pub kinds: &'a [String],
-    /// The effects, applied in order. `Emit` is ignored here: the caller publishes events after commit.
-    pub effects: &'a [Effect],
+    /// The effects, applied in order. Events are not among them: the caller publishes them after
+    /// commit.
+    pub effects: &'a CheckedEffects<'a>,
     /// The action-log row.
     pub log: &'a LogEntry,
 }
@@ -290,18 +295,6 @@ pub trait Store: Send + Sync {
     /// The player with this id.
     async fn player_by_id(&self, id: i64) -> Result<Option<Player>, StoreError>;
 
-    /// What one call of `plugin` may see, read from one consistent snapshot: only `sections`, only
-    /// entities of `kinds`, only buffs that have not expired at `now_ms`, and only this plugin's
-    /// private state. Returns the state and the version to pass to [`Store::apply`].
-    async fn load(
-        &self,
-        player_id: i64,
-        plugin: &str,
-        sections: &[Section],
-        kinds: &[String],
-        now_ms: i64,
-    ) -> Result<(PlayerState, i64), StoreError>;
-
     /// Everything about a player, for the API, from one consistent snapshot.
     async fn load_full(&self, player_id: i64, now_ms: i64) -> Result<FullState, StoreError>;
 
@@ -334,9 +327,6 @@ pub trait Store: Send + Sync {
 
     /// The active version of every plugin, by name.
     async fn active_artifacts(&self) -> Result<Vec<ArtifactInfo>, StoreError>;
-
-    /// Every stored version of `name`, oldest upload first.
-    async fn artifacts(&self, name: &str) -> Result<Vec<ArtifactInfo>, StoreError>;
 
     /// The bytes of one stored version.
     async fn artifact_bytes(&self, name: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -510,81 +500,81 @@ fn role_from_db(role: &str) -> Result<Role, StoreError> {
     Role::parse(role).ok_or_else(|| corrupt("account role", role))
 }
 
-/// Checks that need no database, done before any SQL so a bad effect costs nothing. The game layer
-/// validates too; this is the store refusing to write nonsense whoever calls it.
-fn precheck(effect: &Effect, kinds: &[String]) -> Result<(), StoreError> {
-    let invalid = |msg: String| Err(StoreError::Invalid(msg));
-    match effect {
-        Effect::AddItem { item, qty } | Effect::RemoveItem { item, qty } if *qty <= 0 => {
-            invalid(format!("item quantity for `{item}` must be positive, got {qty}"))
-        }
-        Effect::SetStat { name, value } if !value.is_finite() => {
-            invalid(format!("stat `{name}` must be a finite number"))
-        }
-        Effect::SetScore { board, score } if !score.is_finite() => {
-            invalid(format!("score on `{board}` must be a finite number"))
-        }
-        Effect::CreateEntity { kind, .. } if !kinds.contains(kind) => {
-            invalid(format!("entity kind `{kind}` is not allowed for this action"))
-        }
-        Effect::CreateEntity { id, .. } if id.is_empty() => invalid("entity id is empty".to_owned()),
-        Effect::AddBuff { buff }
-            if buff
-                .modifiers
-                .iter()
-                .any(|m| !m.add.is_finite() || !m.mul.is_finite()) =>
-        {
-            invalid(format!("buff `{}` has a non-finite modifier", buff.id))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// A plugin document as stored JSON; documents with no JSON form are refused.
-fn doc_json(what: &str, doc: &cauldron_sdk::Doc) -> Result<serde_json::Value, StoreError> {
-    crate::json::doc_to_json(what, doc).map_err(StoreError::Invalid)
-}
-
-fn modifiers_json(buff: &Buff) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(&buff.modifiers).map_err(|e| StoreError::Invalid(format!("buff `{}`: {e}", buff.id)))
-}
-
-/// The sections asked for, each once, in a fixed order.
-fn wanted(sections: &[Section]) -> std::collections::BTreeSet<Section> {
-    sections.iter().copied().collect()
-}
-
-/// Which balance table an effect names.
-#[derive(Clone, Copy)]
-enum Balance {
+/// Which balance table a change names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Balance {
     Currency,
     Counter,
 }
 
-/// An entity row as the owner check sees it.
-#[derive(sqlx::FromRow)]
-struct EntityOwner {
-    player_id: i64,
-    kind: String,
+/// Effects checked against the state they were computed from, in the form the store writes them.
+///
+/// Only the game layer's validator (`game::effects::validate`) makes one: every name and quantity
+/// passed its rules against the loaded state, every entity kind is one the action may touch, and every
+/// document is already JSON. The store writes them as they are; its constraints and the version guard
+/// still refuse what a concurrent change made impossible.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedEffects<'a> {
+    changes: Vec<Change<'a>>,
 }
 
-/// Whether `owner` lets `player_id` change entity `id` under an action allowed `kinds`.
-fn check_owner(
-    id: &str,
-    owner: Option<EntityOwner>,
-    player_id: i64,
-    kinds: &[String],
-) -> Result<(), StoreError> {
-    match owner {
-        // Someone else's entity reads as absent: its existence is none of this player's business.
-        Some(o) if o.player_id != player_id => Err(StoreError::Invalid(format!("no entity `{id}`"))),
-        None => Err(StoreError::Invalid(format!("no entity `{id}`"))),
-        Some(o) if !kinds.contains(&o.kind) => Err(StoreError::Invalid(format!(
-            "entity `{id}` is of kind `{}`, not allowed for this action",
-            o.kind
-        ))),
-        Some(_) => Ok(()),
+impl<'a> CheckedEffects<'a> {
+    /// Wrap changes the caller has checked.
+    pub(crate) fn new(changes: Vec<Change<'a>>) -> Self {
+        Self { changes }
     }
+}
+
+/// One checked change of a player's stored state: an effect less what the store needs no more.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Change<'a> {
+    /// Add `delta` (negative: spend) to a currency or counter.
+    AddBalance {
+        balance: Balance,
+        name: &'a str,
+        delta: i64,
+    },
+    AddItem {
+        item: &'a str,
+        qty: i64,
+    },
+    RemoveItem {
+        item: &'a str,
+        qty: i64,
+    },
+    SetStat {
+        name: &'a str,
+        value: f64,
+    },
+    CreateEntity {
+        id: &'a str,
+        kind: &'a str,
+        data: serde_json::Value,
+    },
+    UpdateEntity {
+        id: &'a str,
+        data: serde_json::Value,
+    },
+    DeleteEntity {
+        id: &'a str,
+    },
+    /// Add or replace a buff; `modifiers` is the JSON of its modifier list.
+    AddBuff {
+        id: &'a str,
+        modifiers: serde_json::Value,
+        expires_ms: i64,
+    },
+    RemoveBuff {
+        id: &'a str,
+    },
+    /// Replace the acting plugin's private state.
+    SetState {
+        data: serde_json::Value,
+    },
+    SetScore {
+        board: &'a str,
+        score: f64,
+    },
 }
 
 /// The account columns, shared by the queries that read accounts.
@@ -690,14 +680,6 @@ impl EntityRow {
             data: self.data.0,
             created_ms: self.created_ms,
             updated_ms: self.updated_ms,
-        }
-    }
-
-    fn into_wire(self) -> cauldron_sdk::wire::Entity {
-        cauldron_sdk::wire::Entity {
-            data: crate::json::json_to_doc(&self.data.0),
-            id: self.id,
-            kind: self.kind,
         }
     }
 }

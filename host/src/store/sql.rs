@@ -1,0 +1,815 @@
+//! [`SqlStore`]: the store over any [`Backend`]. Every query is written here once, in SQL that
+//! PostgreSQL and SQLite both accept (`true`/`false`, `cast(x as bigint)`, `on conflict`, `returning`,
+//! `$n` placeholders); the backend adds only the few words where they differ.
+//!
+//! Concurrency rests on the version guard: `apply` starts with `update players ... where version = $2`,
+//! so a stale version writes nothing and the caller reloads. On PostgreSQL that update takes the
+//! player's row lock, so concurrent actions of one player run one after another; on SQLite writers are
+//! already in line (see `sqlite.rs`). Reads run in one snapshot so a loaded state and its version always
+//! belong together.
+
+use std::future::Future;
+
+use async_trait::async_trait;
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+
+use super::{
+    Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, EntityRow, FullState,
+    IdempotentReply, LogRow, LoggedAction, Player, Role, ScoreEntry, Store, StoreError, db_err, seed_to_db,
+    sha256_hex, wall_clock_ms,
+};
+
+/// What differs between the databases a [`SqlStore`] runs on.
+pub trait Backend: Send + Sync + 'static {
+    /// The sqlx database.
+    type Db: Database;
+    /// Held by a write for its whole transaction; `()` where the database itself orders writers.
+    type Gate: Send;
+
+    /// `"postgres"` or `"sqlite"`.
+    const NAME: &'static str;
+    /// The statement that begins a read transaction on one snapshot.
+    const BEGIN_READ: &'static str;
+    /// The statement that begins a write transaction.
+    const BEGIN_WRITE: &'static str;
+    /// Appended to a select inside a write transaction to lock the rows it reads until commit
+    /// (empty where the write transaction already excludes other writers).
+    const LOCK_ROWS: &'static str;
+
+    /// How many rows a statement changed.
+    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+
+    /// The embedded migrations.
+    fn migrator() -> &'static sqlx::migrate::Migrator;
+
+    /// Wait for this process's turn to write, within the backend's bound.
+    fn gate(&self) -> impl Future<Output = Result<Self::Gate, StoreError>> + Send;
+
+    /// Wait for this process's turn to write, however long it takes (migrations).
+    fn gate_unbounded(&self) -> impl Future<Output = Self::Gate> + Send;
+}
+
+/// The store over the database of `B`. [`super::PgStore`] and [`super::SqliteStore`] name the two.
+#[derive(Debug, Clone)]
+pub struct SqlStore<B: Backend> {
+    pub(super) pool: Pool<B::Db>,
+    pub(super) backend: B,
+}
+
+/// A write transaction and the gate it holds. Fields drop in order, so the transaction is finished
+/// (rolled back if not committed) before the next writer is let in.
+struct Write<B: Backend> {
+    tx: Transaction<'static, B::Db>,
+    _gate: B::Gate,
+}
+
+const ARTIFACT_COLUMNS: &str =
+    "name, version, sha256, cast(length(bytes) as bigint) as size, active, previous, uploaded_ms";
+
+const PLAYER_BY_ID: &str = "select id, account_id, name, version, created_ms from players where id = $1";
+
+/// An `impl` block of [`SqlStore`] for every [`Backend`], under what sqlx needs of the backend's
+/// database: running statements and migrations on its connections, and binding and decoding the column
+/// types the schema uses. Rust does not carry a trait's bounds on other types to where the trait is used,
+/// so every generic `impl` would have to repeat them; this states them once.
+macro_rules! for_every_backend {
+    ($(#[$attr:meta])* impl [$($trait_:tt)*] { $($body:tt)* }) => {
+        $(#[$attr])*
+        impl<B: Backend> $($trait_)* SqlStore<B>
+        where
+            <B::Db as Database>::Connection: sqlx::migrate::Migrate,
+            for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
+            for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+            for<'r> &'r str: ColumnIndex<<B::Db as Database>::Row> + Encode<'r, B::Db> + Type<B::Db>,
+            usize: ColumnIndex<<B::Db as Database>::Row>,
+            for<'r> i64: Encode<'r, B::Db> + Decode<'r, B::Db> + Type<B::Db>,
+            for<'r> f64: Encode<'r, B::Db> + Decode<'r, B::Db> + Type<B::Db>,
+            for<'r> bool: Decode<'r, B::Db> + Type<B::Db>,
+            for<'r> String: Decode<'r, B::Db> + Type<B::Db>,
+            for<'r> Option<&'r str>: Encode<'r, B::Db>,
+            for<'r> Vec<u8>: Decode<'r, B::Db> + Type<B::Db>,
+            for<'r> &'r [u8]: Encode<'r, B::Db> + Type<B::Db>,
+            for<'r> Json<serde_json::Value>: Decode<'r, B::Db> + Type<B::Db>,
+            for<'r> Json<&'r serde_json::Value>: Encode<'r, B::Db> + Type<B::Db>,
+        {
+            $($body)*
+        }
+    };
+}
+
+impl<B: Backend> SqlStore<B> {
+    /// Begin a read transaction on one snapshot.
+    async fn snapshot(&self) -> Result<Transaction<'static, B::Db>, StoreError> {
+        self.pool.begin_with(B::BEGIN_READ).await.map_err(db_err)
+    }
+
+    /// Wait for the writer gate, then begin a write transaction.
+    async fn begin_write(&self) -> Result<Write<B>, StoreError> {
+        let gate = self.backend.gate().await?;
+        let tx = self.pool.begin_with(B::BEGIN_WRITE).await.map_err(db_err)?;
+        Ok(Write { tx, _gate: gate })
+    }
+}
+
+for_every_backend! {
+    impl [] {
+        /// The rows `sql` selects for one player, as a map from their first column to their second.
+        async fn player_map<V>(
+            db: &mut <B::Db as Database>::Connection,
+            sql: &'static str,
+            player_id: i64,
+        ) -> Result<std::collections::BTreeMap<String, V>, StoreError>
+        where
+            V: for<'r> Decode<'r, B::Db> + Type<B::Db> + Send + Unpin,
+        {
+            let rows: Vec<(String, V)> = sqlx::query_as(sql)
+                .bind(player_id)
+                .fetch_all(db)
+                .await
+                .map_err(db_err)?;
+            Ok(rows.into_iter().collect())
+        }
+
+        /// The stored version `version` of `name`.
+        async fn artifact(
+            db: &mut <B::Db as Database>::Connection,
+            name: &str,
+            version: &str,
+        ) -> Result<ArtifactInfo, StoreError> {
+            let info: Option<ArtifactInfo> = sqlx::query_as(&format!(
+                "select {ARTIFACT_COLUMNS} from plugin_artifacts where name = $1 and version = $2"
+            ))
+            .bind(name)
+            .bind(version)
+            .fetch_optional(db)
+            .await
+            .map_err(db_err)?;
+            info.ok_or(StoreError::NotFound)
+        }
+
+        /// Run artifact updates that take `name` and, with `version`, a second parameter. Bind exactly the
+        /// parameters each statement has: a prepared statement is cached by its text.
+        async fn update_artifacts(
+            db: &mut <B::Db as Database>::Connection,
+            statements: &[(&'static str, bool)],
+            name: &str,
+            version: &str,
+        ) -> Result<(), StoreError> {
+            for &(sql, with_version) in statements {
+                let query = sqlx::query(sql).bind(name);
+                let query = if with_version { query.bind(version) } else { query };
+                query.execute(&mut *db).await.map_err(db_err)?;
+            }
+            Ok(())
+        }
+
+        /// The body of an action's transaction: the version guard, the changes, the log row. Returns the
+        /// new version, or `None` if the player is not at the expected version (or does not exist).
+        async fn apply_in(
+            db: &mut <B::Db as Database>::Connection,
+            req: &ApplyRequest<'_>,
+        ) -> Result<Option<i64>, StoreError> {
+            // The guard comes first: a stale version writes nothing at all.
+            let version: Option<i64> = sqlx::query_scalar(
+                "update players set version = version + 1 where id = $1 and version = $2 returning version",
+            )
+            .bind(req.player_id)
+            .bind(req.expected_version)
+            .fetch_optional(&mut *db)
+            .await
+            .map_err(db_err)?;
+            let Some(version) = version else {
+                return Ok(None);
+            };
+            // Housekeeping: expired buffs are invisible anyway; dropping them here keeps the table small.
+            sqlx::query("delete from buffs where player_id = $1 and expires_ms <= $2")
+                .bind(req.player_id)
+                .bind(req.log.now_ms)
+                .execute(&mut *db)
+                .await
+                .map_err(db_err)?;
+            for change in &req.effects.changes {
+                Self::apply_change(db, req, change).await?;
+            }
+            let log = req.log;
+            let inserted = sqlx::query(
+                "insert into action_log (player_id, plugin, plugin_version, plugin_sha256, action, params, seed,
+                                         now_ms, outcome_digest, reply, idempotency_key, request_fingerprint,
+                                         version, created_ms)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 on conflict (player_id, idempotency_key) do nothing",
+            )
+            .bind(req.player_id)
+            .bind(req.plugin)
+            .bind(log.plugin_version.as_str())
+            .bind(log.plugin_sha256.as_str())
+            .bind(log.action.as_str())
+            .bind(Json(&log.params))
+            .bind(seed_to_db(log.seed))
+            .bind(log.now_ms)
+            .bind(log.outcome_digest.as_str())
+            .bind(Json(&log.reply))
+            .bind(log.idempotency_key.as_deref())
+            .bind(log.fingerprint.as_deref())
+            .bind(version)
+            .bind(wall_clock_ms())
+            .execute(&mut *db)
+            .await
+            .map_err(db_err)?;
+            if B::rows_affected(&inserted) == 0 {
+                // Another request with this key committed first; the caller's retry will find its reply.
+                return Err(StoreError::Conflict);
+            }
+            Ok(Some(version))
+        }
+
+        /// Write one change inside the action's transaction. Every refusal is `Invalid`; the caller rolls
+        /// back everything done so far.
+        async fn apply_change(
+            db: &mut <B::Db as Database>::Connection,
+            req: &ApplyRequest<'_>,
+            change: &Change<'_>,
+        ) -> Result<(), StoreError> {
+            let player_id = req.player_id;
+            let now_ms = req.log.now_ms;
+            // Each change is one statement, bound here and run below. `must_change` is the refusal when a
+            // statement that has to change a row changes none.
+            let (query, must_change) = match change {
+                Change::AddBalance { balance, name, delta } => {
+                    let sql = match (balance, *delta >= 0) {
+                        // An overflowing sum fails in the database (out of range on PostgreSQL, a REAL in
+                        // a STRICT table on SQLite), which `db_err` makes `Invalid`.
+                        (Balance::Currency, true) => {
+                            "insert into currencies (player_id, name, amount) values ($1, $2, $3)
+                             on conflict (player_id, name) do update set amount = currencies.amount + excluded.amount"
+                        }
+                        (Balance::Counter, true) => {
+                            "insert into counters (player_id, name, amount) values ($1, $2, $3)
+                             on conflict (player_id, name) do update set amount = counters.amount + excluded.amount"
+                        }
+                        // Spending checks the balance in the same statement that changes it: no
+                        // read-then-write race.
+                        (Balance::Currency, false) => {
+                            "update currencies set amount = amount + $3
+                             where player_id = $1 and name = $2 and amount + $3 >= 0"
+                        }
+                        (Balance::Counter, false) => {
+                            "update counters set amount = amount + $3
+                             where player_id = $1 and name = $2 and amount + $3 >= 0"
+                        }
+                    };
+                    let refusal = format!("not enough `{name}` to take {}", delta.unsigned_abs());
+                    (
+                        sqlx::query(sql).bind(player_id).bind(*name).bind(*delta),
+                        Some(refusal),
+                    )
+                }
+                Change::AddItem { item, qty } => (
+                    sqlx::query(
+                        "insert into items (player_id, item, qty) values ($1, $2, $3)
+                         on conflict (player_id, item) do update set qty = items.qty + excluded.qty",
+                    )
+                    .bind(player_id)
+                    .bind(*item)
+                    .bind(*qty),
+                    None,
+                ),
+                Change::RemoveItem { item, qty } => return Self::remove_item(db, player_id, item, *qty).await,
+                Change::SetStat { name, value } => (
+                    sqlx::query(
+                        "insert into stats (player_id, name, value) values ($1, $2, $3)
+                         on conflict (player_id, name) do update set value = excluded.value",
+                    )
+                    .bind(player_id)
+                    .bind(*name)
+                    .bind(*value),
+                    None,
+                ),
+                // An id taken by any player, this one included, inserts nothing.
+                Change::CreateEntity { id, kind, data } => (
+                    sqlx::query(
+                        "insert into entities (id, player_id, kind, data, created_ms, updated_ms)
+                         values ($1, $2, $3, $4, $5, $5)
+                         on conflict (id) do nothing",
+                    )
+                    .bind(*id)
+                    .bind(player_id)
+                    .bind(*kind)
+                    .bind(Json(data))
+                    .bind(now_ms),
+                    Some(format!("entity id `{id}` is taken")),
+                ),
+                // The validator saw the entity in the player's state with an allowed kind, and the version
+                // guard says that state is current; an entity that is not this player's changes no row.
+                Change::UpdateEntity { id, data } => (
+                    sqlx::query(
+                        "update entities set data = $3, updated_ms = $4 where id = $1 and player_id = $2",
+                    )
+                    .bind(*id)
+                    .bind(player_id)
+                    .bind(Json(data))
+                    .bind(now_ms),
+                    Some(format!("no entity `{id}`")),
+                ),
+                Change::DeleteEntity { id } => (
+                    sqlx::query("delete from entities where id = $1 and player_id = $2")
+                        .bind(*id)
+                        .bind(player_id),
+                    Some(format!("no entity `{id}`")),
+                ),
+                Change::AddBuff {
+                    id,
+                    modifiers,
+                    expires_ms,
+                } => (
+                    sqlx::query(
+                        "insert into buffs (player_id, id, modifiers, expires_ms) values ($1, $2, $3, $4)
+                         on conflict (player_id, id)
+                         do update set modifiers = excluded.modifiers, expires_ms = excluded.expires_ms",
+                    )
+                    .bind(player_id)
+                    .bind(*id)
+                    .bind(Json(modifiers))
+                    .bind(*expires_ms),
+                    None,
+                ),
+                // Removing a buff that is not there changes nothing, and that is fine.
+                Change::RemoveBuff { id } => (
+                    sqlx::query("delete from buffs where player_id = $1 and id = $2")
+                        .bind(player_id)
+                        .bind(*id),
+                    None,
+                ),
+                Change::SetState { data } => (
+                    sqlx::query(
+                        "insert into plugin_state (player_id, plugin, data) values ($1, $2, $3)
+                         on conflict (player_id, plugin) do update set data = excluded.data",
+                    )
+                    .bind(player_id)
+                    .bind(req.plugin)
+                    .bind(Json(data)),
+                    None,
+                ),
+                Change::SetScore { board, score } => (
+                    sqlx::query(
+                        "insert into scores (board, player_id, score) values ($1, $2, $3)
+                         on conflict (board, player_id) do update set score = excluded.score",
+                    )
+                    .bind(*board)
+                    .bind(player_id)
+                    .bind(*score),
+                    None,
+                ),
+            };
+            let done = query.execute(&mut *db).await.map_err(db_err)?;
+            match must_change {
+                Some(refusal) if B::rows_affected(&done) == 0 => Err(StoreError::Invalid(refusal)),
+                _ => Ok(()),
+            }
+        }
+
+        /// Take `qty` of `item`, dropping the stack when it is empty; refused if there is not enough.
+        async fn remove_item(
+            db: &mut <B::Db as Database>::Connection,
+            player_id: i64,
+            item: &str,
+            qty: i64,
+        ) -> Result<(), StoreError> {
+            let left: Option<i64> = sqlx::query_scalar(
+                "update items set qty = qty - $3 where player_id = $1 and item = $2 and qty >= $3
+                 returning qty",
+            )
+            .bind(player_id)
+            .bind(item)
+            .bind(qty)
+            .fetch_optional(&mut *db)
+            .await
+            .map_err(db_err)?;
+            match left {
+                None => Err(StoreError::Invalid(format!(
+                    "not enough `{item}` to remove {qty}"
+                ))),
+                Some(0) => {
+                    sqlx::query("delete from items where player_id = $1 and item = $2 and qty = 0")
+                        .bind(player_id)
+                        .bind(item)
+                        .execute(db)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                }
+                Some(_) => Ok(()),
+            }
+        }
+    }
+}
+
+for_every_backend! {
+    #[async_trait]
+    impl [Store for] {
+        fn backend(&self) -> &'static str {
+            B::NAME
+        }
+
+        async fn migrate(&self) -> Result<(), StoreError> {
+            let _gate = self.backend.gate_unbounded().await;
+            B::migrator()
+                .run(&self.pool)
+                .await
+                .map_err(|e| StoreError::Db(e.into()))
+        }
+
+        async fn create_account(
+            &self,
+            username: &str,
+            password_hash: &str,
+            role: Role,
+        ) -> Result<Account, StoreError> {
+            let _gate = self.backend.gate().await?;
+            // `on conflict do nothing`: a taken name is an answer, not an aborted statement.
+            let row: Option<AccountRow> = sqlx::query_as(
+                "insert into accounts (username, password_hash, role, created_ms)
+                 values ($1, $2, $3, $4)
+                 on conflict (username) do nothing
+                 returning id, username, password_hash, role, created_ms",
+            )
+            .bind(username)
+            .bind(password_hash)
+            .bind(role.as_str())
+            .bind(wall_clock_ms())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            row.ok_or(StoreError::UsernameTaken)?.into_account()
+        }
+
+        async fn account_by_username(&self, username: &str) -> Result<Option<Account>, StoreError> {
+            let row: Option<AccountRow> = sqlx::query_as(
+                "select id, username, password_hash, role, created_ms from accounts where username = $1",
+            )
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            row.map(AccountRow::into_account).transpose()
+        }
+
+        async fn account_by_id(&self, id: i64) -> Result<Option<Account>, StoreError> {
+            let row: Option<AccountRow> = sqlx::query_as(
+                "select id, username, password_hash, role, created_ms from accounts where id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            row.map(AccountRow::into_account).transpose()
+        }
+
+        async fn create_player(&self, account_id: i64, name: &str) -> Result<Player, StoreError> {
+            let _gate = self.backend.gate().await?;
+            let row: Option<Player> = sqlx::query_as(
+                "insert into players (account_id, name, created_ms) values ($1, $2, $3)
+                 on conflict (account_id) do nothing
+                 returning id, account_id, name, version, created_ms",
+            )
+            .bind(account_id)
+            .bind(name)
+            .bind(wall_clock_ms())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| match db_err(e) {
+                // The only foreign key here is the account.
+                StoreError::Invalid(_) => StoreError::NotFound,
+                other => other,
+            })?;
+            row.ok_or_else(|| StoreError::Invalid("this account already has a player".to_owned()))
+        }
+
+        async fn player_by_account(&self, account_id: i64) -> Result<Option<Player>, StoreError> {
+            sqlx::query_as("select id, account_id, name, version, created_ms from players where account_id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)
+        }
+
+        async fn player_by_id(&self, id: i64) -> Result<Option<Player>, StoreError> {
+            sqlx::query_as(PLAYER_BY_ID)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)
+        }
+
+        async fn load_full(&self, player_id: i64, now_ms: i64) -> Result<FullState, StoreError> {
+            let mut tx = self.snapshot().await?;
+            let player: Option<Player> = sqlx::query_as(PLAYER_BY_ID)
+                .bind(player_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let player = player.ok_or(StoreError::NotFound)?;
+            let entities: Vec<EntityRow> = sqlx::query_as(
+                "select id, kind, data, created_ms, updated_ms from entities where player_id = $1 order by id",
+            )
+            .bind(player_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let buffs: Vec<BuffRow> = sqlx::query_as(
+                "select id, modifiers, expires_ms from buffs where player_id = $1 and expires_ms > $2 order by id",
+            )
+            .bind(player_id)
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let db = &mut *tx;
+            let plugin_state: std::collections::BTreeMap<String, Json<serde_json::Value>> = Self::player_map(
+                db,
+                "select plugin, data from plugin_state where player_id = $1",
+                player_id,
+            )
+            .await?;
+            let full = FullState {
+                stats: Self::player_map(
+                    db,
+                    "select name, value from stats where player_id = $1",
+                    player_id,
+                )
+                .await?,
+                currencies: Self::player_map(
+                    db,
+                    "select name, amount from currencies where player_id = $1",
+                    player_id,
+                )
+                .await?,
+                counters: Self::player_map(
+                    db,
+                    "select name, amount from counters where player_id = $1",
+                    player_id,
+                )
+                .await?,
+                items: Self::player_map(db, "select item, qty from items where player_id = $1", player_id)
+                    .await?,
+                scores: Self::player_map(
+                    db,
+                    "select board, score from scores where player_id = $1",
+                    player_id,
+                )
+                .await?,
+                entities: entities.into_iter().map(EntityRow::into_stored).collect(),
+                buffs: buffs
+                    .into_iter()
+                    .map(BuffRow::into_buff)
+                    .collect::<Result<_, _>>()?,
+                plugin_state: plugin_state.into_iter().map(|(k, Json(v))| (k, v)).collect(),
+                player,
+            };
+            tx.commit().await.map_err(db_err)?;
+            Ok(full)
+        }
+
+        async fn apply(&self, req: ApplyRequest<'_>) -> Result<i64, StoreError> {
+            let mut w = self.begin_write().await?;
+            let refused = match Self::apply_in(&mut w.tx, &req).await {
+                Ok(Some(version)) => {
+                    w.tx.commit().await.map_err(db_err)?;
+                    return Ok(version);
+                }
+                Ok(None) => None,
+                Err(err) => Some(err),
+            };
+            // Roll back while still holding the gate, so the next writer finds the lock free.
+            let Write { tx, _gate: gate } = w;
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rollback after a refused action failed");
+            }
+            drop(gate);
+            if let Some(err) = refused {
+                return Err(err);
+            }
+            // The guard matched no row: the version moved, or there is no such player.
+            match self.player_by_id(req.player_id).await? {
+                Some(_) => Err(StoreError::Conflict),
+                None => Err(StoreError::NotFound),
+            }
+        }
+
+        async fn idempotent_reply(
+            &self,
+            player_id: i64,
+            key: &str,
+        ) -> Result<Option<IdempotentReply>, StoreError> {
+            let row: Option<(Json<serde_json::Value>, i64, Option<String>)> = sqlx::query_as(
+                "select reply, version, request_fingerprint from action_log
+                 where player_id = $1 and idempotency_key = $2",
+            )
+            .bind(player_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(row.map(|(Json(reply), version, fingerprint)| IdempotentReply {
+                reply,
+                version,
+                fingerprint,
+            }))
+        }
+
+        async fn put_artifact(
+            &self,
+            name: &str,
+            version: &str,
+            bytes: &[u8],
+        ) -> Result<ArtifactInfo, StoreError> {
+            let sha256 = sha256_hex(bytes);
+            let mut w = self.begin_write().await?;
+            sqlx::query(
+                "insert into plugin_artifacts (name, version, sha256, bytes, uploaded_ms)
+                 values ($1, $2, $3, $4, $5)
+                 on conflict (name, version) do nothing",
+            )
+            .bind(name)
+            .bind(version)
+            .bind(sha256.as_str())
+            .bind(bytes)
+            .bind(wall_clock_ms())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(db_err)?;
+            let info = Self::artifact(&mut w.tx, name, version).await?;
+            if info.sha256 != sha256 {
+                return Err(StoreError::Invalid(format!(
+                    "{name} {version} is already stored with different bytes"
+                )));
+            }
+            w.tx.commit().await.map_err(db_err)?;
+            Ok(info)
+        }
+
+        async fn activate_artifact(&self, name: &str, version: &str) -> Result<ArtifactInfo, StoreError> {
+            let mut w = self.begin_write().await?;
+            let target = Self::artifact(&mut w.tx, name, version).await?;
+            if target.active {
+                return Ok(target);
+            }
+            // Three steps, each keeping "one active, one previous per name" true, because the partial
+            // unique indexes are checked row by row.
+            let steps = [
+                (
+                    "update plugin_artifacts set previous = false where name = $1 and previous = true",
+                    false,
+                ),
+                (
+                    "update plugin_artifacts set active = false, previous = true where name = $1 and active = true",
+                    false,
+                ),
+                (
+                    "update plugin_artifacts set active = true where name = $1 and version = $2",
+                    true,
+                ),
+            ];
+            Self::update_artifacts(&mut w.tx, &steps, name, version).await?;
+            w.tx.commit().await.map_err(db_err)?;
+            Ok(ArtifactInfo {
+                active: true,
+                previous: false,
+                ..target
+            })
+        }
+
+        async fn rollback_artifact(&self, name: &str) -> Result<ArtifactInfo, StoreError> {
+            let mut w = self.begin_write().await?;
+            let target: Option<ArtifactInfo> = sqlx::query_as(&format!(
+                "select {ARTIFACT_COLUMNS} from plugin_artifacts where name = $1 and previous = true{}",
+                B::LOCK_ROWS
+            ))
+            .bind(name)
+            .fetch_optional(&mut *w.tx)
+            .await
+            .map_err(db_err)?;
+            let target = target.ok_or(StoreError::NotFound)?;
+            let steps = [
+                (
+                    "update plugin_artifacts set active = false where name = $1 and active = true",
+                    false,
+                ),
+                (
+                    "update plugin_artifacts set previous = false, active = true where name = $1 and version = $2",
+                    true,
+                ),
+            ];
+            Self::update_artifacts(&mut w.tx, &steps, name, &target.version).await?;
+            w.tx.commit().await.map_err(db_err)?;
+            Ok(ArtifactInfo {
+                active: true,
+                previous: false,
+                ..target
+            })
+        }
+
+        async fn deactivate_artifact(&self, name: &str) -> Result<(), StoreError> {
+            let _gate = self.backend.gate().await?;
+            let done =
+                sqlx::query("update plugin_artifacts set active = false where name = $1 and active = true")
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+            if B::rows_affected(&done) == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        }
+
+        async fn active_artifacts(&self) -> Result<Vec<ArtifactInfo>, StoreError> {
+            sqlx::query_as(&format!(
+                "select {ARTIFACT_COLUMNS} from plugin_artifacts where active = true order by name"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+        }
+
+        async fn artifact_bytes(&self, name: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            sqlx::query_scalar("select bytes from plugin_artifacts where name = $1 and version = $2")
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)
+        }
+
+        async fn action_log(
+            &self,
+            plugin: &str,
+            after_id: i64,
+            limit: u32,
+        ) -> Result<Vec<LoggedAction>, StoreError> {
+            let rows: Vec<LogRow> = sqlx::query_as(
+                "select id, player_id, plugin, plugin_version, plugin_sha256, action, params, seed, now_ms,
+                        outcome_digest, reply, idempotency_key, request_fingerprint, version, created_ms
+                 from action_log where plugin = $1 and id > $2 order by id limit $3",
+            )
+            .bind(plugin)
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(rows.into_iter().map(LoggedAction::from).collect())
+        }
+
+        async fn top_scores(&self, board: &str, limit: u32) -> Result<Vec<ScoreEntry>, StoreError> {
+            sqlx::query_as(
+                "select s.player_id, p.name, s.score from scores s join players p on p.id = s.player_id
+                 where s.board = $1 order by s.score desc, s.player_id limit $2",
+            )
+            .bind(board)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+        }
+
+        async fn ping(&self) -> Result<(), StoreError> {
+            sqlx::query("select 1")
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        }
+
+        async fn revoke_token(&self, jti: &str, account_id: i64, expires_ms: i64) -> Result<(), StoreError> {
+            let mut w = self.begin_write().await?;
+            sqlx::query("delete from revoked_tokens where expires_ms < $1")
+                .bind(wall_clock_ms())
+                .execute(&mut *w.tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query(
+                "insert into revoked_tokens (jti, account_id, expires_ms) values ($1, $2, $3)
+                 on conflict (jti) do nothing",
+            )
+            .bind(jti)
+            .bind(account_id)
+            .bind(expires_ms)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(db_err)?;
+            w.tx.commit().await.map_err(db_err)
+        }
+
+        async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+            let row: Option<i64> =
+                sqlx::query_scalar("select cast(1 as bigint) from revoked_tokens where jti = $1")
+                    .bind(jti)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+            Ok(row.is_some())
+        }
+    }
+}
