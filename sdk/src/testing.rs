@@ -2,8 +2,9 @@
 //!
 //! The harness goes through the same encode → dispatch → decode path as the wasm exports, and it
 //! mirrors what the host does around a call: the plugin is prepared once with every content table
-//! (as `cauldron_init` is at load time), the action must be in the manifest, and the player state is
-//! cut down to the sections the action declares.
+//! (as `cauldron_init` is at load time), the action must be in the manifest, the player state is
+//! cut down to the sections the action declares, and a query action (`ActionSpec::query`) that
+//! returns effects is a fault ([`crate::abi::QUERY_EFFECTS`]), as the host counts it.
 //!
 //! ```ignore
 //! let h = Harness::<Cultivation>::with_content_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/content"));
@@ -22,7 +23,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::abi::{LogLevel, reject_codes};
+use crate::abi::{LogLevel, QUERY_EFFECTS, reject_codes};
 use crate::codec;
 use crate::content::Content;
 use crate::doc::Doc;
@@ -152,13 +153,13 @@ impl<P: Plugin> Harness<P> {
             CallKind::Action => self
                 .manifest
                 .action(&call.action)
-                .map(|a| (a.reads.clone(), a.kinds.clone(), a.content.clone())),
+                .map(|a| (a.reads.clone(), a.kinds.clone(), a.query)),
             CallKind::Hook => self
                 .manifest
                 .hook(&call.action)
-                .map(|h| (h.reads.clone(), Vec::new(), h.content.clone())),
+                .map(|h| (h.reads.clone(), Vec::new(), false)),
         };
-        let Some((reads, kinds, _tables)) = declared else {
+        let Some((reads, kinds, query)) = declared else {
             let outcome = Outcome::Rejected {
                 code: reject_codes::UNKNOWN_ACTION.into(),
                 message: format!("`{}` is not in the manifest", call.action),
@@ -185,7 +186,22 @@ impl<P: Plugin> Harness<P> {
         call.content = BTreeMap::new();
         let input = codec::encode(&call).expect("calls encode");
         let output = export::handle_bytes_with::<P>(&input, Some(&prepared));
-        let outcome = codec::decode(&output).expect("the glue always returns a decodable outcome");
+        let mut outcome: Outcome =
+            codec::decode(&output).expect("the glue always returns a decodable outcome");
+        // As on the host: a query that returns effects is the plugin's fault, and nothing applies.
+        if let Outcome::Ok { effects, .. } = &outcome
+            && query
+            && !effects.is_empty()
+        {
+            outcome = Outcome::Fault {
+                code: QUERY_EFFECTS.into(),
+                message: format!(
+                    "query action `{}` returned {} effect(s); a query must return none",
+                    call.action,
+                    effects.len()
+                ),
+            };
+        }
         Run {
             outcome,
             before,

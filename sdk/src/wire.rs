@@ -545,6 +545,12 @@ pub struct ActionSpec {
     /// Content tables it needs.
     #[serde(default)]
     pub content: Vec<String>,
+    /// A read-only action: the host runs it on the player's current state and returns its reply
+    /// without a transaction, a log row or a new player version, so it must return no effects (an
+    /// outcome with effects is the plugin's fault, [`crate::abi::QUERY_EFFECTS`], and nothing is
+    /// written). Optional, default `false`.
+    #[serde(default)]
+    pub query: bool,
 }
 
 /// A hook a plugin implements.
