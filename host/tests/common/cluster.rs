@@ -209,7 +209,9 @@ pub(crate) struct Host {
 
 /// Reads a host's JSON log lines (whole lines only) on a thread of its own, sends the address of its
 /// `serving` line, and keeps draining the pipe so the host never blocks on a full one.
-pub(crate) fn bound_address(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<std::net::SocketAddr> {
+pub(crate) fn bound_address(
+    stdout: std::process::ChildStdout,
+) -> std::sync::mpsc::Receiver<std::net::SocketAddr> {
     use std::io::BufRead as _;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

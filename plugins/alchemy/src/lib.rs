@@ -363,7 +363,12 @@ fn ready_to_unlock(ctx: &Ctx, recipes: &Recipes, state: &AlchemyState) -> Result
 /// recipe whose fragments arrived since the last alchemy action (from exploring or slaying) is shown
 /// unlocked with those fragments used up and listed in `newly_unlocked`; the next `buy_fragment`,
 /// `craft` or `eat` records the unlock (takes the fragments, emits the event).
-fn recipe_book(ctx: &mut Ctx, recipes: &Recipes, herbs: &Herbs, mut state: AlchemyState) -> Result<(), Error> {
+fn recipe_book(
+    ctx: &mut Ctx,
+    recipes: &Recipes,
+    herbs: &Herbs,
+    mut state: AlchemyState,
+) -> Result<(), Error> {
     let ready = ready_to_unlock(ctx, recipes, &state)?;
     for (id, _) in &ready {
         state.unlocked.insert(id.clone());
