@@ -419,3 +419,55 @@ impl PlayerState {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ActionSpec, Section};
+
+    /// Two queries, one of which wrongly writes, and the same write as an ordinary action.
+    struct Reader;
+
+    impl Plugin for Reader {
+        fn manifest() -> Manifest {
+            let spec = |name: &str, query: bool| ActionSpec {
+                name: name.into(),
+                title: String::new(),
+                description: String::new(),
+                params: vec![],
+                reads: vec![Section::Items],
+                kinds: vec![],
+                content: vec![],
+                query,
+            };
+            Manifest {
+                name: "reader".into(),
+                version: "1.0.0".into(),
+                abi: crate::abi::ABI_VERSION,
+                title: String::new(),
+                description: String::new(),
+                entity_kinds: vec![],
+                actions: vec![spec("look", true), spec("sneak", true), spec("grab", false)],
+                hooks: vec![],
+            }
+        }
+
+        fn handle(ctx: &mut crate::plugin::Ctx) -> Result<(), Error> {
+            if ctx.action() != "look" {
+                ctx.add_item("gem", 1);
+            }
+            ctx.reply(&ctx.item("gem"))
+        }
+    }
+
+    #[test]
+    fn a_query_that_returns_effects_fails_the_run() {
+        let h = Harness::<Reader>::new();
+        let player = PlayerState::default().with_item("gem", 2);
+        assert_eq!(h.action("look").player(player.clone()).run().reply::<i64>(), 2);
+        let run = h.action("sneak").player(player.clone()).run();
+        let message = run.fault(QUERY_EFFECTS);
+        assert!(message.contains("`sneak`"), "{message}");
+        assert_eq!(h.action("grab").player(player).run().reply::<i64>(), 3);
+    }
+}

@@ -716,6 +716,34 @@ mod tests {
     use crate::codec;
 
     #[test]
+    fn an_action_without_the_query_key_is_an_ordinary_action() {
+        // A manifest as a plugin built before the field writes it.
+        #[derive(Serialize)]
+        struct OldAction {
+            name: &'static str,
+        }
+        #[derive(Serialize)]
+        struct OldManifest {
+            name: &'static str,
+            version: &'static str,
+            abi: u32,
+            actions: Vec<OldAction>,
+        }
+        let old = OldManifest {
+            name: "old",
+            version: "1.0.0",
+            abi: 1,
+            actions: vec![OldAction { name: "look" }],
+        };
+        let manifest: Manifest = codec::decode(&codec::encode(&old).unwrap()).unwrap();
+        assert!(!manifest.actions[0].query);
+        let mut query = manifest.clone();
+        query.actions[0].query = true;
+        let back: Manifest = codec::decode(&codec::encode(&query).unwrap()).unwrap();
+        assert!(back.actions[0].query);
+    }
+
+    #[test]
     fn effect_is_tagged_by_op() {
         let e = Effect::AddItem {
             item: "herb".into(),
