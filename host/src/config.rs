@@ -173,6 +173,13 @@ pub struct Settings {
     /// Actions regained per second, per player (default 10).
     #[arg(long, env = "RATE_LIMIT_ACTION_PER_SEC", global = true)]
     pub rate_limit_action_per_sec: Option<String>,
+    /// Query actions (read-only, see sdk/ABI.md) allowed in a burst, per player; a bucket of their
+    /// own, apart from the actions' (default 60).
+    #[arg(long, env = "RATE_LIMIT_QUERY_BURST", global = true)]
+    pub rate_limit_query_burst: Option<String>,
+    /// Query actions regained per second, per player (default 30).
+    #[arg(long, env = "RATE_LIMIT_QUERY_PER_SEC", global = true)]
+    pub rate_limit_query_per_sec: Option<String>,
 }
 
 impl Settings {
@@ -218,6 +225,8 @@ impl Settings {
             password_hash_wait_ms: get("PASSWORD_HASH_WAIT_MS"),
             rate_limit_action_burst: get("RATE_LIMIT_ACTION_BURST"),
             rate_limit_action_per_sec: get("RATE_LIMIT_ACTION_PER_SEC"),
+            rate_limit_query_burst: get("RATE_LIMIT_QUERY_BURST"),
+            rate_limit_query_per_sec: get("RATE_LIMIT_QUERY_PER_SEC"),
         }
     }
 }
@@ -447,6 +456,9 @@ pub struct Config {
     pub password_hash_wait: Duration,
     /// Actions per player.
     pub action_rate: Bucket,
+    /// Query actions per player: a separate bucket, so reading screens never uses up the budget for
+    /// writes; more generous, since a query writes nothing.
+    pub query_rate: Bucket,
 }
 
 /// A trimmed, non-empty value.
@@ -679,6 +691,10 @@ impl Config {
                 burst: positive("RATE_LIMIT_ACTION_BURST", &s.rate_limit_action_burst, 30u32)?,
                 per_sec: rate("RATE_LIMIT_ACTION_PER_SEC", &s.rate_limit_action_per_sec, 10.0)?,
             },
+            query_rate: Bucket {
+                burst: positive("RATE_LIMIT_QUERY_BURST", &s.rate_limit_query_burst, 60u32)?,
+                per_sec: rate("RATE_LIMIT_QUERY_PER_SEC", &s.rate_limit_query_per_sec, 30.0)?,
+            },
         })
     }
 
@@ -814,6 +830,8 @@ mod tests {
             ("MAX_BODY_BYTES", "lots"),
             ("CORS_ORIGINS", "example.com"),
             ("RATE_LIMIT_ACTION_PER_SEC", "NaN"),
+            ("RATE_LIMIT_QUERY_BURST", "0"),
+            ("RATE_LIMIT_QUERY_PER_SEC", "inf"),
             ("BIND_ADDR", "localhost:3000"),
             ("DB_CONNECT_TIMEOUT_SECS", "0"),
             ("RATE_LIMIT_REGISTER_BURST", "0"),

@@ -201,6 +201,8 @@ both_backends!(
     nul_text_is_a_client_error_that_logs_nothing_at_error,
     idempotency_key_reused_for_another_request_is_422,
     host_failures_are_503_and_not_plugin_faults,
+    query_actions_answer_without_writing,
+    modifiers_hooks_are_called_once_per_state,
 );
 
 // ---- cases -------------------------------------------------------------------------------------
@@ -898,6 +900,8 @@ async fn action_rate_limit_is_429_with_retry_after(app: TestApp) {
         &[
             ("RATE_LIMIT_ACTION_BURST", "3"),
             ("RATE_LIMIT_ACTION_PER_SEC", "0.0166"),
+            ("RATE_LIMIT_QUERY_BURST", "2"),
+            ("RATE_LIMIT_QUERY_PER_SEC", "0.0166"),
         ],
     )
     .await;
@@ -906,6 +910,17 @@ async fn action_rate_limit_is_429_with_retry_after(app: TestApp) {
         let (status, body) = act(&app, &user, "probe", "whoami", &json!({})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+    // Queries draw on a bucket of their own (burst 2 here): the actions' being empty does not stop
+    // them, and they run out on their own.
+    for _ in 0..2 {
+        let (status, body) = act(&app, &user, "probe", "peek", &json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_error(
+        &act(&app, &user, "probe", "peek", &json!({})).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    );
     let resp = app
         .http
         .post(app.url("/api/v1/actions/probe/whoami"))
@@ -1309,4 +1324,185 @@ async fn host_failures_are_503_and_not_plugin_faults(app: TestApp) {
     // Actions that do not carry the entities still run.
     let (status, body) = act(&app, &user, "probe", "echo", &json!({"x": 1})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The rows of the player's action log, counted in the database itself.
+async fn log_rows(app: &TestApp, player_id: i64) -> i64 {
+    let sql = "select count(*) from action_log where player_id = $1";
+    match app.backend {
+        Backend::PgRedis => {
+            let mut conn = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sql)
+                .bind(player_id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+            n
+        }
+        Backend::SqliteLocal => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sql)
+                .bind(player_id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+            n
+        }
+    }
+}
+
+/// `probe/peek` with an `Idempotency-Key`.
+async fn peek_with_key(app: &TestApp, user: &User, key: &str) -> (StatusCode, Value) {
+    let resp = app
+        .http
+        .post(app.url("/api/v1/actions/probe/peek"))
+        .bearer_auth(&user.token)
+        .header("idempotency-key", key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    json_of(resp).await
+}
+
+async fn query_actions_answer_without_writing(app: TestApp) {
+    let user = register(&app, "reader").await;
+    let (status, body) = act(&app, &user, "probe", "grant", &json!({"n": 3})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let version = version_of(&app, &user).await;
+    let rows = log_rows(&app, user.player_id).await;
+    assert!(rows >= 1);
+
+    // The catalog says which actions are queries.
+    let (_, catalog) = get(&app, "/api/v1/catalog", None).await;
+    let flag = |plugin: &str, action: &str| {
+        catalog
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["manifest"]["name"] == plugin)
+            .and_then(|c| {
+                c["manifest"]["actions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["name"] == action)
+            })
+            .map(|a| a["query"].clone())
+    };
+    assert_eq!(flag("probe", "peek"), Some(json!(true)));
+    assert_eq!(flag("probe", "grant"), Some(json!(false)));
+    for (plugin, action) in [
+        ("cultivation", "info"),
+        ("dungeon", "status"),
+        ("dungeon", "dungeon_buffs"),
+        ("equipment", "list"),
+        ("pet", "info"),
+        ("alchemy", "recipes"),
+    ] {
+        assert_eq!(flag(plugin, action), Some(json!(true)), "{plugin}/{action}");
+    }
+    assert_eq!(flag("cultivation", "gather"), Some(json!(false)));
+
+    // A query answers from the current state, at the version it read, and writes nothing.
+    let (status, body) = act(&app, &user, "probe", "peek", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"reply": 3, "events": [], "player_version": version, "replayed": false})
+    );
+    // Every screen of the web client reads through a query now; none of them writes.
+    for (plugin, action) in [
+        ("cultivation", "info"),
+        ("dungeon", "status"),
+        ("equipment", "list"),
+        ("pet", "info"),
+        ("alchemy", "recipes"),
+    ] {
+        let (status, body) = act(&app, &user, plugin, action, &json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{plugin}/{action}: {body}");
+        assert_eq!(body["player_version"], version, "{plugin}/{action}");
+        assert!(body["reply"].is_object(), "{plugin}/{action}: {body}");
+    }
+    // A query's rule rejection is answered like an action's.
+    assert_error(
+        &act(&app, &user, "dungeon", "dungeon_buffs", &json!({})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no_run",
+    );
+    // An Idempotency-Key is accepted and ignored: each repeat runs, none is a replay, and a key an
+    // action used before is no conflict.
+    let (status, _, _) = grant(&app, &user, "query-key").await;
+    assert_eq!(status, StatusCode::OK);
+    let version = version_of(&app, &user).await;
+    let rows = log_rows(&app, user.player_id).await;
+    for _ in 0..2 {
+        let (status, body) = peek_with_key(&app, &user, "query-key").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["reply"], 4);
+        assert_eq!(body["replayed"], false);
+        assert_eq!(body["player_version"], version);
+    }
+    assert_eq!(log_rows(&app, user.player_id).await, rows, "no log row");
+    assert_eq!(version_of(&app, &user).await, version, "no new version");
+
+    // A query that returns effects is the plugin's fault, counted, and nothing is written.
+    let faults = "cauldron_plugin_faults_total{plugin=\"probe\",version=\"0.1.0\",kind=\"query_effects\"";
+    assert_eq!(metric(&app, faults).await, 0.0);
+    assert_error(
+        &act(&app, &user, "probe", "peek_bad", &json!({})).await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "plugin_fault",
+    );
+    assert_eq!(metric(&app, faults).await, 1.0);
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["items"]["gem"], 4, "the effect was not applied");
+    assert_eq!(state["player"]["version"], version);
+    assert_eq!(log_rows(&app, user.player_id).await, rows);
+    // The player plays on.
+    let (status, body) = act(&app, &user, "probe", "peek", &json!({})).await;
+    assert_eq!((status, body["reply"].clone()), (StatusCode::OK, json!(4)));
+}
+
+async fn modifiers_hooks_are_called_once_per_state(app: TestApp) {
+    let user = register(&app, "mods").await;
+    // Equipment has a `modifiers` hook; count its calls from here.
+    let hook = "cauldron_plugin_calls_total{plugin=\"equipment\",action=\"modifiers\"";
+    let start = metric(&app, hook).await;
+
+    // Two reads at the same state: the hook runs for the first only.
+    for (plugin, action) in [("equipment", "list"), ("cultivation", "info")] {
+        let (status, body) = act(&app, &user, plugin, action, &json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, _) = get(&app, "/api/v1/player/stats", Some(&user.token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((metric(&app, hook).await - start), 1.0);
+
+    // An action at that state uses the same answer; the version it commits makes the next read ask
+    // again.
+    let (status, body) = act(&app, &user, "probe", "grant", &json!({"n": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((metric(&app, hook).await - start), 1.0);
+    let (status, _) = act(&app, &user, "equipment", "list", &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((metric(&app, hook).await - start), 2.0);
+    let (status, _) = act(&app, &user, "equipment", "list", &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((metric(&app, hook).await - start), 2.0);
+
+    // Unloading a plugin changes the set of hooks: asked again, at the same version.
+    assert!(app.state.game.registry().unload("dungeon"));
+    let (status, _) = act(&app, &user, "equipment", "list", &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((metric(&app, hook).await - start), 3.0);
+
+    // Another player's state is another answer.
+    let other = register(&app, "mods2").await;
+    let before = metric(&app, hook).await - start;
+    let (status, _) = act(&app, &other, "equipment", "list", &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((metric(&app, hook).await - start), before + 1.0);
 }

@@ -213,6 +213,35 @@ async fn actions_run_over_the_socket_like_over_http(backend: Backend) {
     let result = next_of_type(&mut socket, "action_result").await;
     assert_eq!(result["error"]["code"], "bad_idempotency_key", "{result}");
 
+    // A query answers at the version it read and writes nothing; one that returns effects is a
+    // plugin fault, as over HTTP.
+    let version = first["reply"]["player_version"].as_i64().unwrap();
+    for id in [6, 7] {
+        send(
+            &mut socket,
+            &json!({"type": "action", "id": id, "plugin": "probe", "action": "peek",
+                    "idempotency_key": "ws-key-1"}),
+        )
+        .await;
+        let result = next_of_type(&mut socket, "action_result").await;
+        assert_eq!(result["status"], 200, "{result}");
+        assert_eq!(result["reply"]["reply"], 0, "{result}");
+        assert_eq!(result["reply"]["player_version"], version, "{result}");
+        assert_eq!(result["reply"]["replayed"], false, "{result}");
+        assert_eq!(result["reply"]["events"], json!([]), "{result}");
+    }
+    send(
+        &mut socket,
+        &json!({"type": "action", "id": 8, "plugin": "probe", "action": "peek_bad"}),
+    )
+    .await;
+    let result = next_of_type(&mut socket, "action_result").await;
+    assert_eq!(result["status"], 500, "{result}");
+    assert_eq!(result["error"]["code"], "plugin_fault");
+    let state = app.state.game.state(user.player_id).await.unwrap();
+    assert_eq!(state.player.version, version);
+    assert!(!state.items.contains_key("gem"));
+
     // Still serving after all of that.
     send(&mut socket, &json!({"type": "ping"})).await;
     next_of_type(&mut socket, "pong").await;

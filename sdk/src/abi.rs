@@ -57,6 +57,11 @@ pub const MAX_LOG_BYTES: usize = 4096;
 /// a `bad_effect` fault; deeper params are refused with HTTP 400 before any plugin runs.
 pub const MAX_DOC_DEPTH: usize = 64;
 
+/// The fault kind of a query action (`ActionSpec::query`) whose outcome carries effects: the host
+/// writes nothing and counts a plugin fault, and the SDK's test harness answers such a run with a
+/// `Fault` of this code.
+pub const QUERY_EFFECTS: &str = "query_effects";
+
 /// Pack a guest pointer and length into the `i64` that `describe` and `handle` return.
 ///
 /// The pointer sits in the high 32 bits and the length in the low 32 bits.

@@ -2,8 +2,9 @@
 //!
 //! The harness goes through the same encode → dispatch → decode path as the wasm exports, and it
 //! mirrors what the host does around a call: the plugin is prepared once with every content table
-//! (as `cauldron_init` is at load time), the action must be in the manifest, and the player state is
-//! cut down to the sections the action declares.
+//! (as `cauldron_init` is at load time), the action must be in the manifest, the player state is
+//! cut down to the sections the action declares, and a query action (`ActionSpec::query`) that
+//! returns effects is a fault ([`crate::abi::QUERY_EFFECTS`]), as the host counts it.
 //!
 //! ```ignore
 //! let h = Harness::<Cultivation>::with_content_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/content"));
@@ -22,7 +23,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::abi::{LogLevel, reject_codes};
+use crate::abi::{LogLevel, QUERY_EFFECTS, reject_codes};
 use crate::codec;
 use crate::content::Content;
 use crate::doc::Doc;
@@ -152,13 +153,13 @@ impl<P: Plugin> Harness<P> {
             CallKind::Action => self
                 .manifest
                 .action(&call.action)
-                .map(|a| (a.reads.clone(), a.kinds.clone(), a.content.clone())),
+                .map(|a| (a.reads.clone(), a.kinds.clone(), a.query)),
             CallKind::Hook => self
                 .manifest
                 .hook(&call.action)
-                .map(|h| (h.reads.clone(), Vec::new(), h.content.clone())),
+                .map(|h| (h.reads.clone(), Vec::new(), false)),
         };
-        let Some((reads, kinds, _tables)) = declared else {
+        let Some((reads, kinds, query)) = declared else {
             let outcome = Outcome::Rejected {
                 code: reject_codes::UNKNOWN_ACTION.into(),
                 message: format!("`{}` is not in the manifest", call.action),
@@ -185,7 +186,22 @@ impl<P: Plugin> Harness<P> {
         call.content = BTreeMap::new();
         let input = codec::encode(&call).expect("calls encode");
         let output = export::handle_bytes_with::<P>(&input, Some(&prepared));
-        let outcome = codec::decode(&output).expect("the glue always returns a decodable outcome");
+        let mut outcome: Outcome =
+            codec::decode(&output).expect("the glue always returns a decodable outcome");
+        // As on the host: a query that returns effects is the plugin's fault, and nothing applies.
+        if let Outcome::Ok { effects, .. } = &outcome
+            && query
+            && !effects.is_empty()
+        {
+            outcome = Outcome::Fault {
+                code: QUERY_EFFECTS.into(),
+                message: format!(
+                    "query action `{}` returned {} effect(s); a query must return none",
+                    call.action,
+                    effects.len()
+                ),
+            };
+        }
         Run {
             outcome,
             before,
@@ -401,5 +417,57 @@ impl PlayerState {
     pub fn with_state<T: Serialize>(mut self, state: &T) -> Self {
         self.state = Doc::encode(state).expect("encodes");
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ActionSpec, Section};
+
+    /// Two queries, one of which wrongly writes, and the same write as an ordinary action.
+    struct Reader;
+
+    impl Plugin for Reader {
+        fn manifest() -> Manifest {
+            let spec = |name: &str, query: bool| ActionSpec {
+                name: name.into(),
+                title: String::new(),
+                description: String::new(),
+                params: vec![],
+                reads: vec![Section::Items],
+                kinds: vec![],
+                content: vec![],
+                query,
+            };
+            Manifest {
+                name: "reader".into(),
+                version: "1.0.0".into(),
+                abi: crate::abi::ABI_VERSION,
+                title: String::new(),
+                description: String::new(),
+                entity_kinds: vec![],
+                actions: vec![spec("look", true), spec("sneak", true), spec("grab", false)],
+                hooks: vec![],
+            }
+        }
+
+        fn handle(ctx: &mut crate::plugin::Ctx) -> Result<(), Error> {
+            if ctx.action() != "look" {
+                ctx.add_item("gem", 1);
+            }
+            ctx.reply(&ctx.item("gem"))
+        }
+    }
+
+    #[test]
+    fn a_query_that_returns_effects_fails_the_run() {
+        let h = Harness::<Reader>::new();
+        let player = PlayerState::default().with_item("gem", 2);
+        assert_eq!(h.action("look").player(player.clone()).run().reply::<i64>(), 2);
+        let run = h.action("sneak").player(player.clone()).run();
+        let message = run.fault(QUERY_EFFECTS);
+        assert!(message.contains("`sneak`"), "{message}");
+        assert_eq!(h.action("grab").player(player).run().reply::<i64>(), 3);
     }
 }

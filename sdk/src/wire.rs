@@ -545,6 +545,12 @@ pub struct ActionSpec {
     /// Content tables it needs.
     #[serde(default)]
     pub content: Vec<String>,
+    /// A read-only action: the host runs it on the player's current state and returns its reply
+    /// without a transaction, a log row or a new player version, so it must return no effects (an
+    /// outcome with effects is the plugin's fault, [`crate::abi::QUERY_EFFECTS`], and nothing is
+    /// written). Optional, default `false`.
+    #[serde(default)]
+    pub query: bool,
 }
 
 /// A hook a plugin implements.
@@ -708,6 +714,34 @@ fn check_semver(version: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::codec;
+
+    #[test]
+    fn an_action_without_the_query_key_is_an_ordinary_action() {
+        // A manifest as a plugin built before the field writes it.
+        #[derive(Serialize)]
+        struct OldAction {
+            name: &'static str,
+        }
+        #[derive(Serialize)]
+        struct OldManifest {
+            name: &'static str,
+            version: &'static str,
+            abi: u32,
+            actions: Vec<OldAction>,
+        }
+        let old = OldManifest {
+            name: "old",
+            version: "1.0.0",
+            abi: 1,
+            actions: vec![OldAction { name: "look" }],
+        };
+        let manifest: Manifest = codec::decode(&codec::encode(&old).unwrap()).unwrap();
+        assert!(!manifest.actions[0].query);
+        let mut query = manifest.clone();
+        query.actions[0].query = true;
+        let back: Manifest = codec::decode(&codec::encode(&query).unwrap()).unwrap();
+        assert!(back.actions[0].query);
+    }
 
     #[test]
     fn effect_is_tagged_by_op() {

@@ -82,9 +82,11 @@ export function createApi({ onUnauthorized } = {}) {
     catalog: () => request('GET', '/catalog'),
     board: (name, limit = 20) => request('GET', `/leaderboards/${encodeURIComponent(name)}?limit=${limit}`),
     online: () => request('GET', '/online'),
-    act: (plugin, action, params = {}) => request('POST',
+    // A query (read-only action) needs no Idempotency-Key: repeating it is harmless and the server
+    // ignores the key anyway.
+    act: (plugin, action, params = {}, { query = false } = {}) => request('POST',
       `/actions/${encodeURIComponent(plugin)}/${encodeURIComponent(action)}`, params,
-      { 'Idempotency-Key': newKey() }),
+      query ? {} : { 'Idempotency-Key': newKey() }),
   };
 }
 

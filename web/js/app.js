@@ -45,10 +45,21 @@ function notice(kind, text) {
 ctx.notice = notice;
 
 /**
- * Runs a plugin action with visible progress. Returns the reply, or null when it failed (the failure is
- * shown). `label` names what is happening, e.g. '打坐 Meditating'.
+ * Whether the catalog marks `plugin/action` as a query: a read-only action whose reply changes nothing
+ * on the server (no new state version, no events).
  */
-ctx.act = async (plugin, action, params = {}, { button, label, quiet = false, refresh = true } = {}) => {
+ctx.isQuery = (plugin, action) => Boolean(ctx.state.catalog
+  .find((c) => c.manifest.name === plugin)?.manifest.actions
+  .find((a) => a.name === action)?.query);
+
+/**
+ * Runs a plugin action with visible progress. Returns the reply, or null when it failed (the failure is
+ * shown). `label` names what is happening, e.g. '打坐 Meditating'. After an action the player's state
+ * is reloaded (`refresh`, default on); after a query it is not, since a query changes nothing.
+ */
+ctx.act = async (plugin, action, params = {}, { button, label, quiet = false, refresh } = {}) => {
+  const query = ctx.isQuery(plugin, action);
+  const reload = refresh ?? !query;
   const what = label ?? `${plugin} · ${action}`;
   if (button) {
     button.disabled = true;
@@ -58,10 +69,10 @@ ctx.act = async (plugin, action, params = {}, { button, label, quiet = false, re
   document.body.classList.add('busy');
   if (!quiet) notice('busy', `${what}…`);
   try {
-    const res = await ctx.api.act(plugin, action, params);
+    const res = await ctx.api.act(plugin, action, params, { query });
     if (!quiet) notice('ok', `${what} — done`);
     if (!ctx.live?.connected) for (const ev of res.events ?? []) addFeed(ev, true);
-    if (refresh) await ctx.refresh();
+    if (reload) await ctx.refresh();
     return res.reply;
   } catch (e) {
     notice('error', `${what}: ${e.message}`);

@@ -82,6 +82,7 @@ impl Plugin for Fortune {
                 reads: vec![Section::State],
                 kinds: vec![],
                 content: vec![Fortunes::NAME.into()],
+                query: false,
             }],
             hooks: vec![],
         }

@@ -2,6 +2,7 @@
 //! a broadcast of changes for long-lived consumers such as WebSocket sessions.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::broadcast;
@@ -67,6 +68,8 @@ struct Entry {
 pub struct Registry {
     entries: RwLock<BTreeMap<String, Entry>>,
     events: broadcast::Sender<RegistryEvent>,
+    /// Bumped, under the write lock, whenever the set of serving versions changes.
+    generation: AtomicU64,
 }
 
 impl Default for Registry {
@@ -81,7 +84,16 @@ impl Registry {
         Self {
             entries: RwLock::new(BTreeMap::new()),
             events: broadcast::channel(256).0,
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// A number that changes whenever a plugin is published (loaded, replaced, rolled back) or
+    /// unloaded, and only then: what is computed from every serving plugin (such as the modifiers
+    /// hooks' answers) stays valid while it is unchanged. See [`Registry::current_with_generation`]
+    /// for the versions and their generation read together.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
@@ -102,6 +114,16 @@ impl Registry {
         self.read().values().filter_map(|e| e.current.clone()).collect()
     }
 
+    /// Every serving version with the [`Registry::generation`] they belong to, read together.
+    pub fn current_with_generation(&self) -> (u64, Vec<Arc<PluginVersion>>) {
+        let entries = self.read();
+        let generation = self.generation.load(Ordering::Acquire);
+        (
+            generation,
+            entries.values().filter_map(|e| e.current.clone()).collect(),
+        )
+    }
+
     /// Subscribe to changes.
     pub fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
         self.events.subscribe()
@@ -120,6 +142,7 @@ impl Registry {
             }
             entry.previous = entry.current.replace(version.clone());
             entry.last_error = None;
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         tracing::info!(plugin = %name, version = %version.version(), sha256 = %version.sha256, "plugin published");
         let _ = self.events.send(RegistryEvent::Published {
@@ -147,7 +170,14 @@ impl Registry {
 
     /// Stop serving `name`. Calls already holding its version finish on it.
     pub fn unload(&self, name: &str) -> bool {
-        let removed = self.write().remove(name).is_some_and(|e| e.current.is_some());
+        let removed = {
+            let mut entries = self.write();
+            let removed = entries.remove(name).is_some_and(|e| e.current.is_some());
+            if removed {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            removed
+        };
         if removed {
             tracing::info!(plugin = %name, "plugin unloaded");
             let _ = self.events.send(RegistryEvent::Unloaded {
@@ -164,6 +194,7 @@ impl Registry {
             let entry = entries.get_mut(name)?;
             let previous = entry.previous.take()?;
             entry.previous = entry.current.replace(previous.clone());
+            self.generation.fetch_add(1, Ordering::AcqRel);
             previous
         };
         let _ = self.events.send(RegistryEvent::Published {

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Auth, IdempotencyKey, Params};
-use super::rate_limit;
+use super::rate_limit_action;
 use crate::game::{ActionReply, ActionRequest};
 use crate::state::AppState;
 
@@ -39,9 +39,10 @@ struct ActionReplyDoc {
     reply: serde_json::Value,
     /// Events the action emitted.
     events: Vec<EventDoc>,
-    /// The player's state version after the action.
+    /// The player's state version after the action; for a query, the version it read.
     player_version: i64,
-    /// True when this answers a repeated Idempotency-Key (the action was not run again).
+    /// True when this answers a repeated Idempotency-Key (the action was not run again); always false
+    /// for a query.
     replayed: bool,
 }
 
@@ -49,17 +50,25 @@ struct ActionReplyDoc {
 /// player. With an `Idempotency-Key`, a repeat of the same request (same plugin, action and params)
 /// returns the first reply and changes nothing; the same key with a different request is refused with
 /// 422 `idempotency_key_reused` and runs nothing.
+///
+/// An action whose manifest entry has `query: true` (see the catalog) only reads: it runs on the
+/// player's current state and answers in the same shape, with `player_version` the version it read,
+/// `events` empty and `replayed` false; nothing is written (no log row, no new version). Queries have
+/// their own, more generous rate limit per player (`RATE_LIMIT_QUERY_BURST`,
+/// `RATE_LIMIT_QUERY_PER_SEC`). A query accepts an `Idempotency-Key` and ignores it: repeating a query
+/// is harmless, so nothing is stored or replayed. A query that returns effects is a plugin fault
+/// (500 `plugin_fault`, kind `query_effects`) and nothing is written.
 #[utoipa::path(
     post, path = "/actions/{plugin}/{action}", tag = "actions",
     security(("bearer" = [])),
     params(
         ("plugin" = String, Path, description = "Plugin name, as in the catalog"),
         ("action" = String, Path, description = "Action name, as in the plugin's manifest"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible ASCII characters; a repeat of the same request returns the first reply, the same key with another plugin, action or params is a 422 `idempotency_key_reused`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible ASCII characters; a repeat of the same request returns the first reply, the same key with another plugin, action or params is a 422 `idempotency_key_reused`. Accepted and ignored on a query action (nothing to replay)"),
     ),
     request_body(content = Object, description = "The action's params", content_type = "application/json"),
     responses(
-        (status = 200, description = "Applied", body = ActionReplyDoc),
+        (status = 200, description = "Applied (a query: answered, nothing written)", body = ActionReplyDoc),
         (status = 400, description = "Malformed JSON (`bad_json`) or bad params (`bad_params`: not an object, nested deeper than 64 levels, or a NUL character in a string or key)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Unknown plugin or action", body = ErrorBody),
@@ -82,12 +91,7 @@ async fn act(
     IdempotencyKey(idempotency_key): IdempotencyKey,
     Params(params): Params,
 ) -> Result<axum::Json<ActionReply>, ApiError> {
-    rate_limit(
-        &state,
-        &format!("action:{}", who.player_id),
-        state.config.action_rate,
-    )
-    .await?;
+    rate_limit_action(&state, who.player_id, &plugin, &action).await?;
     let reply = state
         .game
         .execute(ActionRequest {

@@ -21,7 +21,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code, reason = "documentation shape only")]
 struct CatalogEntryDoc {
     /// Name, version, title, description, entity kinds, actions (name, title, description, params,
-    /// reads, kinds, content) and hooks.
+    /// reads, kinds, content, and `query`: true for a read-only action, which writes nothing) and
+    /// hooks.
     manifest: serde_json::Value,
     version: String,
     /// Hex sha256 of the module.

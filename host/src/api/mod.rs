@@ -235,6 +235,22 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
 }
 
 /// Take one token from `key`'s bucket, or fail with 429 and `Retry-After`.
+/// Check the rate limit of one action request by `player_id`: a query action (read-only, marked in
+/// its manifest) draws on the player's query bucket, every other action on the action bucket, so
+/// reading screens never uses up the budget for writes.
+pub(crate) async fn rate_limit_action(
+    state: &AppState,
+    player_id: i64,
+    plugin: &str,
+    action: &str,
+) -> Result<(), ApiError> {
+    if state.game.is_query(plugin, action) {
+        rate_limit(state, &format!("query:{player_id}"), state.config.query_rate).await
+    } else {
+        rate_limit(state, &format!("action:{player_id}"), state.config.action_rate).await
+    }
+}
+
 pub(crate) async fn rate_limit(state: &AppState, key: &str, bucket: Bucket) -> Result<(), ApiError> {
     let decision = state
         .game

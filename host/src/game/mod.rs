@@ -5,6 +5,7 @@
 //! - this file: [`Game`], [`Game::execute`] (the pipeline), character creation, reads.
 //! - `effects`: checking a plugin's effects before they are written.
 //! - `stats`: composing effective stats from modifiers.
+//! - `modifier_cache`: the `modifiers` hooks' answers per player version.
 //!
 //! One action: look up the plugin version (an `Arc`, so a reload never disturbs it) and the action in
 //! its manifest → honour the idempotency key → take this node's lock for the player (so one player's
@@ -14,8 +15,18 @@
 //! validate the effects → apply them and the log row in one transaction guarded by the version (on a
 //! conflict, reload and re-run, a bounded number of times) → invalidate the cache, update
 //! leaderboards, publish events.
+//!
+//! A **query** (an action its manifest marks `query`) stops after the call: it reads the player's
+//! current state (cached when current), gets the modifiers, calls the plugin and returns the reply with
+//! the version it read. No player lock, no transaction, no log row, no new version, no events; its
+//! Idempotency-Key is ignored (repeating a query is harmless). A query that returns effects is a
+//! plugin fault (`query_effects`) and nothing is written.
+//!
+//! The `modifiers` hooks' answers are cached per (player, version, registry generation), so reads at an
+//! unchanged state call no hook (see `modifier_cache`).
 
 pub mod effects;
+mod modifier_cache;
 #[cfg(test)]
 mod proptests;
 pub mod stats;
@@ -27,7 +38,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cauldron_runtime::{PluginError, PluginVersion, Registry, Runtime};
 use cauldron_sdk::Doc;
-use cauldron_sdk::abi::reject_codes;
+use cauldron_sdk::abi::{QUERY_EFFECTS, reject_codes};
 use cauldron_sdk::codec;
 use cauldron_sdk::wire::{
     Call, CallKind, Effect, Entity, HOOK_MODIFIERS, Manifest, Modifier, Outcome, PlayerState, Scope,
@@ -248,6 +259,7 @@ struct Inner {
     services: Services,
     metrics: Arc<Metrics>,
     locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    modifier_cache: modifier_cache::ModifierCache,
 }
 
 impl Game {
@@ -267,6 +279,7 @@ impl Game {
                 services,
                 metrics,
                 locks: Mutex::new(HashMap::new()),
+                modifier_cache: modifier_cache::ModifierCache::new(modifier_cache::CAPACITY),
             }),
         }
     }
@@ -313,6 +326,16 @@ impl Game {
                     .collect(),
             })
             .collect()
+    }
+
+    /// Whether `action` of `plugin` is a query (read-only) in the serving version; false when either is
+    /// unknown. The API picks the query rate limit by this.
+    pub fn is_query(&self, plugin: &str, action: &str) -> bool {
+        self.inner
+            .registry
+            .get(plugin)
+            .and_then(|v| v.manifest.action(action).map(|a| a.query))
+            .unwrap_or(false)
     }
 
     /// The player's full state.
@@ -382,9 +405,11 @@ impl Game {
             // One indexed read confirms the cached copy is the committed one; a stale copy is dropped.
             let current = self.inner.store.player_by_id(player_id).await?.map(|p| p.version);
             if current == Some(hit.version)
-                && let Ok(snap) = codec::decode::<Snapshot>(&hit.bytes)
+                && let Ok(mut snap) = codec::decode::<Snapshot>(&hit.bytes)
                 && snap.version == hit.version
             {
+                // A cached copy may outlive a buff it holds; calls see unexpired buffs only.
+                snap.state.buffs.retain(|b| b.expires_ms > now);
                 return Ok(snap);
             }
         }
@@ -403,17 +428,35 @@ impl Game {
         Ok(snap)
     }
 
-    /// Every plugin's `modifiers` for this state, plus active buffs. A faulting hook is skipped (and
-    /// counted) so one broken plugin never blocks the others' actions; when the host itself cannot
-    /// run a hook, the stats would be wrong, so the whole request is unavailable.
+    /// Every plugin's `modifiers` for this state, plus active buffs.
     async fn modifiers(&self, snap: &Snapshot, now: i64) -> Result<Vec<Modifier>, GameError> {
         let mut all: Vec<Modifier> = snap
             .state
             .buffs
             .iter()
+            .filter(|b| b.expires_ms > now)
             .flat_map(|b| b.modifiers.iter().cloned())
             .collect();
-        for version in self.inner.registry.current() {
+        all.extend(self.hook_modifiers(snap, now).await?.iter().cloned());
+        Ok(all)
+    }
+
+    /// Every plugin's `modifiers` hook answer for this state, from the cache when this state and these
+    /// plugins were asked before. The hooks must not depend on `now_ms` (ABI.md §6.1; the plugins'
+    /// hooks read entities only), which is what makes the cache sound. A faulting hook is skipped
+    /// (and counted, and the answer not cached) so one broken plugin never blocks the others'
+    /// actions; when the host itself cannot run a hook, the stats would be wrong, so the whole
+    /// request is unavailable.
+    async fn hook_modifiers(&self, snap: &Snapshot, now: i64) -> Result<Arc<Vec<Modifier>>, GameError> {
+        let registry = &self.inner.registry;
+        let cache = &self.inner.modifier_cache;
+        if let Some(hit) = cache.get(snap.state.id, snap.version, registry.generation(), now) {
+            return Ok(hit);
+        }
+        let (generation, versions) = registry.current_with_generation();
+        let mut all = Vec::new();
+        let mut complete = true;
+        for version in versions {
             let Some(hook) = version.manifest.hook(HOOK_MODIFIERS) else {
                 continue;
             };
@@ -429,10 +472,32 @@ impl Game {
             };
             match self.call_plugin(&version, &call).await {
                 Ok((Outcome::Ok { modifiers, .. }, _)) => all.extend(modifiers),
-                Ok(_) => {}
+                Ok(_) => complete = false,
                 Err(e) if e.host_failure().is_some() => return Err(host_unavailable(&e)),
-                Err(e) => tracing::warn!(plugin = %version.name(), "modifiers hook skipped: {e}"),
+                Err(e) => {
+                    complete = false;
+                    tracing::warn!(plugin = %version.name(), "modifiers hook skipped: {e}");
+                }
             }
+        }
+        let all = Arc::new(all);
+        if complete {
+            // Good until the first buff the hooks may have seen expires.
+            let valid_until = snap
+                .state
+                .buffs
+                .iter()
+                .map(|b| b.expires_ms)
+                .min()
+                .unwrap_or(i64::MAX);
+            cache.put(
+                snap.state.id,
+                snap.version,
+                generation,
+                valid_until,
+                Arc::clone(&all),
+                now,
+            );
         }
         Ok(all)
     }
@@ -503,6 +568,10 @@ impl Game {
         let params = json_to_doc(&req.params);
         let mut kinds = version.manifest.entity_kinds.clone();
         kinds.extend(spec.kinds.iter().cloned());
+
+        if spec.query {
+            return self.query(&req, &version, &spec, &params, &kinds).await;
+        }
 
         let lock = self.player_lock(req.player_id);
         let result = {
@@ -676,6 +745,80 @@ impl Game {
             }
         }
         events
+    }
+}
+
+impl Game {
+    /// Run a query action (see the module docs): the call on the current state, its reply, nothing
+    /// written. Rejections and faults are answered as for any action.
+    async fn query(
+        &self,
+        req: &ActionRequest,
+        version: &Arc<PluginVersion>,
+        spec: &cauldron_sdk::wire::ActionSpec,
+        params: &Doc,
+        kinds: &[String],
+    ) -> Result<ActionReply, GameError> {
+        let now = now_ms();
+        let snap = self.snapshot(req.player_id, now, true).await?;
+        let modifiers = self.modifiers(&snap, now).await?;
+        let call = Call {
+            action: req.action.clone(),
+            kind: CallKind::Action,
+            params: params.clone(),
+            player: snap.view(version.name(), &spec.reads, kinds),
+            effective_stats: stats::compose(&snap.state.stats, &modifiers),
+            now_ms: now,
+            seed: rand::random(),
+            content: version.content_for(&spec.content),
+        };
+        let outcome = match self.call_plugin(version, &call).await {
+            Ok((o, _raw)) => o,
+            Err(PluginError::Rejected { code, message }) => return Err(rejection(req, code, message)),
+            Err(e) if e.host_failure().is_some() => return Err(host_unavailable(&e)),
+            Err(e) => return Err(self.fault(version, e.kind(), e.to_string())),
+        };
+        // Faults found in the outcome (the call itself went fine, so it is not counted yet).
+        let counted_fault = |kind: &'static str, message: String| {
+            self.inner
+                .metrics
+                .plugin_fault(version.name(), version.version(), kind);
+            self.fault(version, kind, message)
+        };
+        let Outcome::Ok { effects, reply, .. } = &outcome else {
+            return Err(counted_fault("bad_output", "unexpected outcome".into()));
+        };
+        if !effects.is_empty() {
+            return Err(counted_fault(
+                QUERY_EFFECTS,
+                format!(
+                    "query action `{}` returned {} effect(s); a query must return none, so nothing \
+                     was written",
+                    req.action,
+                    effects.len()
+                ),
+            ));
+        }
+        let reply = effects::validate_reply(reply).map_err(|e| counted_fault("bad_effect", e))?;
+        Ok(ActionReply {
+            reply,
+            events: Vec::new(),
+            player_version: snap.version,
+            replayed: false,
+        })
+    }
+}
+
+/// A plugin's rejection as the caller's error: the reserved codes map to their own kinds.
+fn rejection(req: &ActionRequest, code: String, message: String) -> GameError {
+    match code.as_str() {
+        reject_codes::BAD_PARAMS => GameError::BadParams(message),
+        reject_codes::UNKNOWN_ACTION => GameError::UnknownAction {
+            plugin: req.plugin.clone(),
+            action: req.action.clone(),
+        },
+        reject_codes::NOT_FOUND => GameError::NotFound(message),
+        _ => GameError::Rejected { code, message },
     }
 }
 

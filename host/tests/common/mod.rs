@@ -259,6 +259,7 @@ impl TestApp {
             ("MODULE_CACHE_DIR", module_cache.display().to_string()),
             ("MAX_BODY_BYTES", "4096".to_owned()),
             ("RATE_LIMIT_ACTION_BURST", "1000".to_owned()),
+            ("RATE_LIMIT_QUERY_BURST", "1000".to_owned()),
             // Every test client connects from 127.0.0.1: the per-address limits would make the tests
             // of one binary share a few registrations. Tests of the limits set their own.
             ("RATE_LIMIT_REGISTER_BURST", "1000000".to_owned()),

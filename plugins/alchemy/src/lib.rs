@@ -138,7 +138,8 @@ pub struct RecipesReply {
     pub recipes: Vec<RecipeView>,
     /// Every herb.
     pub herbs: Vec<HerbView>,
-    /// Recipes unlocked by this call (from fragments that arrived since the last one).
+    /// Recipes whose fragments arrived since the last alchemy action: shown unlocked here (with
+    /// their fragments used up); the next `buy_fragment`, `craft` or `eat` records the unlock.
     pub newly_unlocked: Vec<String>,
     /// Pills crafted so far.
     pub pills_crafted: i64,
@@ -260,6 +261,7 @@ fn action(name: &str, title: &str, description: &str, params: Vec<ParamSpec>) ->
         ],
         kinds: vec![],
         content: vec![tables::HERBS.into(), tables::RECIPES.into()],
+        query: false,
     }
 }
 
@@ -279,12 +281,15 @@ impl Plugin for Alchemy {
             description: "Collect recipe fragments, craft pills from herbs, and eat them.".into(),
             entity_kinds: vec![],
             actions: vec![
-                action(
-                    "recipes",
-                    "丹方 Recipe book",
-                    "Every recipe with its unlock progress, materials, true success rate and effect.",
-                    vec![],
-                ),
+                ActionSpec {
+                    query: true,
+                    ..action(
+                        "recipes",
+                        "丹方 Recipe book",
+                        "Every recipe with its unlock progress, materials, true success rate and effect.",
+                        vec![],
+                    )
+                },
                 action(
                     "buy_fragment",
                     "购买残页 Buy fragments",
@@ -319,33 +324,11 @@ impl Plugin for Alchemy {
         let recipes = Recipes::load(ctx)?;
         let herbs = Herbs::load(ctx)?;
         let mut state: AlchemyState = ctx.state()?;
+        if ctx.action() == "recipes" {
+            return recipe_book(ctx, &recipes, &herbs, state);
+        }
         let newly_unlocked = unlock_ready(ctx, &recipes, &mut state)?;
         match ctx.action() {
-            "recipes" => {
-                let reply = RecipesReply {
-                    recipes: recipes
-                        .recipes
-                        .iter()
-                        .map(|r| recipe_view(ctx, &recipes, &herbs, &state, r))
-                        .collect::<Result<_, _>>()?,
-                    herbs: herbs
-                        .herbs
-                        .iter()
-                        .map(|h| HerbView {
-                            id: h.id.clone(),
-                            name: h.name.clone(),
-                            name_en: h.name_en.clone(),
-                            category: h.category.clone(),
-                            base_value: h.base_value,
-                            have: ctx.item(&herb_item(&h.id)),
-                        })
-                        .collect(),
-                    newly_unlocked,
-                    pills_crafted: ctx.counter(PILLS_CRAFTED),
-                    pills_eaten: ctx.counter(PILLS_EATEN),
-                };
-                ctx.reply(&reply)
-            }
             "buy_fragment" => buy_fragment(ctx, &recipes, &mut state, newly_unlocked),
             "craft" => craft(ctx, &recipes, &state, newly_unlocked),
             "eat" => eat(ctx, &recipes, newly_unlocked),
@@ -361,19 +344,74 @@ export!(Alchemy);
 
 /// Unlock every open recipe whose fragments reached its threshold: take the threshold, mark it
 /// unlocked, save the state and tell the player. Returns the ids unlocked.
-fn unlock_ready(ctx: &mut Ctx, recipes: &Recipes, state: &mut AlchemyState) -> Result<Vec<String>, Error> {
-    let mut unlocked = Vec::new();
+/// The open recipes not yet unlocked whose fragments are complete, with the fragments each uses up.
+fn ready_to_unlock(ctx: &Ctx, recipes: &Recipes, state: &AlchemyState) -> Result<Vec<(String, i64)>, Error> {
+    let mut ready = Vec::new();
     for recipe in recipes.recipes.iter().filter(|r| r.open) {
         if state.unlocked.contains(&recipe.id) {
             continue;
         }
         let need = recipes.grade_of(recipe)?.fragments;
-        let item = fragment_item(&recipe.id);
-        if ctx.item(&item) >= need {
-            ctx.take_item(&item, need, "not enough fragments")?;
-            state.unlocked.insert(recipe.id.clone());
-            unlocked.push(recipe.id.clone());
+        if ctx.item(&fragment_item(&recipe.id)) >= need {
+            ready.push((recipe.id.clone(), need));
         }
+    }
+    Ok(ready)
+}
+
+/// `recipes`, a query: the book as the next alchemy action will find it. It writes nothing, so a
+/// recipe whose fragments arrived since the last alchemy action (from exploring or slaying) is shown
+/// unlocked with those fragments used up and listed in `newly_unlocked`; the next `buy_fragment`,
+/// `craft` or `eat` records the unlock (takes the fragments, emits the event).
+fn recipe_book(
+    ctx: &mut Ctx,
+    recipes: &Recipes,
+    herbs: &Herbs,
+    mut state: AlchemyState,
+) -> Result<(), Error> {
+    let ready = ready_to_unlock(ctx, recipes, &state)?;
+    for (id, _) in &ready {
+        state.unlocked.insert(id.clone());
+    }
+    let reply = RecipesReply {
+        recipes: recipes
+            .recipes
+            .iter()
+            .map(|r| {
+                let mut view = recipe_view(ctx, recipes, herbs, &state, r)?;
+                if let Some((_, need)) = ready.iter().find(|(id, _)| *id == r.id) {
+                    view.fragments -= need;
+                }
+                Ok(view)
+            })
+            .collect::<Result<_, Error>>()?,
+        herbs: herbs
+            .herbs
+            .iter()
+            .map(|h| HerbView {
+                id: h.id.clone(),
+                name: h.name.clone(),
+                name_en: h.name_en.clone(),
+                category: h.category.clone(),
+                base_value: h.base_value,
+                have: ctx.item(&herb_item(&h.id)),
+            })
+            .collect(),
+        newly_unlocked: ready.into_iter().map(|(id, _)| id).collect(),
+        pills_crafted: ctx.counter(PILLS_CRAFTED),
+        pills_eaten: ctx.counter(PILLS_EATEN),
+    };
+    ctx.reply(&reply)
+}
+
+/// Unlock every recipe whose fragments are complete: take the fragments, record it in the state and
+/// emit the event. Every writing action runs this first.
+fn unlock_ready(ctx: &mut Ctx, recipes: &Recipes, state: &mut AlchemyState) -> Result<Vec<String>, Error> {
+    let mut unlocked = Vec::new();
+    for (id, need) in ready_to_unlock(ctx, recipes, state)? {
+        ctx.take_item(&fragment_item(&id), need, "not enough fragments")?;
+        state.unlocked.insert(id.clone());
+        unlocked.push(id);
     }
     if !unlocked.is_empty() {
         ctx.set_state(state)?;

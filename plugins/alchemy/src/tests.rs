@@ -148,28 +148,44 @@ fn a_broken_recipes_table_is_refused_at_load() {
 // --- unlocking ------------------------------------------------------------------------------------
 
 #[test]
-fn dropped_fragments_unlock_the_recipe_on_the_next_action_and_the_rest_are_kept() {
+fn the_book_is_a_query_that_shows_dropped_fragments_unlocked_and_the_next_action_records_it() {
     let h = harness();
-    let player = PlayerState::default().with_item("fragment:spirit_gathering", 12);
-    let run = h.action("recipes").player(player).run();
+    assert!(h.manifest().action("recipes").expect("declared").query);
+    let player = PlayerState::default()
+        .with_stat("level", 1.0)
+        .with_item("fragment:spirit_gathering", 12);
+    let run = h.action("recipes").player(player.clone()).run();
+    assert!(run.effects().is_empty(), "a query writes nothing");
     let reply: RecipesReply = run.reply();
     assert_eq!(reply.newly_unlocked, ["spirit_gathering"]);
-    let after = run.player_after();
-    assert_eq!(after.items["fragment:spirit_gathering"], 2);
-    assert_eq!(state_of(&after), unlocked(&["spirit_gathering"]));
-    assert_eq!(run.events()[0].0, EVENT_UNLOCKED);
     let view = reply
         .recipes
         .iter()
         .find(|r| r.id == "spirit_gathering")
         .expect("listed");
     assert!(view.unlocked);
-    assert_eq!(view.fragments, 2);
+    assert_eq!(view.fragments, 2, "shown as the unlock will leave them");
 
-    // The next call sees it unlocked and unlocks nothing again.
+    // The next writing action (a craft here) records the unlock: the fragments are taken, the rest
+    // kept, the event emitted.
+    let run = craft_once(
+        &h,
+        "spirit_gathering",
+        player
+            .with_item("herb:spirit_grass", 2)
+            .with_item("herb:cloud_flower", 1),
+        1,
+    );
+    assert_eq!(run.reply::<CraftReply>().newly_unlocked, ["spirit_gathering"]);
+    assert_eq!(run.events()[0].0, EVENT_UNLOCKED);
+    let after = run.player_after();
+    assert_eq!(after.items["fragment:spirit_gathering"], 2);
+    assert_eq!(state_of(&after), unlocked(&["spirit_gathering"]));
+
+    // From then on the book lists it as unlocked and nothing as newly unlocked.
     let again = h.action("recipes").player(after).run();
     assert!(again.reply::<RecipesReply>().newly_unlocked.is_empty());
-    assert_eq!(again.player_after().items["fragment:spirit_gathering"], 2);
+    assert!(again.effects().is_empty());
 }
 
 #[test]

@@ -915,6 +915,7 @@ fn spec(name: &str, title: &str, description: &str, reads: &[Section], content: 
         reads: reads.to_vec(),
         kinds: vec![],
         content: content.iter().map(|t| (*t).to_owned()).collect(),
+        query: false,
     }
 }
 
@@ -992,13 +993,16 @@ impl Plugin for Cultivation {
                     &core,
                     &[CULTIVATION, REALMS, CHECKIN, CALENDAR],
                 ),
-                spec(
-                    "info",
-                    "图鉴 Info",
-                    "Realms, odds and rewards, for display.",
-                    &[],
-                    &[CULTIVATION, REALMS, LUCK, EXPLORATION, CHECKIN, CALENDAR],
-                ),
+                ActionSpec {
+                    query: true,
+                    ..spec(
+                        "info",
+                        "图鉴 Info",
+                        "Realms, odds and rewards, for display.",
+                        &[],
+                        &[CULTIVATION, REALMS, LUCK, EXPLORATION, CHECKIN, CALENDAR],
+                    )
+                },
             ],
             hooks: vec![],
         }

@@ -314,6 +314,7 @@ fn spec(
         reads: reads.to_vec(),
         kinds: vec![],
         content: content.iter().map(|s| (*s).to_owned()).collect(),
+        query: false,
     }
 }
 
@@ -342,14 +343,17 @@ impl Plugin for Dungeon {
                 .into(),
             entity_kinds: vec![],
             actions: vec![
-                spec(
-                    "status",
-                    "斗法 Status",
-                    "Daily hunt/slay counts and costs, the dungeon run, and the monster tables.",
-                    vec![],
-                    &fight_reads,
-                    &[tables::DUNGEON, tables::BUFFS, tables::MONSTERS],
-                ),
+                ActionSpec {
+                    query: true,
+                    ..spec(
+                        "status",
+                        "斗法 Status",
+                        "Daily hunt/slay counts and costs, the dungeon run, and the monster tables.",
+                        vec![],
+                        &fight_reads,
+                        &[tables::DUNGEON, tables::BUFFS, tables::MONSTERS],
+                    )
+                },
                 spec(
                     "dungeon_start",
                     "进入秘境 Enter dungeon",
@@ -373,14 +377,17 @@ impl Plugin for Dungeon {
                     &[State, Stats],
                     &RUN_TABLES,
                 ),
-                spec(
-                    "dungeon_buffs",
-                    "秘境增益 Buffs",
-                    "The buffs offered for this floor and those already picked.",
-                    vec![],
-                    &[State, Stats],
-                    &RUN_TABLES,
-                ),
+                ActionSpec {
+                    query: true,
+                    ..spec(
+                        "dungeon_buffs",
+                        "秘境增益 Buffs",
+                        "The buffs offered for this floor and those already picked.",
+                        vec![],
+                        &[State, Stats],
+                        &RUN_TABLES,
+                    )
+                },
                 spec(
                     "dungeon_refresh",
                     "刷新增益 Refresh buffs",

@@ -220,6 +220,7 @@ fn action(
         reads: reads.to_vec(),
         kinds: vec![],
         content: tables::ALL.iter().map(|t| (*t).to_owned()).collect(),
+        query: false,
     }
 }
 
@@ -255,13 +256,16 @@ impl Plugin for EquipmentPlugin {
             description: "Draw, wear, enhance, reforge and sell equipment in five slots.".into(),
             entity_kinds: vec![KIND.into()],
             actions: vec![
-                action(
-                    "list",
-                    "背包 Equipment bag",
-                    "Every piece, what is worn, and the true odds.",
-                    vec![],
-                    &[Entities],
-                ),
+                ActionSpec {
+                    query: true,
+                    ..action(
+                        "list",
+                        "背包 Equipment bag",
+                        "Every piece, what is worn, and the true odds.",
+                        vec![],
+                        &[Entities],
+                    )
+                },
                 action(
                     "draw",
                     "抽奖 Draw",

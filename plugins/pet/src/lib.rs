@@ -363,6 +363,7 @@ fn spec(name: &str, title: &str, description: &str, params: Vec<ParamSpec>, read
         reads: reads.to_vec(),
         kinds: vec![],
         content: vec![PETS_TABLE.into()],
+        query: false,
     }
 }
 
@@ -382,13 +383,16 @@ impl Plugin for Pets {
             description: "Draw, hatch, deploy, upgrade, star up and release pets.".into(),
             entity_kinds: vec![KIND.into()],
             actions: vec![
-                spec(
-                    "info",
-                    "灵宠图鉴 Pet guide",
-                    "Qualities with their true odds, colours, names and prices.",
-                    vec![],
-                    &[],
-                ),
+                ActionSpec {
+                    query: true,
+                    ..spec(
+                        "info",
+                        "灵宠图鉴 Pet guide",
+                        "Qualities with their true odds, colours, names and prices.",
+                        vec![],
+                        &[],
+                    )
+                },
                 spec(
                     "draw",
                     "灵宠抽奖 Draw pets",

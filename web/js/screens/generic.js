@@ -69,7 +69,7 @@ export default {
         ctx.rerender();
       }
     } },
-    h('h3', action.title || action.name, h('small.muted', ` ${m.name}/${action.name}`)),
+    h('h3', action.title || action.name, h('small.muted', ` ${m.name}/${action.name}${action.query ? ' · read-only' : ''}`)),
     action.description ? h('p', action.description) : null,
     action.params.length ? action.params.map((s) => field(ctx, s)) : h('p.muted', 'No parameters.'),
     h('div.actions', submit)) : h('p.muted', 'This plugin has no actions.');

@@ -201,7 +201,8 @@ async fn connected(state: AppState, who: Identity, socket: WebSocket) {
     }
 }
 
-/// How a session reaches the game: the same pipeline and rate limit as `POST /api/v1/actions`.
+/// How a session reaches the game: the same pipeline and rate limits as `POST /api/v1/actions` (a
+/// query action draws on the query bucket and writes nothing, as there).
 pub struct AppDispatch {
     state: AppState,
     player_id: i64,
@@ -224,7 +225,7 @@ impl Dispatch for AppDispatch {
                     .as_deref()
                     .map(check_idempotency_key)
                     .transpose()?;
-                super::rate_limit(&state, &format!("action:{player_id}"), state.config.action_rate).await?;
+                super::rate_limit_action(&state, player_id, &plugin, &action).await?;
                 let reply = state
                     .game
                     .execute(ActionRequest {
