@@ -569,27 +569,30 @@ impl Game {
         let mut kinds = version.manifest.entity_kinds.clone();
         kinds.extend(spec.kinds.iter().cloned());
 
+        let planned = Planned {
+            req: &req,
+            version: &version,
+            spec: &spec,
+            params: &params,
+            kinds: &kinds,
+        };
         if spec.query {
-            return self.query(&req, &version, &spec, &params, &kinds).await;
+            return self.query(&planned).await;
         }
 
         let lock = self.player_lock(req.player_id);
         let result = {
             let _guard = lock.lock().await;
-            self.execute_locked(&req, &version, &spec, &params, &kinds).await
+            self.execute_locked(&planned).await
         };
         self.release_lock(req.player_id, lock);
         result
     }
 
-    async fn execute_locked(
-        &self,
-        req: &ActionRequest,
-        version: &Arc<PluginVersion>,
-        spec: &cauldron_sdk::wire::ActionSpec,
-        params: &Doc,
-        kinds: &[String],
-    ) -> Result<ActionReply, GameError> {
+    async fn execute_locked(&self, planned: &Planned<'_>) -> Result<ActionReply, GameError> {
+        let Planned {
+            req, version, spec, ..
+        } = *planned;
         let store = &self.inner.store;
         let fingerprint = request_fingerprint(&req.plugin, &req.action, &req.params);
         for attempt in 0..MAX_ATTEMPTS {
@@ -609,28 +612,11 @@ impl Game {
             let now = now_ms();
             let snap = self.snapshot(req.player_id, now, attempt == 0).await?;
             let modifiers = self.modifiers(&snap, now).await?;
-            let call = Call {
-                action: req.action.clone(),
-                kind: CallKind::Action,
-                params: params.clone(),
-                player: snap.view(version.name(), &spec.reads, kinds),
-                effective_stats: stats::compose(&snap.state.stats, &modifiers),
-                now_ms: now,
-                seed: rand::random(),
-                content: version.content_for(&spec.content),
-            };
+            let call = planned.call(&snap, &modifiers, now);
             let (outcome, raw) = match self.call_plugin(version, &call).await {
                 Ok(called) => called,
                 Err(PluginError::Rejected { code, message }) => {
-                    return Err(match code.as_str() {
-                        reject_codes::BAD_PARAMS => GameError::BadParams(message),
-                        reject_codes::UNKNOWN_ACTION => GameError::UnknownAction {
-                            plugin: req.plugin.clone(),
-                            action: req.action.clone(),
-                        },
-                        reject_codes::NOT_FOUND => GameError::NotFound(message),
-                        _ => GameError::Rejected { code, message },
-                    });
+                    return Err(rejection(req, code, message));
                 }
                 Err(e) if e.host_failure().is_some() => return Err(host_unavailable(&e)),
                 Err(e) => return Err(self.fault(version, e.kind(), e.to_string())),
@@ -751,27 +737,12 @@ impl Game {
 impl Game {
     /// Run a query action (see the module docs): the call on the current state, its reply, nothing
     /// written. Rejections and faults are answered as for any action.
-    async fn query(
-        &self,
-        req: &ActionRequest,
-        version: &Arc<PluginVersion>,
-        spec: &cauldron_sdk::wire::ActionSpec,
-        params: &Doc,
-        kinds: &[String],
-    ) -> Result<ActionReply, GameError> {
+    async fn query(&self, planned: &Planned<'_>) -> Result<ActionReply, GameError> {
+        let Planned { req, version, .. } = *planned;
         let now = now_ms();
         let snap = self.snapshot(req.player_id, now, true).await?;
         let modifiers = self.modifiers(&snap, now).await?;
-        let call = Call {
-            action: req.action.clone(),
-            kind: CallKind::Action,
-            params: params.clone(),
-            player: snap.view(version.name(), &spec.reads, kinds),
-            effective_stats: stats::compose(&snap.state.stats, &modifiers),
-            now_ms: now,
-            seed: rand::random(),
-            content: version.content_for(&spec.content),
-        };
+        let call = planned.call(&snap, &modifiers, now);
         let outcome = match self.call_plugin(version, &call).await {
             Ok((o, _raw)) => o,
             Err(PluginError::Rejected { code, message }) => return Err(rejection(req, code, message)),
@@ -806,6 +777,34 @@ impl Game {
             player_version: snap.version,
             replayed: false,
         })
+    }
+}
+
+/// One action as resolved before it runs: the request, the plugin version and action spec it names,
+/// its params as a document, and every entity kind it may touch.
+#[derive(Clone, Copy)]
+struct Planned<'a> {
+    req: &'a ActionRequest,
+    version: &'a Arc<PluginVersion>,
+    spec: &'a cauldron_sdk::wire::ActionSpec,
+    params: &'a Doc,
+    kinds: &'a [String],
+}
+
+impl Planned<'_> {
+    /// The plugin call for this action on `snap`: only the sections, entity kinds and content tables
+    /// the action declared, the effective stats, the time and a fresh seed.
+    fn call(&self, snap: &Snapshot, modifiers: &[Modifier], now: i64) -> Call {
+        Call {
+            action: self.req.action.clone(),
+            kind: CallKind::Action,
+            params: self.params.clone(),
+            player: snap.view(self.version.name(), &self.spec.reads, self.kinds),
+            effective_stats: stats::compose(&snap.state.stats, modifiers),
+            now_ms: now,
+            seed: rand::random(),
+            content: self.version.content_for(&self.spec.content),
+        }
     }
 }
 
