@@ -10,6 +10,7 @@ use cauldron_runtime::Limits;
 
 use crate::api::ws::WsHub;
 use crate::auth::{HashSlots, TokenKeys};
+use crate::cache::Revocations;
 use crate::config::Config;
 use crate::game::Game;
 use crate::metrics::Metrics;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// What this host's WebSocket sessions share.
     pub ws: Arc<WsHub>,
+    /// The tokens revoked by a logout, kept current by `api::auth::follow_revocations`.
+    pub revoked: Arc<Revocations>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -59,6 +62,7 @@ impl AppState {
             started: Instant::now(),
             shutdown: Shutdown::new(),
             ws: Arc::new(WsHub::new()),
+            revoked: Arc::new(Revocations::new()),
         }
     }
 

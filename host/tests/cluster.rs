@@ -1,7 +1,8 @@
 //! Several real `cauldron` processes (the binary cargo built for this test) sharing one PostgreSQL
 //! database and one Redis key prefix, each with its own plugins folder, sharing a module cache as
 //! the replicas of deploy/docker-compose.yml do, as hosts behind nginx would be: events cross hosts over the bus, and plugin uploads, rollbacks and unloads
-//! through the admin API of one host reach the others.
+//! through the admin API of one host reach the others, and a logout on one host revokes the token on
+//! the others.
 //!
 //! One more case stops the database under a loaded host: it runs a PostgreSQL server of its own
 //! (`PgServer`), which needs PostgreSQL's server programs besides.
@@ -600,4 +601,62 @@ async fn a_host_started_before_its_database_waits_for_it() {
     let (token, _, _) = register(&host).await;
     let (status, body) = post(&host, "/api/v1/actions/probe/grant", &token, &json!({"n": 1})).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// `GET /api/v1/auth/me` at `host` with `token`: the status.
+async fn me_status(host: &Host, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(host.url("/api/v1/auth/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_on_one_host_revokes_the_token_on_every_host() {
+    let shared = Shared::new("cluster").await;
+    let a = Host::start(&shared).await;
+    let b = Host::start(&shared).await;
+    let (token, _, username) = register(&a).await;
+    // A second token of the same account, which the logout must leave alone.
+    let resp = reqwest::Client::new()
+        .post(b.url("/api/v1/auth/login"))
+        .json(&json!({"username": username, "password": "hunter2hunter2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let other: Value = resp.json().await.unwrap();
+    let other = other["token"].as_str().unwrap().to_owned();
+    assert_eq!(me_status(&b, &token).await, 200);
+
+    let resp = reqwest::Client::new()
+        .post(a.url("/api/v1/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let logged_out = Instant::now();
+    // The host that revoked it refuses it from the next request on.
+    assert_eq!(me_status(&a, &token).await, 401);
+
+    loop {
+        let status = me_status(&b, &token).await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            logged_out.elapsed() < DEADLINE,
+            "host B still accepts the revoked token after {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("revocation reached host B in {:?}", logged_out.elapsed());
+    assert_eq!(me_status(&a, &other).await, 200);
+    assert_eq!(me_status(&b, &other).await, 200);
 }

@@ -1,4 +1,15 @@
-//! `/api/v1/auth`: register, login, logout, me.
+//! `/api/v1/auth`: register, login, logout, me; and the follower that keeps this host's in-memory
+//! list of revoked tokens current.
+//!
+//! # Revocations
+//! A logout records the revocation in the database, adds it to this host's list at once (so this
+//! host refuses the token from the next request on) and announces it on the bus's `revocations`
+//! channel for the other hosts. Since a host can miss an announcement (Redis down or reconnecting),
+//! [`follow_revocations`] also reloads the whole list from the database every
+//! [`REVOCATIONS_RELOAD_EVERY`] and as soon as the bus reconnects. Until the first load succeeds
+//! (the database down at start-up), every request asks the database instead.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,6 +23,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, Auth};
 use super::rate_limit;
 use crate::auth::{HashError, check_password, check_username};
+use crate::bus::{Channel, Subscription};
 use crate::game::GameError;
 use crate::json::check_text;
 use crate::state::AppState;
@@ -138,7 +150,7 @@ async fn character(state: &AppState, account: &Account) -> Result<Player, ApiErr
 }
 
 /// How long a client refused for want of a hashing slot is asked to wait.
-const HASH_BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const HASH_BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// A [`HashError`] as the client sees it: busy is a 429 (the host's hashing is saturated; try again
 /// shortly), anything else a 500.
@@ -265,6 +277,8 @@ async fn logout(State(state): State<AppState>, Auth(who): Auth) -> Result<Status
         .store()
         .revoke_token(&who.jti, who.account_id, who.expires_ms)
         .await?;
+    state.revoked.insert(&who.jti, who.expires_ms);
+    announce_revocation(&state, who.jti, who.expires_ms).await;
     if let Err(e) = state.game.services().presence.mark_offline(who.player_id).await {
         tracing::debug!(error = %e, "presence: could not mark offline");
     }
@@ -295,4 +309,123 @@ async fn me(State(state): State<AppState>, Auth(who): Auth) -> Result<axum::Json
         account: (&account).into(),
         player: (&player).into(),
     }))
+}
+
+/// How often every host reloads the revoked tokens from the database, catching up on announcements
+/// it missed.
+pub const REVOCATIONS_RELOAD_EVERY: Duration = Duration::from_secs(30);
+/// How often the follower looks whether the bus came back (to reload at once), and retries a first
+/// load that failed.
+const REVOCATIONS_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What a logout announces on the `revocations` channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Revoked {
+    /// The token's id.
+    jti: String,
+    /// When the token expires, ms since the epoch.
+    expires_ms: i64,
+}
+
+/// Tell every host that `jti` is revoked. Best effort: a host that misses it catches up at its next
+/// reload.
+async fn announce_revocation(state: &AppState, jti: String, expires_ms: i64) {
+    let bytes = match serde_json::to_vec(&Revoked { jti, expires_ms }) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a revocation announcement");
+            return;
+        }
+    };
+    let services = state.game.services();
+    let published = services.bus.publish(&Channel::Revocations, bytes.into()).await;
+    if services.uses_redis() && !published.remote {
+        tracing::warn!(
+            "revocation not announced: Redis is down; other hosts refuse the token from their next reload"
+        );
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Reload the revoked tokens from the database into this host's list (what [`follow_revocations`]
+/// does periodically); returns how many it holds.
+///
+/// # Errors
+/// The database could not be read; the list stays as it was.
+pub async fn reload_revocations(state: &AppState) -> Result<usize, StoreError> {
+    let now = now_ms();
+    let list = state.store().unexpired_revocations(now).await?;
+    state.revoked.load(list, now);
+    Ok(state.revoked.len())
+}
+
+/// Subscribe to the `revocations` channel; the returned task loads the revoked tokens, adds each
+/// announced one, reloads them periodically and when the bus reconnects, and drops expired ones, until
+/// shutdown. Subscribing before returning means nothing announced after this call is missed.
+pub async fn follow_revocations(state: AppState) -> tokio::task::JoinHandle<()> {
+    let sub = state.game.services().bus.subscribe(&Channel::Revocations).await;
+    tokio::spawn(revocation_loop(state, sub))
+}
+
+async fn revocation_loop(state: AppState, mut sub: Subscription) {
+    let stop = state.shutdown.wait();
+    tokio::pin!(stop);
+    let mut reload = tokio::time::interval(REVOCATIONS_RELOAD_EVERY);
+    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut check = tokio::time::interval(REVOCATIONS_CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let services = state.game.services().clone();
+    let mut bus_up = services.bus_connected();
+    let mut loaded = false;
+    let mut failing = false;
+    loop {
+        let due = tokio::select! {
+            () = &mut stop => return,
+            p = sub.recv() => {
+                let Some(payload) = p else { return };
+                match serde_json::from_slice::<Revoked>(&payload) {
+                    Ok(r) => state.revoked.insert(&r.jti, r.expires_ms),
+                    Err(e) => tracing::warn!(error = %e, "ignoring a malformed revocation announcement"),
+                }
+                false
+            }
+            // The first tick is immediate: the initial load.
+            _ = reload.tick() => true,
+            _ = check.tick() => {
+                let up = services.bus_connected();
+                let reconnected = up && !bus_up;
+                bus_up = up;
+                reconnected || !loaded
+            }
+        };
+        if !due {
+            continue;
+        }
+        match reload_revocations(&state).await {
+            Ok(count) => {
+                if !loaded || failing {
+                    tracing::info!(count, "revoked tokens loaded");
+                }
+                loaded = true;
+                failing = false;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(
+                        error = %e,
+                        answering_from = if loaded { "memory" } else { "the database" },
+                        "cannot reload the revoked tokens; retrying"
+                    );
+                }
+                failing = true;
+                // An expired token is refused by its signature check anyway; keep the list small.
+                state.revoked.prune(now_ms());
+            }
+        }
+    }
 }

@@ -91,16 +91,22 @@ pub(crate) fn bearer(value: &str) -> Option<&str> {
 }
 
 /// Check a token: signature, expiry, and not revoked by a logout. Shared by [`Auth`], the
-/// WebSocket upgrade and the admin credential.
+/// WebSocket upgrade and the admin credential. Revocations are answered from this host's in-memory
+/// list ([`AppState::revoked`]); only while it has never been loaded does the database answer.
 ///
 /// # Errors
-/// 401 for a bad, expired or revoked token; 503 if the revocation list cannot be read.
+/// 401 for a bad, expired or revoked token; 503 if the list was never loaded and the database cannot
+/// be read.
 pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Identity, ApiError> {
     let identity = state
         .keys
         .verify(token)
         .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    if state.store().is_token_revoked(&identity.jti).await? {
+    let revoked = match state.revoked.contains(&identity.jti) {
+        Some(revoked) => revoked,
+        None => state.store().is_token_revoked(&identity.jti).await?,
+    };
+    if revoked {
         return Err(ApiError::Unauthorized(
             "the token was revoked by a logout; log in again".to_owned(),
         ));

@@ -269,7 +269,8 @@ pub(crate) async fn rate_limit(state: &AppState, key: &str, bucket: Bucket) -> R
 /// sessions finish for up to `SHUTDOWN_TIMEOUT_SECS`, and return.
 ///
 /// Also runs this host's background tasks for as long as it serves: the rollout follower (plugin
-/// announcements from other hosts) and the presence poller (online count for the sessions).
+/// announcements from other hosts), the revocation follower (tokens revoked by logouts on any host)
+/// and the presence poller (online count for the sessions).
 ///
 /// # Errors
 /// An accept-loop I/O error.
@@ -280,6 +281,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = state.config.shutdown_timeout;
     let _rollouts = AbortOnDrop(admin::follow_rollouts(state.clone()).await);
+    let _revocations = AbortOnDrop(auth::follow_revocations(state.clone()).await);
     let _presence = AbortOnDrop(tokio::spawn(ws::poll_presence(state.clone())));
     let sessions = state.shutdown.clone();
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();

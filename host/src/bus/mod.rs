@@ -1,5 +1,6 @@
-//! Pub/sub: per-player and global channels for WebSocket fan-out, and a `plugins` channel for plugin
-//! rollout announcements; over Redis (every node) or in-process (this node).
+//! Pub/sub: per-player and global channels for WebSocket fan-out, a `plugins` channel for plugin
+//! rollout announcements and a `revocations` channel for logouts; over Redis (every node) or
+//! in-process (this node).
 //!
 //! # Layout
 //! - this file: [`Bus`], [`Channel`], [`Subscription`], the local fan-out hub and [`InProcessBus`].
@@ -39,6 +40,8 @@ pub enum Channel {
     Global,
     /// Plugin rollout announcements between hosts (`plugins`).
     Plugins,
+    /// Tokens revoked by a logout, for every host's in-memory list (`revocations`).
+    Revocations,
 }
 
 impl Channel {
@@ -54,6 +57,7 @@ impl fmt::Display for Channel {
             Self::Player(id) => write!(f, "player:{id}"),
             Self::Global => f.write_str("global"),
             Self::Plugins => f.write_str("plugins"),
+            Self::Revocations => f.write_str("revocations"),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`presence`]: who is online, kept alive by heartbeats with an expiry.
 //! - [`rate_limit`]: token buckets keyed by string.
 //! - [`leaderboard`]: sorted scores per board.
+//! - [`revocations`]: the tokens revoked by a logout, kept in memory and current over the bus.
 //! - [`services`]: [`Services`], built once at start-up by [`Services::connect`], and [`Health`].
 //! - `link` (private): the one Redis command connection per process, its circuit breaker and the
 //!   supervisor task that reconnects it.
@@ -25,12 +26,14 @@ pub mod leaderboard;
 pub(crate) mod link;
 pub mod presence;
 pub mod rate_limit;
+pub mod revocations;
 pub mod services;
 pub mod state;
 
 pub use leaderboard::{InProcessLeaderboard, Leaderboard, Ranked, RedisLeaderboard};
 pub use presence::{InProcessPresence, Presence, RedisPresence};
 pub use rate_limit::{Decision, InProcessRateLimiter, RateLimit, RateLimiter, RedisRateLimiter};
+pub use revocations::Revocations;
 pub use services::{
     DEFAULT_KEY_PREFIX, DEFAULT_STARTUP_ATTEMPTS, Health, InvalidRedisUrl, Services, ServicesConfig,
 };

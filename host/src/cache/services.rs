@@ -145,6 +145,15 @@ impl Services {
         matches!(self.backend, Backend::Redis { .. })
     }
 
+    /// Whether the bus reaches the other nodes now: always `true` in-process, where there are none;
+    /// over Redis, whether the pub/sub connection is up and subscribed.
+    pub fn bus_connected(&self) -> bool {
+        match &self.backend {
+            Backend::InProcess => true,
+            Backend::Redis { bus, .. } => bus.is_connected(),
+        }
+    }
+
     /// Pings Redis (bounded by a short timeout) and reports what is degraded, if anything.
     pub async fn health(&self) -> Health {
         let Backend::Redis { link, bus, cache } = &self.backend else {

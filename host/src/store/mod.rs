@@ -262,6 +262,15 @@ pub struct ScoreEntry {
     pub score: f64,
 }
 
+/// A revoked token that has not expired yet.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Revocation {
+    /// The token's id (`jti` claim).
+    pub jti: String,
+    /// When the token expires, ms since the epoch; the revocation matters until then.
+    pub expires_ms: i64,
+}
+
 /// The host's persistence, one method per use case. Object-safe: the app holds an `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -351,6 +360,9 @@ pub trait Store: Send + Sync {
 
     /// Whether the token `jti` was revoked.
     async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+
+    /// Every revocation whose token has not expired at `now_ms`.
+    async fn unexpired_revocations(&self, now_ms: i64) -> Result<Vec<Revocation>, StoreError>;
 }
 
 /// Open the database named by `url` (`postgres://`, `postgresql://` or `sqlite:`). Does not migrate.

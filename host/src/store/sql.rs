@@ -16,8 +16,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::{
     Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, EntityRow, FullState,
-    IdempotentReply, LogRow, LoggedAction, Player, Role, ScoreEntry, Store, StoreError, db_err, seed_to_db,
-    sha256_hex, wall_clock_ms,
+    IdempotentReply, LogRow, LoggedAction, Player, Revocation, Role, ScoreEntry, Store, StoreError, db_err,
+    seed_to_db, sha256_hex, wall_clock_ms,
 };
 
 /// What differs between the databases a [`SqlStore`] runs on.
@@ -810,6 +810,14 @@ for_every_backend! {
                     .await
                     .map_err(db_err)?;
             Ok(row.is_some())
+        }
+
+        async fn unexpired_revocations(&self, now_ms: i64) -> Result<Vec<Revocation>, StoreError> {
+            sqlx::query_as("select jti, expires_ms from revoked_tokens where expires_ms >= $1")
+                .bind(now_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)
         }
     }
 }
