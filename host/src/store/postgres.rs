@@ -55,7 +55,7 @@ impl Backend for PgBackend {
 }
 
 impl SqlStore<PgBackend> {
-    /// Connect a pool to `url` (`postgres://` or `postgresql://`). Fails after [`ACQUIRE_TIMEOUT`] if
+    /// Connect a pool to `url` (`postgres://` or `postgresql://`). Fails after `ACQUIRE_TIMEOUT` (1.5 s) if
     /// the server does not answer; the caller decides whether to try again.
     ///
     /// The pool outlives a restart of the server: every idle connection is checked before it is handed

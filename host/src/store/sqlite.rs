@@ -65,7 +65,7 @@ impl Backend for SqliteBackend {
         &MIGRATOR
     }
 
-    /// Wait for the writer gate, for at most [`GATE_TIMEOUT`].
+    /// Wait for the writer gate, for at most `GATE_TIMEOUT`.
     async fn gate(&self) -> Result<OwnedMutexGuard<()>, StoreError> {
         tokio::time::timeout(GATE_TIMEOUT, Arc::clone(&self.write).lock_owned())
             .await
