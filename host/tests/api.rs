@@ -1128,6 +1128,8 @@ async fn metric(app: &TestApp, prefix: &str) -> f64 {
 async fn deep_documents_are_refused_and_the_player_keeps_playing(app: TestApp) {
     let user = register(&app, "deep").await;
     let before = version_of(&app, &user).await;
+    let bad_effects = r#"cauldron_plugin_faults_total{plugin="probe",version="0.1.0",kind="bad_effect"}"#;
+    let counted_before = metric(&app, bad_effects).await;
     // Far past the limit (and past the JSON readers' 128) into every place a plugin can write: a
     // plugin fault naming the limit, and nothing stored.
     for into in ["state", "entity", "event", "reply"] {
@@ -1139,6 +1141,8 @@ async fn deep_documents_are_refused_and_the_player_keeps_playing(app: TestApp) {
         );
         assert_eq!(version_of(&app, &user).await, before, "{into}: {body}");
     }
+    // Each refused outcome counts as a fault of the plugin.
+    assert_eq!(metric(&app, bad_effects).await, counted_before + 4.0);
     // One level past the limit is refused too; exactly at the limit is stored and reads back.
     let (status, _) = act(&app, &user, "probe", "deep", &json!({"n": 65, "into": "state"})).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);

@@ -536,6 +536,15 @@ impl Game {
         result
     }
 
+    /// A fault found in an outcome the call returned (bad output, bad effects): the call itself went
+    /// fine, so `call_plugin` did not count it; counted here.
+    fn outcome_fault(&self, version: &PluginVersion, kind: &'static str, message: String) -> GameError {
+        self.inner
+            .metrics
+            .plugin_fault(version.name(), version.version(), kind);
+        self.fault(version, kind, message)
+    }
+
     fn fault(&self, version: &PluginVersion, kind: &'static str, message: String) -> GameError {
         tracing::warn!(plugin = %version.name(), version = %version.version(), kind, "plugin fault: {message}");
         GameError::Fault {
@@ -622,7 +631,7 @@ impl Game {
                 Err(e) => return Err(self.fault(version, e.kind(), e.to_string())),
             };
             let Outcome::Ok { effects, reply, .. } = &outcome else {
-                return Err(self.fault(version, "bad_output", "unexpected outcome".into()));
+                return Err(self.outcome_fault(version, "bad_output", "unexpected outcome".into()));
             };
             let checked = effects::validate(
                 &snap.full_for(version.name()),
@@ -631,9 +640,9 @@ impl Game {
                 effects,
                 now,
             )
-            .map_err(|e| self.fault(version, "bad_effect", e))?;
+            .map_err(|e| self.outcome_fault(version, "bad_effect", e))?;
             let reply_json =
-                effects::validate_reply(reply).map_err(|e| self.fault(version, "bad_effect", e))?;
+                effects::validate_reply(reply).map_err(|e| self.outcome_fault(version, "bad_effect", e))?;
             // The outcome exactly as the plugin wrote it: a replay that writes the same bytes matches.
             let digest = hex::encode(Sha256::digest(&raw));
             let log = LogEntry {
@@ -678,7 +687,7 @@ impl Game {
                         .await;
                     continue;
                 }
-                Err(StoreError::Invalid(e)) => return Err(self.fault(version, "bad_effect", e)),
+                Err(StoreError::Invalid(e)) => return Err(self.outcome_fault(version, "bad_effect", e)),
                 Err(StoreError::NotFound) => {
                     return Err(GameError::NotFound(format!("player {}", req.player_id)));
                 }
@@ -749,18 +758,12 @@ impl Game {
             Err(e) if e.host_failure().is_some() => return Err(host_unavailable(&e)),
             Err(e) => return Err(self.fault(version, e.kind(), e.to_string())),
         };
-        // Faults found in the outcome (the call itself went fine, so it is not counted yet).
-        let counted_fault = |kind: &'static str, message: String| {
-            self.inner
-                .metrics
-                .plugin_fault(version.name(), version.version(), kind);
-            self.fault(version, kind, message)
-        };
         let Outcome::Ok { effects, reply, .. } = &outcome else {
-            return Err(counted_fault("bad_output", "unexpected outcome".into()));
+            return Err(self.outcome_fault(version, "bad_output", "unexpected outcome".into()));
         };
         if !effects.is_empty() {
-            return Err(counted_fault(
+            return Err(self.outcome_fault(
+                version,
                 QUERY_EFFECTS,
                 format!(
                     "query action `{}` returned {} effect(s); a query must return none, so nothing \
@@ -770,7 +773,8 @@ impl Game {
                 ),
             ));
         }
-        let reply = effects::validate_reply(reply).map_err(|e| counted_fault("bad_effect", e))?;
+        let reply =
+            effects::validate_reply(reply).map_err(|e| self.outcome_fault(version, "bad_effect", e))?;
         Ok(ActionReply {
             reply,
             events: Vec::new(),
