@@ -167,6 +167,14 @@ pub struct Settings {
     /// How long a registration or login waits for a hashing slot before 429, in ms (default 1000).
     #[arg(long, env = "PASSWORD_HASH_WAIT_MS", global = true)]
     pub password_hash_wait_ms: Option<String>,
+    /// Most actions of different players committed in one transaction (default 32; 1 commits every
+    /// action on its own).
+    #[arg(long, env = "GROUP_COMMIT_MAX_BATCH", global = true)]
+    pub group_commit_max_batch: Option<String>,
+    /// How long a batch of more than one action waits for more before committing, in µs (default
+    /// 1000; at most 100000). A lone action never waits.
+    #[arg(long, env = "GROUP_COMMIT_WINDOW_US", global = true)]
+    pub group_commit_window_us: Option<String>,
     /// Actions allowed in a burst, per player (default 30).
     #[arg(long, env = "RATE_LIMIT_ACTION_BURST", global = true)]
     pub rate_limit_action_burst: Option<String>,
@@ -223,6 +231,8 @@ impl Settings {
             trusted_proxies: get("TRUSTED_PROXIES"),
             password_hash_concurrency: get("PASSWORD_HASH_CONCURRENCY"),
             password_hash_wait_ms: get("PASSWORD_HASH_WAIT_MS"),
+            group_commit_max_batch: get("GROUP_COMMIT_MAX_BATCH"),
+            group_commit_window_us: get("GROUP_COMMIT_WINDOW_US"),
             rate_limit_action_burst: get("RATE_LIMIT_ACTION_BURST"),
             rate_limit_action_per_sec: get("RATE_LIMIT_ACTION_PER_SEC"),
             rate_limit_query_burst: get("RATE_LIMIT_QUERY_BURST"),
@@ -454,6 +464,8 @@ pub struct Config {
     pub password_hash_concurrency: usize,
     /// Longest wait for a hashing slot before 429.
     pub password_hash_wait: Duration,
+    /// How actions are grouped into transactions.
+    pub group_commit: crate::store::GroupCommit,
     /// Actions per player.
     pub action_rate: Bucket,
     /// Query actions per player: a separate bucket, so reading screens never uses up the budget for
@@ -687,6 +699,21 @@ impl Config {
                 &s.password_hash_wait_ms,
                 1000u64,
             )?),
+            group_commit: crate::store::GroupCommit {
+                max_batch: positive("GROUP_COMMIT_MAX_BATCH", &s.group_commit_max_batch, 32usize)?,
+                window: Duration::from_micros({
+                    let us: u64 = number("GROUP_COMMIT_WINDOW_US", &s.group_commit_window_us, 1000u64)?;
+                    if us > 100_000 {
+                        return Err(bad(
+                            "GROUP_COMMIT_WINDOW_US",
+                            format!("{us} µs is over the 100000 µs limit"),
+                        ));
+                    }
+                    us
+                }),
+                committers: 0,
+                wait_when_alone: false,
+            },
             action_rate: Bucket {
                 burst: positive("RATE_LIMIT_ACTION_BURST", &s.rate_limit_action_burst, 30u32)?,
                 per_sec: rate("RATE_LIMIT_ACTION_PER_SEC", &s.rate_limit_action_per_sec, 10.0)?,
@@ -842,6 +869,8 @@ mod tests {
             ("TRUSTED_PROXIES", "127.0.0.1, ::1/129"),
             ("PASSWORD_HASH_CONCURRENCY", "0"),
             ("PASSWORD_HASH_WAIT_MS", "soon"),
+            ("GROUP_COMMIT_MAX_BATCH", "0"),
+            ("GROUP_COMMIT_WINDOW_US", "200000"),
         ] {
             let err = config(&[(var, val)]).expect_err(var);
             assert_eq!(err.var, var, "{err}");

@@ -106,7 +106,7 @@ pub async fn connect_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1u32;
     loop {
-        match store::connect(&config.database_url).await {
+        match store::connect(&config.database_url, config.group_commit).await {
             Ok(store) => {
                 tracing::info!(database = %url, backend = store.backend(), "database connected");
                 return Ok(store);

@@ -259,9 +259,12 @@ async fn actions_survive_a_redis_outage() {
     let mut redis = OwnRedis::start(port);
     let url = format!("redis://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    let store = store::connect(&format!("sqlite://{}", dir.path().join("outage.db").display()))
-        .await
-        .unwrap();
+    let store = store::connect(
+        &format!("sqlite://{}", dir.path().join("outage.db").display()),
+        store::GroupCommit::default(),
+    )
+    .await
+    .unwrap();
     store.migrate().await.unwrap();
     let services = Services::connect_with(ServicesConfig {
         redis_url: Some(url),

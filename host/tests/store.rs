@@ -11,16 +11,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use cauldron_host::game::effects::validate;
 use cauldron_host::json::json_to_doc;
 use cauldron_host::store::{
-    self, ApplyRequest, CheckedEffects, FullState, LogEntry, Role, Store, StoreError,
+    self, ApplyRequest, CheckedEffects, FullState, GroupCommit, LogEntry, Role, Sections, Store, StoreError,
 };
 use cauldron_sdk::Doc;
 use cauldron_sdk::wire::{Buff, Effect, Entity, Event, Modifier, PlayerState, Scope};
 use serde_json::json;
 use sqlx::Connection;
+
+mod common;
 
 // ---- harness ----------------------------------------------------------------------------------------
 
@@ -79,7 +82,7 @@ impl TestDb {
                 (url, None, Some(dir))
             }
         };
-        let store = store::connect(&url).await.unwrap();
+        let store = store::connect(&url, GroupCommit::default()).await.unwrap();
         store.migrate().await.unwrap();
         TestDb {
             backend,
@@ -171,6 +174,9 @@ both_backends!(
     artifacts_activate_rollback_deactivate,
     top_scores_rank_players,
     action_log_pages_for_replay,
+    a_batch_commits_the_others_once_around_a_conflict_and_a_refusal,
+    a_failed_statement_in_a_batch_applies_none_and_the_others_commit_alone,
+    concurrent_spends_of_many_players_in_batches_never_oversell,
 );
 
 const NOW: i64 = 1_700_000_000_000;
@@ -208,7 +214,7 @@ async fn new_player(store: &dyn Store, name: &str) -> i64 {
 /// `effects` as the validator passes them when the loaded state holds what they need: enough of what
 /// they spend and remove, and the entities they change (of the first of `kinds`). Whatever the
 /// database really holds, its rules then decide, as they do when a concurrent change got there first.
-fn checked<'a>(kinds: &[String], effects: &'a [Effect]) -> CheckedEffects<'a> {
+fn checked(kinds: &[String], effects: &[Effect]) -> CheckedEffects {
     let mut claim = PlayerState::default();
     for effect in effects {
         match effect {
@@ -224,7 +230,7 @@ fn checked<'a>(kinds: &[String], effects: &'a [Effect]) -> CheckedEffects<'a> {
             _ => {}
         }
     }
-    validate(&claim, kinds, &[], effects, NOW).unwrap()
+    validate(&claim, &Sections::all(), kinds, &[], effects, NOW).unwrap()
 }
 
 /// The player's current version.
@@ -244,9 +250,9 @@ async fn apply_as(
         .apply(ApplyRequest {
             player_id,
             expected_version: version(store, player_id).await,
-            plugin,
-            effects: &checked(kinds, effects),
-            log: &log("act"),
+            plugin: plugin.to_owned(),
+            effects: checked(kinds, effects),
+            log: log("act"),
         })
         .await
 }
@@ -487,9 +493,9 @@ async fn version_conflict_writes_nothing(db: TestDb) {
             .apply(ApplyRequest {
                 player_id: p,
                 expected_version: stale,
-                plugin: PLUGIN,
-                effects: &checked(&[], &[item("herb", 10), currency("gold", 1)]),
-                log: &log("stale"),
+                plugin: PLUGIN.into(),
+                effects: checked(&[], &[item("herb", 10), currency("gold", 1)]),
+                log: log("stale"),
             })
             .await;
         assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
@@ -501,9 +507,9 @@ async fn version_conflict_writes_nothing(db: TestDb) {
         .apply(ApplyRequest {
             player_id: p + 100,
             expected_version: 0,
-            plugin: PLUGIN,
-            effects: &checked(&[], &[]),
-            log: &log("ghost"),
+            plugin: PLUGIN.into(),
+            effects: checked(&[], &[]),
+            log: log("ghost"),
         })
         .await;
     assert!(matches!(ghost, Err(StoreError::NotFound)), "{ghost:?}");
@@ -633,9 +639,9 @@ async fn idempotency_key_returns_the_logged_reply(db: TestDb) {
         .apply(ApplyRequest {
             player_id: ann,
             expected_version: 0,
-            plugin: PLUGIN,
-            effects: &checked(&[], &[item("tea", 1)]),
-            log: &entry,
+            plugin: PLUGIN.into(),
+            effects: checked(&[], &[item("tea", 1)]),
+            log: entry.clone(),
         })
         .await
         .unwrap();
@@ -656,9 +662,9 @@ async fn idempotency_key_returns_the_logged_reply(db: TestDb) {
         .apply(ApplyRequest {
             player_id: ann,
             expected_version: version,
-            plugin: PLUGIN,
-            effects: &checked(&[], &[item("tea", 1)]),
-            log: &entry,
+            plugin: PLUGIN.into(),
+            effects: checked(&[], &[item("tea", 1)]),
+            log: entry.clone(),
         })
         .await;
     assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
@@ -668,9 +674,9 @@ async fn idempotency_key_returns_the_logged_reply(db: TestDb) {
         .apply(ApplyRequest {
             player_id: bob,
             expected_version: 0,
-            plugin: PLUGIN,
-            effects: &checked(&[], &[]),
-            log: &entry,
+            plugin: PLUGIN.into(),
+            effects: checked(&[], &[]),
+            log: entry.clone(),
         })
         .await
         .unwrap();
@@ -704,9 +710,9 @@ async fn concurrent_removals_never_oversell(db: TestDb) {
                         .apply(ApplyRequest {
                             player_id: p,
                             expected_version: version,
-                            plugin: PLUGIN,
-                            effects: &checked(&[], &[remove("herb", 1)]),
-                            log: &log("sell"),
+                            plugin: PLUGIN.into(),
+                            effects: checked(&[], &[remove("herb", 1)]),
+                            log: log("sell"),
                         })
                         .await;
                     match result {
@@ -849,9 +855,9 @@ async fn action_log_pages_for_replay(db: TestDb) {
             .apply(ApplyRequest {
                 player_id: p,
                 expected_version: version,
-                plugin: PLUGIN,
-                effects: &checked(&[], &[item("herb", 1)]),
-                log: &entry,
+                plugin: PLUGIN.into(),
+                effects: checked(&[], &[item("herb", 1)]),
+                log: entry.clone(),
             })
             .await
             .unwrap();
@@ -878,4 +884,307 @@ async fn action_log_pages_for_replay(db: TestDb) {
     }
     assert_eq!(store.action_log("pet", 0, 100).await.unwrap().len(), 5);
     assert!(store.action_log("dungeon", 0, 100).await.unwrap().is_empty());
+}
+
+// ---- group commit -----------------------------------------------------------------------------------
+
+/// A second store on `db`'s database whose batches hold exactly `n` actions: a batch waits (up to a
+/// minute) until it is full, so which actions share a transaction is known.
+async fn batching_store(url: &str, n: usize) -> Arc<dyn Store> {
+    store::connect(
+        url,
+        GroupCommit {
+            max_batch: n,
+            window: Duration::from_secs(60),
+            committers: 1,
+            wait_when_alone: true,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// One action for `player_id` from `expected_version`, checked as the validator would pass it.
+fn request(player_id: i64, expected_version: i64, effects: &[Effect], action: &str) -> ApplyRequest {
+    ApplyRequest {
+        player_id,
+        expected_version,
+        plugin: PLUGIN.into(),
+        effects: checked(&[], effects),
+        log: log(action),
+    }
+}
+
+/// Apply every request at once, each from its own task; the answers in the requests' order.
+async fn apply_together(store: &Arc<dyn Store>, requests: Vec<ApplyRequest>) -> Vec<Result<i64, StoreError>> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|req| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move { store.apply(req).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+/// How many log rows `player` has.
+async fn log_rows(store: &dyn Store, player: i64) -> usize {
+    store
+        .action_log(PLUGIN, 0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|row| row.player_id == player)
+        .count()
+}
+
+async fn a_batch_commits_the_others_once_around_a_conflict_and_a_refusal(db: TestDb) {
+    let store = &*db.store;
+    let [a, b, c, d] = [
+        new_player(store, "ann").await,
+        new_player(store, "bob").await,
+        new_player(store, "cat").await,
+        new_player(store, "dan").await,
+    ];
+    apply(store, c, &[currency("gold", 1)]).await.unwrap();
+    let before_b = full(store, b).await;
+    let before_c = full(store, c).await;
+
+    // One batch with a stale version in it: that action alone is a conflict, the rest commit.
+    let batching = batching_store(&db.url, 3).await;
+    let answers = apply_together(
+        &batching,
+        vec![
+            request(a, version(store, a).await, &[item("herb", 1)], "gather"),
+            request(b, version(store, b).await + 7, &[item("herb", 1)], "gather"),
+            request(d, version(store, d).await, &[item("herb", 1)], "gather"),
+        ],
+    )
+    .await;
+    assert!(answers[0].is_ok(), "{answers:?}");
+    assert!(matches!(answers[1], Err(StoreError::Conflict)), "{answers:?}");
+    assert!(answers[2].is_ok(), "{answers:?}");
+
+    // One batch with a spend the database refuses (the validator believed in 5 gold, there is 1):
+    // the batch is applied by no one, then each action on its own, so only that one fails.
+    let batching = batching_store(&db.url, 3).await;
+    let answers = apply_together(
+        &batching,
+        vec![
+            request(a, version(store, a).await, &[item("herb", 1)], "gather"),
+            request(
+                c,
+                version(store, c).await,
+                &[item("herb", 1), currency("gold", -5)],
+                "buy",
+            ),
+            request(d, version(store, d).await, &[item("herb", 1)], "gather"),
+        ],
+    )
+    .await;
+    assert!(answers[0].is_ok(), "{answers:?}");
+    assert!(matches!(answers[1], Err(StoreError::Invalid(_))), "{answers:?}");
+    assert!(answers[2].is_ok(), "{answers:?}");
+
+    // Each accepted action is there exactly once; the refused and the stale ones left nothing.
+    for p in [a, d] {
+        let s = full(store, p).await;
+        assert_eq!(s.items["herb"], 2, "player {p}");
+        assert_eq!(s.player.version, 2, "player {p}");
+        assert_eq!(log_rows(store, p).await, 2, "player {p}");
+    }
+    assert_eq!(full(store, b).await, before_b);
+    assert_eq!(log_rows(store, b).await, 0);
+    assert_eq!(full(store, c).await, before_c);
+    assert_eq!(log_rows(store, c).await, 1);
+}
+
+async fn a_failed_statement_in_a_batch_applies_none_and_the_others_commit_alone(db: TestDb) {
+    let store = &*db.store;
+    let players = [
+        new_player(store, "ann").await,
+        new_player(store, "bob").await,
+        new_player(store, "cat").await,
+    ];
+    // A database rule the validator knows nothing of: no currency may be called `cursed`.
+    match db.backend {
+        Backend::Pg => {
+            raw_execute(
+                &db,
+                "alter table currencies add constraint no_curse check (name <> 'cursed')",
+            )
+            .await;
+        }
+        Backend::Sqlite => {
+            raw_execute(
+                &db,
+                "create trigger no_curse before insert on currencies when new.name = 'cursed'
+                 begin select raise(abort, 'no curses'); end",
+            )
+            .await;
+        }
+    }
+    let bob_before = full(store, players[1]).await;
+    let batching = batching_store(&db.url, 3).await;
+    let mut requests = Vec::new();
+    for (i, &p) in players.iter().enumerate() {
+        let effects = if i == 1 {
+            // Its first change is fine, its second breaks the rule.
+            vec![item("herb", 1), currency("cursed", 1)]
+        } else {
+            vec![item("herb", 1), currency("gold", 1)]
+        };
+        requests.push(request(p, version(store, p).await, &effects, "gather"));
+    }
+    let answers = apply_together(&batching, requests).await;
+    assert!(matches!(answers[0], Ok(1)), "{answers:?}");
+    assert!(answers[1].is_err(), "{answers:?}");
+    assert!(matches!(answers[2], Ok(1)), "{answers:?}");
+    // Nothing of the failing action is left half applied, and the others are there once.
+    assert_eq!(full(store, players[1]).await, bob_before);
+    assert_eq!(log_rows(store, players[1]).await, 0);
+    for p in [players[0], players[2]] {
+        let s = full(store, p).await;
+        assert_eq!((s.items["herb"], s.currencies["gold"]), (1, 1), "player {p}");
+        assert_eq!(log_rows(store, p).await, 1, "player {p}");
+    }
+}
+
+async fn concurrent_spends_of_many_players_in_batches_never_oversell(db: TestDb) {
+    // 200 spends of one stock of 100 herbs, from 200 tasks, through a store that groups commits
+    // (the production settings), alongside 20 other players' actions so batches mix players.
+    const MAX_ATTEMPTS: usize = 1000;
+    let store = Arc::clone(&db.store);
+    let seller = new_player(&*store, "ann").await;
+    apply(&*store, seller, &[item("herb", 100)]).await.unwrap();
+    let mut others = Vec::new();
+    for i in 0..20 {
+        others.push(new_player(&*store, &format!("p{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..MAX_ATTEMPTS {
+                let v = store.player_by_id(seller).await.unwrap().unwrap().version;
+                match store
+                    .apply(request(seller, v, &[remove("herb", 1)], "sell"))
+                    .await
+                {
+                    Ok(_) => return "applied",
+                    Err(StoreError::Conflict) => continue,
+                    Err(StoreError::Invalid(_)) => return "insufficient",
+                    Err(e) => panic!("apply: {e:?}"),
+                }
+            }
+            "gave up"
+        }));
+    }
+    for &p in &others {
+        for _ in 0..5 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..MAX_ATTEMPTS {
+                    let v = store.player_by_id(p).await.unwrap().unwrap().version;
+                    match store.apply(request(p, v, &[item("tea", 1)], "brew")).await {
+                        Ok(_) => return "brewed",
+                        Err(StoreError::Conflict) => continue,
+                        Err(e) => panic!("apply: {e:?}"),
+                    }
+                }
+                "gave up"
+            }));
+        }
+    }
+    let mut outcomes = BTreeMap::<&str, usize>::new();
+    for task in tasks {
+        *outcomes.entry(task.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(
+        outcomes,
+        BTreeMap::from([("applied", 100), ("brewed", 100), ("insufficient", 100)])
+    );
+    let s = full(&*store, seller).await;
+    assert_eq!(s.items.get("herb"), None);
+    assert_eq!(s.player.version, 101);
+    assert_eq!(log_rows(&*store, seller).await, 101);
+    for p in others {
+        assert_eq!(full(&*store, p).await.items["tea"], 5);
+    }
+}
+
+/// PostgreSQL killed while a batch is between its statements: none of the batch is applied, and each
+/// action is answered with a clean "unavailable", not a hang or a generic failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_killed_mid_batch_applies_none_and_answers_each_unavailable() {
+    let server = common::cluster::PgServer::start();
+    let url = server.url();
+    let store = batching_store(&url, 3).await;
+    store.migrate().await.unwrap();
+    let players = [
+        new_player(&*store, "ann").await,
+        new_player(&*store, "bob").await,
+        new_player(&*store, "cat").await,
+    ];
+    let start_version = version(&*store, players[0]).await;
+
+    // Hold the last player's row, so the batch stops at that player's version guard after the first
+    // two actions' statements ran inside it.
+    let mut blocker = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("begin").execute(&mut blocker).await.unwrap();
+    sqlx::query("select id from players where id = $1 for update")
+        .bind(players[2])
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let mut requests = Vec::new();
+    for &p in &players {
+        requests.push(request(
+            p,
+            version(&*store, p).await,
+            &[item("herb", 1)],
+            "gather",
+        ));
+    }
+    let running = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { apply_together(&store, requests).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut blocker)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the batch never reached the held row");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    server.stop();
+    let answers = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("every action is answered within 30 s")
+        .unwrap();
+    for answer in &answers {
+        assert!(matches!(answer, Err(StoreError::Unavailable(_))), "{answers:?}");
+    }
+    drop(blocker);
+
+    server.start_again(true);
+    let store = store::connect(&url, GroupCommit::OFF).await.unwrap();
+    for p in players {
+        let s = full(&*store, p).await;
+        assert_eq!(s.player.version, start_version, "player {p}");
+        assert!(s.items.is_empty(), "player {p}");
+        assert_eq!(log_rows(&*store, p).await, 0, "player {p}");
+    }
 }

@@ -6,7 +6,7 @@
 use cauldron_sdk::wire::{Effect, PlayerState};
 
 use crate::json::{check_text, doc_to_json};
-use crate::store::{Balance, Change, CheckedEffects};
+use crate::store::{Balance, Change, CheckedEffects, Sections};
 
 /// Most effects one outcome may carry.
 pub const MAX_EFFECTS: usize = 1_000;
@@ -43,19 +43,25 @@ pub fn validate_reply(reply: &cauldron_sdk::Doc) -> Result<serde_json::Value, St
     doc_ok("reply", reply)
 }
 
-/// Validate `effects` in order against `state` (the full state the call was computed from), where
-/// `own_kinds` are the plugin's entity kinds and `kinds` every kind the action may touch. Returns the
-/// changes to store, in order (events are not among them).
+/// Validate `effects` in order against `state`, the state the call was computed from with the
+/// `loaded` sections in it, where `own_kinds` are the plugin's entity kinds and `kinds` every kind the
+/// action may touch. Returns the changes to store, in order (events are not among them).
+///
+/// Balances and stacks are checked where they were loaded; where not, the store's statements check
+/// them (a spend or removal changes no row unless enough is there, and an overflow is out of the
+/// column's range), so a call need not read a section just to add to it. Entities an effect changes
+/// or deletes must be loaded (the caller loads the action's kinds first).
 ///
 /// # Errors
 /// What is wrong, naming the first effect that fails.
-pub fn validate<'a>(
+pub fn validate(
     state: &PlayerState,
+    loaded: &Sections,
     own_kinds: &[String],
     kinds: &[String],
-    effects: &'a [Effect],
+    effects: &[Effect],
     now_ms: i64,
-) -> Result<CheckedEffects<'a>, String> {
+) -> Result<CheckedEffects, String> {
     if effects.len() > MAX_EFFECTS {
         return Err(format!(
             "{} effects, over the limit of {MAX_EFFECTS}",
@@ -71,24 +77,24 @@ pub fn validate<'a>(
             Effect::AddCurrency { name, delta } => {
                 name_ok("currency", name).map_err(at)?;
                 let now = sim.currencies.get(name).copied().unwrap_or(0);
-                if now.checked_add(*delta).is_none_or(|v| v < 0) {
+                if loaded.currencies && now.checked_add(*delta).is_none_or(|v| v < 0) {
                     return Err(at(format!("currency `{name}` would go from {now} to below zero")));
                 }
                 Change::AddBalance {
                     balance: Balance::Currency,
-                    name,
+                    name: name.clone(),
                     delta: *delta,
                 }
             }
             Effect::AddCounter { name, delta } => {
                 name_ok("counter", name).map_err(at)?;
                 let now = sim.counters.get(name).copied().unwrap_or(0);
-                if now.checked_add(*delta).is_none_or(|v| v < 0) {
+                if loaded.counters && now.checked_add(*delta).is_none_or(|v| v < 0) {
                     return Err(at(format!("counter `{name}` would go below zero")));
                 }
                 Change::AddBalance {
                     balance: Balance::Counter,
-                    name,
+                    name: name.clone(),
                     delta: *delta,
                 }
             }
@@ -99,15 +105,21 @@ pub fn validate<'a>(
                 }
                 let held = sim.items.get(item).copied().unwrap_or(0);
                 if let Effect::RemoveItem { .. } = effect {
-                    if held < *qty {
+                    if loaded.items && held < *qty {
                         return Err(at(format!("removes {qty} `{item}` but the player holds {held}")));
                     }
-                    Change::RemoveItem { item, qty: *qty }
+                    Change::RemoveItem {
+                        item: item.clone(),
+                        qty: *qty,
+                    }
                 } else {
-                    if held.checked_add(*qty).is_none() {
+                    if loaded.items && held.checked_add(*qty).is_none() {
                         return Err(at(format!("item `{item}` would overflow")));
                     }
-                    Change::AddItem { item, qty: *qty }
+                    Change::AddItem {
+                        item: item.clone(),
+                        qty: *qty,
+                    }
                 }
             }
             Effect::SetStat { name, value } => {
@@ -115,7 +127,10 @@ pub fn validate<'a>(
                 if !value.is_finite() {
                     return Err(at(format!("stat `{name}` set to a non-finite value")));
                 }
-                Change::SetStat { name, value: *value }
+                Change::SetStat {
+                    name: name.clone(),
+                    value: *value,
+                }
             }
             Effect::CreateEntity { id, kind, data } => {
                 name_ok("entity id", id).map_err(at)?;
@@ -126,8 +141,8 @@ pub fn validate<'a>(
                     return Err(at(format!("entity id `{id}` is already used")));
                 }
                 Change::CreateEntity {
-                    id,
-                    kind,
+                    id: id.clone(),
+                    kind: kind.clone(),
                     data: doc_ok("entity data", data).map_err(at)?,
                 }
             }
@@ -147,12 +162,12 @@ pub fn validate<'a>(
                     }
                 }
                 Change::UpdateEntity {
-                    id,
+                    id: id.clone(),
                     data: doc_ok("entity data", data).map_err(at)?,
                 }
             }
             Effect::DeleteEntity { id } => match sim.entities.iter().find(|e| &e.id == id) {
-                Some(e) if allowed(&e.kind) => Change::DeleteEntity { id },
+                Some(e) if allowed(&e.kind) => Change::DeleteEntity { id: id.clone() },
                 Some(e) => {
                     return Err(at(format!(
                         "deletes entity `{id}` of undeclared kind `{}`",
@@ -184,14 +199,14 @@ pub fn validate<'a>(
                 let modifiers = serde_json::to_value(&buff.modifiers)
                     .map_err(|e| at(format!("buff `{}`: {e}", buff.id)))?;
                 Change::AddBuff {
-                    id: &buff.id,
+                    id: buff.id.clone(),
                     modifiers,
                     expires_ms: buff.expires_ms,
                 }
             }
             Effect::RemoveBuff { id } => {
                 name_ok("buff id", id).map_err(at)?;
-                Change::RemoveBuff { id }
+                Change::RemoveBuff { id: id.clone() }
             }
             Effect::SetState { data } => Change::SetState {
                 data: doc_ok("plugin state", data).map_err(at)?,
@@ -207,7 +222,10 @@ pub fn validate<'a>(
                 if !score.is_finite() {
                     return Err(at(format!("score on `{board}` is not finite")));
                 }
-                Change::SetScore { board, score: *score }
+                Change::SetScore {
+                    board: board.clone(),
+                    score: *score,
+                }
             }
         };
         sim.apply(effect);
@@ -239,8 +257,8 @@ mod tests {
         s
     }
 
-    fn check(effects: &[Effect]) -> Result<CheckedEffects<'_>, String> {
-        validate(&state(), &["pet".into()], &[], effects, 0)
+    fn check(effects: &[Effect]) -> Result<CheckedEffects, String> {
+        validate(&state(), &Sections::all(), &["pet".into()], &[], effects, 0)
     }
 
     #[test]
@@ -265,13 +283,13 @@ mod tests {
         ];
         let expected = CheckedEffects::new(vec![
             Change::CreateEntity {
-                id: "n",
-                kind: "pet",
+                id: "n".into(),
+                kind: "pet".into(),
                 data: serde_json::json!({"name": "Mochi", "lvl": 1}),
             },
             Change::AddBalance {
                 balance: Balance::Currency,
-                name: "gold",
+                name: "gold".into(),
                 delta: -5,
             },
         ]);
@@ -334,6 +352,7 @@ mod tests {
         assert!(
             validate(
                 &state(),
+                &Sections::all(),
                 &["pet".into()],
                 &["sword".into()],
                 &[Effect::DeleteEntity { id: "e2".into() }],

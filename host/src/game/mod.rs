@@ -33,15 +33,14 @@ pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use cauldron_runtime::{PluginError, PluginVersion, Registry, Runtime};
 use cauldron_sdk::Doc;
 use cauldron_sdk::abi::{QUERY_EFFECTS, reject_codes};
-use cauldron_sdk::codec;
 use cauldron_sdk::wire::{
-    Call, CallKind, Effect, Entity, HOOK_MODIFIERS, Manifest, Modifier, Outcome, PlayerState, Scope,
+    Call, CallKind, Effect, Entity, HOOK_MODIFIERS, Manifest, Modifier, Outcome, PlayerState, Scope, Section,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -50,12 +49,10 @@ use crate::bus::Channel;
 use crate::cache::services::Services;
 use crate::json::{check_json, doc_to_json, json_to_doc};
 use crate::metrics::Metrics;
-use crate::store::{ApplyRequest, FullState, LogEntry, Player, Store, StoreError};
+use crate::store::{ApplyRequest, FullState, LogEntry, Pick, Player, Sections, Store, StoreError};
 
 /// How many times an action is re-run after a concurrent change before giving up with a conflict.
 pub const MAX_ATTEMPTS: usize = 8;
-/// How long a player's state stays in the cache.
-pub const CACHE_TTL: Duration = Duration::from_secs(300);
 /// The optional action every plugin may offer to set up a new character.
 pub const START_ACTION: &str = "start";
 
@@ -181,24 +178,27 @@ pub enum GameError {
     Store(#[from] StoreError),
 }
 
-/// A player's whole state as loaded once per attempt: everything, from which each call gets its view.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A player's state as loaded for one attempt: the sections the call (and, when their answers are not
+/// cached, the `modifiers` hooks) read, from which each call gets its view.
+#[derive(Debug, Clone)]
 struct Snapshot {
     version: i64,
+    /// The loaded sections; what `loaded` leaves out is empty here, not absent in the store.
     state: PlayerState,
     plugin_states: BTreeMap<String, Doc>,
+    loaded: Sections,
 }
 
 impl Snapshot {
-    fn from_full(full: &FullState) -> Self {
+    fn from_full(full: FullState, loaded: Sections) -> Self {
         let state = PlayerState {
             id: full.player.id,
-            name: full.player.name.clone(),
+            name: full.player.name,
             created_ms: full.player.created_ms,
-            stats: full.stats.clone(),
-            currencies: full.currencies.clone(),
-            counters: full.counters.clone(),
-            items: full.items.clone(),
+            stats: full.stats,
+            currencies: full.currencies,
+            counters: full.counters,
+            items: full.items,
             entities: full
                 .entities
                 .iter()
@@ -208,7 +208,7 @@ impl Snapshot {
                     data: json_to_doc(&e.data),
                 })
                 .collect(),
-            buffs: full.buffs.clone(),
+            buffs: full.buffs,
             state: Doc::nil(),
         };
         let plugin_states = full
@@ -220,24 +220,64 @@ impl Snapshot {
             version: full.player.version,
             state,
             plugin_states,
+            loaded,
         }
     }
 
     /// What a call of `plugin` that reads `sections` and entity `kinds` may see.
-    fn view(&self, plugin: &str, sections: &[cauldron_sdk::wire::Section], kinds: &[String]) -> PlayerState {
+    fn view(&self, plugin: &str, sections: &[Section], kinds: &[String]) -> PlayerState {
         let mut view = self.state.only(sections, kinds);
-        if sections.contains(&cauldron_sdk::wire::Section::State) {
+        if sections.contains(&Section::State) {
             view.state = self.plugin_states.get(plugin).cloned().unwrap_or_else(Doc::nil);
         }
         view
     }
 
-    /// The full state with `plugin`'s private state in place, for effect validation.
+    /// The loaded state with `plugin`'s private state in place, for effect validation.
     fn full_for(&self, plugin: &str) -> PlayerState {
         let mut s = self.state.clone();
         s.state = self.plugin_states.get(plugin).cloned().unwrap_or_else(Doc::nil);
         s
     }
+}
+
+/// What a call of `plugin` reading `reads` (entities of `kinds`) needs loaded. Base stats and buffs
+/// always: every call gets the effective stats, which are composed from them.
+fn sections_for(plugin: &str, reads: &[Section], kinds: &[String]) -> Sections {
+    let has = |s: Section| reads.contains(&s);
+    Sections {
+        stats: true,
+        buffs: true,
+        currencies: has(Section::Currencies),
+        counters: has(Section::Counters),
+        items: has(Section::Items),
+        scores: false,
+        entities: if has(Section::Entities) {
+            Pick::Only(kinds.to_vec())
+        } else {
+            Pick::None
+        },
+        plugin_state: if has(Section::State) {
+            Pick::Only(vec![plugin.to_owned()])
+        } else {
+            Pick::None
+        },
+    }
+}
+
+/// What every `modifiers` hook of `versions` reads.
+fn hook_sections(versions: &[Arc<PluginVersion>]) -> Sections {
+    let mut all = Sections::default();
+    for version in versions {
+        if let Some(hook) = version.manifest.hook(HOOK_MODIFIERS) {
+            all.add(&sections_for(
+                version.name(),
+                &hook.reads,
+                &version.manifest.entity_kinds,
+            ));
+        }
+    }
+    all
 }
 
 fn now_ms() -> i64 {
@@ -350,8 +390,12 @@ impl Game {
     /// The player's base and effective stats.
     pub async fn effective_stats(&self, player_id: i64) -> Result<StatsView, GameError> {
         let now = now_ms();
-        let snap = self.snapshot(player_id, now, true).await?;
-        let modifiers = self.modifiers(&snap, now).await?;
+        let base = Sections {
+            stats: true,
+            buffs: true,
+            ..Sections::default()
+        };
+        let (snap, modifiers) = self.prepare(player_id, now, &base).await?;
         Ok(StatsView {
             base: snap.state.stats.clone(),
             effective: stats::compose(&snap.state.stats, &modifiers),
@@ -397,39 +441,56 @@ impl Game {
         }
     }
 
-    /// Load the player's whole state: from the cache when allowed and its version is current,
-    /// otherwise from the store (refilling the cache).
-    async fn snapshot(&self, player_id: i64, now: i64, use_cache: bool) -> Result<Snapshot, GameError> {
-        let cache = &self.inner.services.cache;
-        if use_cache && let Some(hit) = cache.get(player_id).await {
-            // One indexed read confirms the cached copy is the committed one; a stale copy is dropped.
-            let current = self.inner.store.player_by_id(player_id).await?.map(|p| p.version);
-            if current == Some(hit.version)
-                && let Ok(mut snap) = codec::decode::<Snapshot>(&hit.bytes)
-                && snap.version == hit.version
-            {
-                // A cached copy may outlive a buff it holds; calls see unexpired buffs only.
-                snap.state.buffs.retain(|b| b.expires_ms > now);
-                return Ok(snap);
-            }
-        }
+    /// Load `sections` of the player's state in one statement.
+    async fn load(&self, player_id: i64, now: i64, sections: &Sections) -> Result<Snapshot, GameError> {
         let full = self
             .inner
             .store
-            .load_full(player_id, now)
+            .load(player_id, now, sections)
             .await
             .map_err(not_found_player)?;
-        let snap = Snapshot::from_full(&full);
-        if let Ok(bytes) = codec::encode(&snap) {
-            cache
-                .set(player_id, snap.version, Bytes::from(bytes), CACHE_TTL)
-                .await;
-        }
-        Ok(snap)
+        Ok(Snapshot::from_full(full, sections.clone()))
     }
 
-    /// Every plugin's `modifiers` for this state, plus active buffs.
-    async fn modifiers(&self, snap: &Snapshot, now: i64) -> Result<Vec<Modifier>, GameError> {
+    /// The player's state with `sections` loaded, and the modifiers that apply to it. When the hooks'
+    /// answers for this version are not cached and the hooks read more than `sections`, that is
+    /// loaded too; if the player changed between the two loads, it starts over.
+    async fn prepare(
+        &self,
+        player_id: i64,
+        now: i64,
+        sections: &Sections,
+    ) -> Result<(Snapshot, Vec<Modifier>), GameError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let mut snap = self.load(player_id, now, sections).await?;
+            if let Some(modifiers) = self.modifiers(&mut snap, now).await? {
+                return Ok((snap, modifiers));
+            }
+        }
+        Err(GameError::Conflict)
+    }
+
+    /// Load what `snap` lacks of `more` at the same version; false if the player has moved on.
+    async fn widen(&self, snap: &mut Snapshot, now: i64, more: &Sections) -> Result<bool, GameError> {
+        if snap.loaded.covers(more) {
+            return Ok(true);
+        }
+        let mut sections = snap.loaded.clone();
+        sections.add(more);
+        let wider = self.load(snap.state.id, now, &sections).await?;
+        if wider.version != snap.version {
+            return Ok(false);
+        }
+        *snap = wider;
+        Ok(true)
+    }
+
+    /// Every plugin's `modifiers` for this state, plus active buffs. `None` when the hooks had to read
+    /// more of the state and the player changed meanwhile.
+    async fn modifiers(&self, snap: &mut Snapshot, now: i64) -> Result<Option<Vec<Modifier>>, GameError> {
+        let Some(hooks) = self.hook_modifiers(snap, now).await? else {
+            return Ok(None);
+        };
         let mut all: Vec<Modifier> = snap
             .state
             .buffs
@@ -437,8 +498,8 @@ impl Game {
             .filter(|b| b.expires_ms > now)
             .flat_map(|b| b.modifiers.iter().cloned())
             .collect();
-        all.extend(self.hook_modifiers(snap, now).await?.iter().cloned());
-        Ok(all)
+        all.extend(hooks.iter().cloned());
+        Ok(Some(all))
     }
 
     /// Every plugin's `modifiers` hook answer for this state, from the cache when this state and these
@@ -447,13 +508,20 @@ impl Game {
     /// (and counted, and the answer not cached) so one broken plugin never blocks the others'
     /// actions; when the host itself cannot run a hook, the stats would be wrong, so the whole
     /// request is unavailable.
-    async fn hook_modifiers(&self, snap: &Snapshot, now: i64) -> Result<Arc<Vec<Modifier>>, GameError> {
+    async fn hook_modifiers(
+        &self,
+        snap: &mut Snapshot,
+        now: i64,
+    ) -> Result<Option<Arc<Vec<Modifier>>>, GameError> {
         let registry = &self.inner.registry;
         let cache = &self.inner.modifier_cache;
         if let Some(hit) = cache.get(snap.state.id, snap.version, registry.generation(), now) {
-            return Ok(hit);
+            return Ok(Some(hit));
         }
         let (generation, versions) = registry.current_with_generation();
+        if !self.widen(snap, now, &hook_sections(&versions)).await? {
+            return Ok(None);
+        }
         let mut all = Vec::new();
         let mut complete = true;
         for version in versions {
@@ -499,7 +567,7 @@ impl Game {
                 now,
             );
         }
-        Ok(all)
+        Ok(Some(all))
     }
 
     /// Call a plugin, recording metrics. Returns the outcome and the bytes it was decoded from.
@@ -604,7 +672,7 @@ impl Game {
         } = *planned;
         let store = &self.inner.store;
         let fingerprint = request_fingerprint(&req.plugin, &req.action, &req.params);
-        for attempt in 0..MAX_ATTEMPTS {
+        for _ in 0..MAX_ATTEMPTS {
             if let Some(key) = &req.idempotency_key
                 && let Some(done) = store.idempotent_reply(req.player_id, key).await?
             {
@@ -619,8 +687,7 @@ impl Game {
                 });
             }
             let now = now_ms();
-            let snap = self.snapshot(req.player_id, now, attempt == 0).await?;
-            let modifiers = self.modifiers(&snap, now).await?;
+            let (mut snap, modifiers) = self.prepare(req.player_id, now, &planned.sections()).await?;
             let call = planned.call(&snap, &modifiers, now);
             let (outcome, raw) = match self.call_plugin(version, &call).await {
                 Ok(called) => called,
@@ -633,14 +700,31 @@ impl Game {
             let Outcome::Ok { effects, reply, .. } = &outcome else {
                 return Err(self.outcome_fault(version, "bad_output", "unexpected outcome".into()));
             };
+            // Changing or deleting an entity is checked against the entities the action may touch,
+            // loaded now if the action did not read them.
+            if effects
+                .iter()
+                .any(|e| matches!(e, Effect::UpdateEntity { .. } | Effect::DeleteEntity { .. }))
+            {
+                let entities = Sections {
+                    entities: Pick::Only(planned.kinds.to_vec()),
+                    ..Sections::default()
+                };
+                if !self.widen(&mut snap, now, &entities).await? {
+                    self.count_conflict(version.name());
+                    continue;
+                }
+            }
             let checked = effects::validate(
                 &snap.full_for(version.name()),
+                &snap.loaded,
                 &version.manifest.entity_kinds,
                 &spec.kinds,
                 effects,
                 now,
             )
             .map_err(|e| self.outcome_fault(version, "bad_effect", e))?;
+            let carry_modifiers = !self.hooks_read().overlaps(&checked.touches(version.name()));
             let reply_json =
                 effects::validate_reply(reply).map_err(|e| self.outcome_fault(version, "bad_effect", e))?;
             // The outcome exactly as the plugin wrote it: a replay that writes the same bytes matches.
@@ -660,15 +744,19 @@ impl Game {
             let apply = ApplyRequest {
                 player_id: req.player_id,
                 expected_version: snap.version,
-                plugin: version.name(),
-                effects: &checked,
-                log: &log,
+                plugin: version.name().to_owned(),
+                effects: checked,
+                log,
             };
             match store.apply(apply).await {
                 Ok(new_version) => {
-                    let events = self
-                        .after_commit(req.player_id, version.name(), new_version, effects)
-                        .await;
+                    if carry_modifiers {
+                        // Nothing the hooks read changed: their answer holds for the new version too.
+                        self.inner
+                            .modifier_cache
+                            .carry(req.player_id, snap.version, new_version);
+                    }
+                    let events = self.after_commit(req.player_id, version.name(), effects).await;
                     return Ok(ActionReply {
                         reply: reply_json,
                         events,
@@ -677,14 +765,7 @@ impl Game {
                     });
                 }
                 Err(StoreError::Conflict) => {
-                    self.inner
-                        .metrics
-                        .inc("cauldron_action_conflicts_total", &[("plugin", version.name())]);
-                    self.inner
-                        .services
-                        .cache
-                        .invalidate(req.player_id, snap.version + 1)
-                        .await;
+                    self.count_conflict(version.name());
                     continue;
                 }
                 Err(StoreError::Invalid(e)) => return Err(self.outcome_fault(version, "bad_effect", e)),
@@ -697,16 +778,20 @@ impl Game {
         Err(GameError::Conflict)
     }
 
-    /// After a commit: invalidate the cache, mirror scores to the leaderboards, publish events.
-    async fn after_commit(
-        &self,
-        player_id: i64,
-        plugin: &str,
-        new_version: i64,
-        effects: &[Effect],
-    ) -> Vec<EventOut> {
+    fn count_conflict(&self, plugin: &str) {
+        self.inner
+            .metrics
+            .inc("cauldron_action_conflicts_total", &[("plugin", plugin)]);
+    }
+
+    /// What the serving plugins' `modifiers` hooks read.
+    fn hooks_read(&self) -> Sections {
+        hook_sections(&self.inner.registry.current())
+    }
+
+    /// After a commit: mirror scores to the leaderboards, publish events.
+    async fn after_commit(&self, player_id: i64, plugin: &str, effects: &[Effect]) -> Vec<EventOut> {
         let services = &self.inner.services;
-        services.cache.invalidate(player_id, new_version).await;
         let mut events = Vec::new();
         for effect in effects {
             match effect {
@@ -749,8 +834,7 @@ impl Game {
     async fn query(&self, planned: &Planned<'_>) -> Result<ActionReply, GameError> {
         let Planned { req, version, .. } = *planned;
         let now = now_ms();
-        let snap = self.snapshot(req.player_id, now, true).await?;
-        let modifiers = self.modifiers(&snap, now).await?;
+        let (snap, modifiers) = self.prepare(req.player_id, now, &planned.sections()).await?;
         let call = planned.call(&snap, &modifiers, now);
         let outcome = match self.call_plugin(version, &call).await {
             Ok((o, _raw)) => o,
@@ -796,6 +880,11 @@ struct Planned<'a> {
 }
 
 impl Planned<'_> {
+    /// What the call reads.
+    fn sections(&self) -> Sections {
+        sections_for(self.version.name(), &self.spec.reads, self.kinds)
+    }
+
     /// The plugin call for this action on `snap`: only the sections, entity kinds and content tables
     /// the action declared, the effective stats, the time and a fresh seed.
     fn call(&self, snap: &Snapshot, modifiers: &[Modifier], now: i64) -> Call {

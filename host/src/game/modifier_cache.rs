@@ -70,6 +70,17 @@ impl ModifierCache {
             .then(|| Arc::clone(&entry.modifiers))
     }
 
+    /// The answer held for `player` at version `from` now also stands for version `to`: the action
+    /// between them changed nothing the hooks read.
+    pub(crate) fn carry(&self, player: i64, from: i64, to: i64) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(&player)
+            && entry.version == from
+        {
+            entry.version = to;
+        }
+    }
+
     /// Keep `modifiers`, the hooks' answer for `player` at `version` under `generation`, until
     /// `valid_until_ms`. An answer for an older state under the same plugins never replaces a newer
     /// one (a slow reader finishing after an action).

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 
 use super::effects;
 use crate::json::doc_to_json;
+use crate::store::Sections;
 
 /// A MessagePack value of any shape, including the ones JSON has no form for.
 #[derive(Debug, Clone)]
@@ -251,7 +252,7 @@ proptest! {
             return Ok(());
         };
         if let Outcome::Ok { effects: list, reply, .. } = &outcome {
-            let checked = effects::validate(&state(), &["pet".into()], &[], list, 0);
+            let checked = effects::validate(&state(), &Sections::all(), &["pet".into()], &[], list, 0);
             let reply = effects::validate_reply(reply);
             // Whatever passed is storable: its documents convert and read back as JSON.
             if checked.is_ok() && let Ok(json) = reply {

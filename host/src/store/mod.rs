@@ -7,7 +7,7 @@
 //!
 //! Both are one implementation, [`SqlStore`] (`sql.rs`), which holds every query once, in SQL both
 //! databases accept. A [`Backend`] supplies only what really differs: how to connect, the migrations,
-//! how a read snapshot and a write transaction begin, and SQLite's in-process writer gate
+//! how a write transaction begins, and SQLite's in-process writer gate
 //! (`postgres.rs`, `sqlite.rs`). Queries are checked at run time (`query_as` + `FromRow`), not by
 //! sqlx's compile-time macros: those check against one database per crate, and this crate has two. What
 //! keeps the SQL honest on both is the shared suite in `host/tests/store.rs`, which runs every case
@@ -28,10 +28,12 @@ use async_trait::async_trait;
 use cauldron_sdk::wire::Buff;
 use serde::Serialize;
 
+mod group;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use group::GroupCommit;
 pub use postgres::{PgBackend, PgStore};
 pub use sql::{Backend, SqlStore};
 pub use sqlite::{SqliteBackend, SqliteStore};
@@ -161,6 +163,138 @@ pub struct FullState {
     pub scores: BTreeMap<String, f64>,
 }
 
+/// Which rows of a player's state a load reads: one flag per section, and for entities and plugin
+/// states which ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sections {
+    /// Base stats.
+    pub stats: bool,
+    /// Currency balances.
+    pub currencies: bool,
+    /// Counters.
+    pub counters: bool,
+    /// Item stacks.
+    pub items: bool,
+    /// Leaderboard scores.
+    pub scores: bool,
+    /// Unexpired buffs.
+    pub buffs: bool,
+    /// Entities: none, all, or those of the named kinds.
+    pub entities: Pick,
+    /// Plugins' private states: none, all, or those of the named plugins.
+    pub plugin_state: Pick,
+}
+
+impl Sections {
+    /// Everything, as the API's full view shows it.
+    pub fn all() -> Self {
+        Self {
+            stats: true,
+            currencies: true,
+            counters: true,
+            items: true,
+            scores: true,
+            buffs: true,
+            entities: Pick::All,
+            plugin_state: Pick::All,
+        }
+    }
+
+    /// Whether everything `other` reads is read here too.
+    pub fn covers(&self, other: &Sections) -> bool {
+        (self.stats || !other.stats)
+            && (self.currencies || !other.currencies)
+            && (self.counters || !other.counters)
+            && (self.items || !other.items)
+            && (self.scores || !other.scores)
+            && (self.buffs || !other.buffs)
+            && self.entities.covers(&other.entities)
+            && self.plugin_state.covers(&other.plugin_state)
+    }
+
+    /// Whether a row read here is also read by `other`.
+    pub fn overlaps(&self, other: &Sections) -> bool {
+        (self.stats && other.stats)
+            || (self.currencies && other.currencies)
+            || (self.counters && other.counters)
+            || (self.items && other.items)
+            || (self.scores && other.scores)
+            || (self.buffs && other.buffs)
+            || self.entities.overlaps(&other.entities)
+            || self.plugin_state.overlaps(&other.plugin_state)
+    }
+
+    /// Read what `other` reads as well.
+    pub fn add(&mut self, other: &Sections) {
+        self.stats |= other.stats;
+        self.currencies |= other.currencies;
+        self.counters |= other.counters;
+        self.items |= other.items;
+        self.scores |= other.scores;
+        self.buffs |= other.buffs;
+        self.entities.add(&other.entities);
+        self.plugin_state.add(&other.plugin_state);
+    }
+}
+
+/// Which of a named kind of row a load reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Pick {
+    /// None of them.
+    #[default]
+    None,
+    /// All of them.
+    All,
+    /// Those with one of these names (entity kinds, plugin names).
+    Only(Vec<String>),
+}
+
+impl Pick {
+    /// Whether the rows `other` picks are among those picked here.
+    pub fn covers(&self, other: &Pick) -> bool {
+        match (self, other) {
+            (Pick::All, _) | (_, Pick::None) => true,
+            (Pick::None, _) | (Pick::Only(_), Pick::All) => false,
+            (Pick::Only(mine), Pick::Only(theirs)) => theirs.iter().all(|n| mine.contains(n)),
+        }
+    }
+
+    /// Whether a row picked here is also picked by `other`.
+    pub fn overlaps(&self, other: &Pick) -> bool {
+        match (self, other) {
+            (Pick::None, _) | (_, Pick::None) => false,
+            (Pick::All, Pick::All) => true,
+            (Pick::All, Pick::Only(names)) | (Pick::Only(names), Pick::All) => !names.is_empty(),
+            (Pick::Only(mine), Pick::Only(theirs)) => mine.iter().any(|n| theirs.contains(n)),
+        }
+    }
+
+    /// Whether rows named `name` are picked.
+    pub fn has(&self, name: &str) -> bool {
+        match self {
+            Pick::None => false,
+            Pick::All => true,
+            Pick::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+
+    /// Pick what `other` picks as well.
+    pub fn add(&mut self, other: &Pick) {
+        match (&mut *self, other) {
+            (Pick::All, _) | (_, Pick::None) => {}
+            (_, Pick::All) => *self = Pick::All,
+            (Pick::None, Pick::Only(names)) => *self = Pick::Only(names.clone()),
+            (Pick::Only(mine), Pick::Only(theirs)) => {
+                for name in theirs {
+                    if !mine.contains(name) {
+                        mine.push(name.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The action-log row written with an action's effects: what is needed to replay it bit for bit and to
 /// answer a retried request.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,19 +323,19 @@ pub struct LogEntry {
 }
 
 /// One action to apply: its effects and its log row, in one transaction, guarded by the version.
-#[derive(Debug, Clone, Copy)]
-pub struct ApplyRequest<'a> {
+#[derive(Debug, Clone)]
+pub struct ApplyRequest {
     /// The acting player.
     pub player_id: i64,
     /// The version the effects were computed from (the loaded [`Player::version`]).
     pub expected_version: i64,
     /// The plugin that produced the effects; `SetState` writes its state.
-    pub plugin: &'a str,
+    pub plugin: String,
     /// The effects, applied in order. Events are not among them: the caller publishes them after
     /// commit.
-    pub effects: &'a CheckedEffects<'a>,
+    pub effects: CheckedEffects,
     /// The action-log row.
-    pub log: &'a LogEntry,
+    pub log: LogEntry,
 }
 
 /// A logged action, for replay.
@@ -304,13 +438,19 @@ pub trait Store: Send + Sync {
     /// The player with this id.
     async fn player_by_id(&self, id: i64) -> Result<Option<Player>, StoreError>;
 
+    /// The player row and the `sections` of its state, from one consistent snapshot, in one statement;
+    /// what `sections` leaves out is empty. Buffs expired at `now_ms` are left out.
+    async fn load(&self, player_id: i64, now_ms: i64, sections: &Sections) -> Result<FullState, StoreError>;
+
     /// Everything about a player, for the API, from one consistent snapshot.
-    async fn load_full(&self, player_id: i64, now_ms: i64) -> Result<FullState, StoreError>;
+    async fn load_full(&self, player_id: i64, now_ms: i64) -> Result<FullState, StoreError> {
+        self.load(player_id, now_ms, &Sections::all()).await
+    }
 
     /// Apply every effect and write the log row in one transaction, only if the player is still at
     /// `expected_version`. Returns the new version. [`StoreError::Conflict`] if the version moved,
     /// [`StoreError::Invalid`] if any effect cannot apply; in both cases nothing is written.
-    async fn apply(&self, req: ApplyRequest<'_>) -> Result<i64, StoreError>;
+    async fn apply(&self, req: ApplyRequest) -> Result<i64, StoreError>;
 
     /// The logged reply of the player's earlier action with this idempotency key.
     async fn idempotent_reply(
@@ -365,12 +505,15 @@ pub trait Store: Send + Sync {
     async fn unexpired_revocations(&self, now_ms: i64) -> Result<Vec<Revocation>, StoreError>;
 }
 
-/// Open the database named by `url` (`postgres://`, `postgresql://` or `sqlite:`). Does not migrate.
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+/// Open the database named by `url` (`postgres://`, `postgresql://` or `sqlite:`), committing actions
+/// as `group` says. Does not migrate.
+pub async fn connect(url: &str, group: GroupCommit) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or_default();
     match scheme {
-        "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(url).await?)),
-        "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(url).await?.with_group_commit(group))),
+        "sqlite" => Ok(Arc::new(
+            SqliteStore::connect(url).await?.with_group_commit(group),
+        )),
         // Only the scheme is echoed: the rest of the URL may hold a password.
         _ => Err(StoreError::Db(sqlx::Error::Configuration(
             format!("database url must start with postgres://, postgresql:// or sqlite: (got `{scheme}:`)")
@@ -526,65 +669,92 @@ pub(crate) enum Balance {
 /// document is already JSON. The store writes them as they are; its constraints and the version guard
 /// still refuse what a concurrent change made impossible.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CheckedEffects<'a> {
-    changes: Vec<Change<'a>>,
+pub struct CheckedEffects {
+    changes: Vec<Change>,
 }
 
-impl<'a> CheckedEffects<'a> {
+impl CheckedEffects {
     /// Wrap changes the caller has checked.
-    pub(crate) fn new(changes: Vec<Change<'a>>) -> Self {
+    pub(crate) fn new(changes: Vec<Change>) -> Self {
         Self { changes }
+    }
+
+    /// The sections these changes write when `plugin` applies them (an entity change counts as
+    /// touching every kind).
+    pub fn touches(&self, plugin: &str) -> Sections {
+        let mut touched = Sections::default();
+        for change in &self.changes {
+            match change {
+                Change::AddBalance {
+                    balance: Balance::Currency,
+                    ..
+                } => touched.currencies = true,
+                Change::AddBalance {
+                    balance: Balance::Counter,
+                    ..
+                } => touched.counters = true,
+                Change::AddItem { .. } | Change::RemoveItem { .. } => touched.items = true,
+                Change::SetStat { .. } => touched.stats = true,
+                Change::CreateEntity { .. } | Change::UpdateEntity { .. } | Change::DeleteEntity { .. } => {
+                    touched.entities = Pick::All;
+                }
+                Change::AddBuff { .. } | Change::RemoveBuff { .. } => touched.buffs = true,
+                Change::SetState { .. } => touched.plugin_state.add(&Pick::Only(vec![plugin.to_owned()])),
+                Change::SetScore { .. } => touched.scores = true,
+            }
+        }
+        touched
     }
 }
 
 /// One checked change of a player's stored state: an effect less what the store needs no more.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Change<'a> {
+pub(crate) enum Change {
     /// Add `delta` (negative: spend) to a currency or counter.
     AddBalance {
         balance: Balance,
-        name: &'a str,
+        name: String,
         delta: i64,
     },
     AddItem {
-        item: &'a str,
+        item: String,
         qty: i64,
     },
     RemoveItem {
-        item: &'a str,
+        item: String,
         qty: i64,
     },
     SetStat {
-        name: &'a str,
+        name: String,
         value: f64,
     },
     CreateEntity {
-        id: &'a str,
-        kind: &'a str,
+        id: String,
+        kind: String,
         data: serde_json::Value,
     },
     UpdateEntity {
-        id: &'a str,
+        id: String,
         data: serde_json::Value,
     },
     DeleteEntity {
-        id: &'a str,
+        id: String,
     },
     /// Add or replace a buff; `modifiers` is the JSON of its modifier list.
     AddBuff {
-        id: &'a str,
+        id: String,
         modifiers: serde_json::Value,
         expires_ms: i64,
     },
     RemoveBuff {
-        id: &'a str,
+        id: String,
     },
     /// Replace the acting plugin's private state.
     SetState {
         data: serde_json::Value,
     },
     SetScore {
-        board: &'a str,
+        board: String,
         score: f64,
     },
 }
@@ -671,28 +841,6 @@ impl BuffRow {
             modifiers,
             expires_ms: self.expires_ms,
         })
-    }
-}
-
-/// An entity row as stored.
-#[derive(sqlx::FromRow)]
-struct EntityRow {
-    id: String,
-    kind: String,
-    data: sqlx::types::Json<serde_json::Value>,
-    created_ms: i64,
-    updated_ms: i64,
-}
-
-impl EntityRow {
-    fn into_stored(self) -> StoredEntity {
-        StoredEntity {
-            id: self.id,
-            kind: self.kind,
-            data: self.data.0,
-            created_ms: self.created_ms,
-            updated_ms: self.updated_ms,
-        }
     }
 }
 

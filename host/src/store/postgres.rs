@@ -1,7 +1,7 @@
 //! [`PgStore`]: the store on PostgreSQL, for production and clusters.
 //!
-//! Reads run in one `repeatable read, read only` transaction, so a loaded state and its version belong
-//! together. Writes need no gate: the version guard's row lock orders a player's actions, and `for
+//! A load is one statement, so it sees one snapshot and a loaded state and its version belong together.
+//! Writes need no gate: the version guard's row lock orders a player's actions, and `for
 //! update` locks what a read inside a write transaction depends on.
 
 use std::time::Duration;
@@ -35,9 +35,11 @@ impl Backend for PgBackend {
     type Gate = ();
 
     const NAME: &'static str = "postgres";
-    const BEGIN_READ: &'static str = "begin isolation level repeatable read, read only";
     const BEGIN_WRITE: &'static str = "begin";
     const LOCK_ROWS: &'static str = " for update";
+    const DOC_TYPE: &'static str = "jsonb";
+    /// Each holds a connection while it commits; four keep the pool free for reads.
+    const COMMITTERS: usize = 4;
 
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()
@@ -74,6 +76,7 @@ impl SqlStore<PgBackend> {
         Ok(Self {
             pool,
             backend: PgBackend,
+            group: None,
         })
     }
 }

@@ -5,23 +5,26 @@
 //! Concurrency rests on the version guard: `apply` starts with `update players ... where version = $2`,
 //! so a stale version writes nothing and the caller reloads. On PostgreSQL that update takes the
 //! player's row lock, so concurrent actions of one player run one after another; on SQLite writers are
-//! already in line (see `sqlite.rs`). Reads run in one snapshot so a loaded state and its version always
+//! already in line (see `sqlite.rs`). A load is one statement, so a loaded state and its version always
 //! belong together.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
+use tokio::sync::{mpsc, oneshot};
 
+use super::group::{self, Batched, GroupCommit, Pending};
 use super::{
-    Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, EntityRow, FullState,
-    IdempotentReply, LogRow, LoggedAction, Player, Revocation, Role, ScoreEntry, Store, StoreError, db_err,
-    seed_to_db, sha256_hex, wall_clock_ms,
+    Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, FullState, IdempotentReply,
+    LogRow, LoggedAction, Pick, Player, Revocation, Role, ScoreEntry, Sections, Store, StoreError,
+    StoredEntity, db_err, seed_to_db, sha256_hex, wall_clock_ms,
 };
 
 /// What differs between the databases a [`SqlStore`] runs on.
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: Clone + Send + Sync + 'static {
     /// The sqlx database.
     type Db: Database;
     /// Held by a write for its whole transaction; `()` where the database itself orders writers.
@@ -29,13 +32,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// `"postgres"` or `"sqlite"`.
     const NAME: &'static str;
-    /// The statement that begins a read transaction on one snapshot.
-    const BEGIN_READ: &'static str;
     /// The statement that begins a write transaction.
     const BEGIN_WRITE: &'static str;
     /// Appended to a select inside a write transaction to lock the rows it reads until commit
     /// (empty where the write transaction already excludes other writers).
     const LOCK_ROWS: &'static str;
+    /// The column type JSON documents are stored in.
+    const DOC_TYPE: &'static str;
+    /// Batches committing at once under group commit, unless configured.
+    const COMMITTERS: usize;
 
     /// How many rows a statement changed.
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
@@ -55,6 +60,8 @@ pub trait Backend: Send + Sync + 'static {
 pub struct SqlStore<B: Backend> {
     pub(super) pool: Pool<B::Db>,
     pub(super) backend: B,
+    /// With group commit on, where `apply` queues its action for the committers.
+    pub(super) group: Option<mpsc::Sender<Pending>>,
 }
 
 /// A write transaction and the gate it holds. Fields drop in order, so the transaction is finished
@@ -68,6 +75,66 @@ const ARTIFACT_COLUMNS: &str =
     "name, version, sha256, cast(length(bytes) as bigint) as size, active, previous, uploaded_ms";
 
 const PLAYER_BY_ID: &str = "select id, account_id, name, version, created_ms from players where id = $1";
+
+/// The one statement that loads a player row and the chosen sections of its state: a `union all` of
+/// one select per table, each tagged and switched on or off by a bound flag, so the database answers
+/// in one round trip from one snapshot (a single statement sees one snapshot on both databases). Every
+/// row fits one shape: tag `t`, name `k`, entity kind `k2`, integers `n1`-`n3`, a real `f`, a
+/// document `d`. Bound: $1 player, $2-$7 the flags for stats, currencies, counters, items, scores and
+/// buffs, $8 the time buffs must outlive, $9 and $10 "all entities" and "all plugin states", then the
+/// entity kinds and plugin names picked by name. Only the number of names changes the text, so a
+/// connection prepares few variants.
+fn load_statement<B: Backend>(sections: &Sections) -> String {
+    let mut next = 11;
+    let mut names = |pick: &Pick| -> String {
+        let Pick::Only(names) = pick else {
+            return String::new();
+        };
+        let list: Vec<String> = names
+            .iter()
+            .map(|_| {
+                next += 1;
+                format!("${}", next - 1)
+            })
+            .collect();
+        if list.is_empty() {
+            String::new()
+        } else {
+            format!(" in ({})", list.join(", "))
+        }
+    };
+    let kinds = names(&sections.entities);
+    let plugins = names(&sections.plugin_state);
+    let entity_filter = if kinds.is_empty() {
+        "$9".to_owned()
+    } else {
+        format!("($9 or kind{kinds})")
+    };
+    let state_filter = if plugins.is_empty() {
+        "$10".to_owned()
+    } else {
+        format!("($10 or plugin{plugins})")
+    };
+    format!(
+        "select 'p' as t, name as k, cast(null as text) as k2, version as n1, created_ms as n2,
+                account_id as n3, cast(null as double precision) as f, cast(null as {doc}) as d
+         from players where id = $1
+         union all select 's', name, null, null, null, null, value, null from stats where player_id = $1 and $2
+         union all select 'c', name, null, amount, null, null, null, null from currencies
+                   where player_id = $1 and $3
+         union all select 'k', name, null, amount, null, null, null, null from counters
+                   where player_id = $1 and $4
+         union all select 'i', item, null, qty, null, null, null, null from items where player_id = $1 and $5
+         union all select 'b', board, null, null, null, null, score, null from scores where player_id = $1 and $6
+         union all select 'u', id, null, expires_ms, null, null, null, modifiers from buffs
+                   where player_id = $1 and $7 and expires_ms > $8
+         union all select 'e', id, kind, created_ms, updated_ms, null, null, data from entities
+                   where player_id = $1 and {entity_filter}
+         union all select 't', plugin, null, null, null, null, null, data from plugin_state
+                   where player_id = $1 and {state_filter}",
+        doc = B::DOC_TYPE,
+    )
+}
 
 /// An `impl` block of [`SqlStore`] for every [`Backend`], under what sqlx needs of the backend's
 /// database: running statements and migrations on its connections, and binding and decoding the column
@@ -85,8 +152,12 @@ macro_rules! for_every_backend {
             usize: ColumnIndex<<B::Db as Database>::Row>,
             for<'r> i64: Encode<'r, B::Db> + Decode<'r, B::Db> + Type<B::Db>,
             for<'r> f64: Encode<'r, B::Db> + Decode<'r, B::Db> + Type<B::Db>,
-            for<'r> bool: Decode<'r, B::Db> + Type<B::Db>,
+            for<'r> bool: Encode<'r, B::Db> + Decode<'r, B::Db> + Type<B::Db>,
             for<'r> String: Decode<'r, B::Db> + Type<B::Db>,
+            for<'r> Option<String>: Decode<'r, B::Db>,
+            for<'r> Option<i64>: Decode<'r, B::Db>,
+            for<'r> Option<f64>: Decode<'r, B::Db>,
+            for<'r> Option<Json<serde_json::Value>>: Decode<'r, B::Db>,
             for<'r> Option<&'r str>: Encode<'r, B::Db>,
             for<'r> Vec<u8>: Decode<'r, B::Db> + Type<B::Db>,
             for<'r> &'r [u8]: Encode<'r, B::Db> + Type<B::Db>,
@@ -99,11 +170,6 @@ macro_rules! for_every_backend {
 }
 
 impl<B: Backend> SqlStore<B> {
-    /// Begin a read transaction on one snapshot.
-    async fn snapshot(&self) -> Result<Transaction<'static, B::Db>, StoreError> {
-        self.pool.begin_with(B::BEGIN_READ).await.map_err(db_err)
-    }
-
     /// Wait for the writer gate, then begin a write transaction.
     async fn begin_write(&self) -> Result<Write<B>, StoreError> {
         let gate = self.backend.gate().await?;
@@ -114,21 +180,124 @@ impl<B: Backend> SqlStore<B> {
 
 for_every_backend! {
     impl [] {
-        /// The rows `sql` selects for one player, as a map from their first column to their second.
-        async fn player_map<V>(
-            db: &mut <B::Db as Database>::Connection,
-            sql: &'static str,
-            player_id: i64,
-        ) -> Result<std::collections::BTreeMap<String, V>, StoreError>
-        where
-            V: for<'r> Decode<'r, B::Db> + Type<B::Db> + Send + Unpin,
-        {
-            let rows: Vec<(String, V)> = sqlx::query_as(sql)
-                .bind(player_id)
-                .fetch_all(db)
-                .await
-                .map_err(db_err)?;
-            Ok(rows.into_iter().collect())
+        /// Apply one action in a transaction of its own (see [`Store::apply`]).
+        async fn apply_alone(&self, req: ApplyRequest) -> Result<i64, StoreError> {
+            let mut w = self.begin_write().await?;
+            let refused = match Self::apply_in(&mut w.tx, &req).await {
+                Ok(Some(version)) => {
+                    w.tx.commit().await.map_err(db_err)?;
+                    return Ok(version);
+                }
+                Ok(None) => None,
+                Err(err) => Some(err),
+            };
+            // Roll back while still holding the gate, so the next writer finds the lock free.
+            let Write { tx, _gate: gate } = w;
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rollback after a refused action failed");
+            }
+            drop(gate);
+            if let Some(err) = refused {
+                return Err(err);
+            }
+            self.stale(req.player_id).await
+        }
+
+        /// The answer for an action whose version guard matched no row: the version moved, or there is
+        /// no such player.
+        async fn stale(&self, player_id: i64) -> Result<i64, StoreError> {
+            match self.player_by_id(player_id).await? {
+                Some(_) => Err(StoreError::Conflict),
+                None => Err(StoreError::NotFound),
+            }
+        }
+
+        /// Commit queued actions from now on in batches (see `group.rs`). Starts the committer tasks,
+        /// so it must run inside the Tokio runtime; with `config.max_batch` of 1 it changes nothing.
+        #[must_use]
+        pub fn with_group_commit(mut self, config: GroupCommit) -> Self {
+            if !config.enabled() {
+                return self;
+            }
+            let (queue, rx) = mpsc::channel(group::QUEUE);
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            let committers = if config.committers == 0 { B::COMMITTERS } else { config.committers };
+            for _ in 0..committers {
+                // The committers' own handle has no queue: when every handle with one is dropped,
+                // the queue closes and they stop.
+                let store = SqlStore {
+                    pool: self.pool.clone(),
+                    backend: self.backend.clone(),
+                    group: None,
+                };
+                let rx = Arc::clone(&rx);
+                tokio::spawn(async move {
+                    loop {
+                        // One committer gathers a batch at a time; the others commit theirs meanwhile.
+                        let batch = {
+                            let mut rx = rx.lock().await;
+                            group::next_batch(&mut rx, &config).await
+                        };
+                        let Some(batch) = batch else { return };
+                        store.commit_batch(batch).await;
+                    }
+                });
+            }
+            self.group = Some(queue);
+            self
+        }
+
+        /// Roll a batch back (still holding the gate, so the next writer finds the locks free) and have
+        /// each caller still waiting apply its action on its own.
+        async fn undo_batch(w: Write<B>, batch: Vec<Pending>) {
+            let Write { tx, _gate: gate } = w;
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rollback of a batch failed");
+            }
+            drop(gate);
+            for pending in batch {
+                let _ = pending.done.send(Batched::Alone(Box::new(pending.req)));
+            }
+        }
+
+        /// Run a batch as one transaction and answer each of its actions (see `group.rs`).
+        async fn commit_batch(&self, mut batch: Vec<Pending>) {
+            // An action whose caller gave up (its request timed out or was cancelled) is not applied,
+            // as a single action's transaction is rolled back when its request is dropped.
+            batch.retain(|p| !p.done.is_closed());
+            if batch.is_empty() {
+                return;
+            }
+            batch.sort_by_key(|p| p.req.player_id);
+            let mut w = match self.begin_write().await {
+                Ok(w) => w,
+                Err(err) => return group::fail_all(batch, err),
+            };
+            let mut answers = Vec::with_capacity(batch.len());
+            for pending in &batch {
+                match Self::apply_in(&mut w.tx, &pending.req).await {
+                    Ok(Some(version)) => answers.push(Batched::Applied(version)),
+                    Ok(None) => answers.push(Batched::Stale),
+                    Err(err) => {
+                        tracing::debug!(
+                            error = %err,
+                            player = pending.req.player_id,
+                            batch = batch.len(),
+                            "a change failed in a batch; its actions are applied one by one"
+                        );
+                        return Self::undo_batch(w, batch).await;
+                    }
+                }
+            }
+            if batch.iter().any(|p| p.done.is_closed()) {
+                // A caller gave up while the batch ran: undo the batch, and the others apply theirs
+                // on their own.
+                return Self::undo_batch(w, batch).await;
+            }
+            match w.tx.commit().await {
+                Ok(()) => group::answer(batch, answers),
+                Err(err) => group::fail_all(batch, db_err(err)),
+            }
         }
 
         /// The stored version `version` of `name`.
@@ -168,7 +337,7 @@ for_every_backend! {
         /// new version, or `None` if the player is not at the expected version (or does not exist).
         async fn apply_in(
             db: &mut <B::Db as Database>::Connection,
-            req: &ApplyRequest<'_>,
+            req: &ApplyRequest,
         ) -> Result<Option<i64>, StoreError> {
             // The guard comes first: a stale version writes nothing at all.
             let version: Option<i64> = sqlx::query_scalar(
@@ -182,17 +351,26 @@ for_every_backend! {
             let Some(version) = version else {
                 return Ok(None);
             };
-            // Housekeeping: expired buffs are invisible anyway; dropping them here keeps the table small.
-            sqlx::query("delete from buffs where player_id = $1 and expires_ms <= $2")
-                .bind(req.player_id)
-                .bind(req.log.now_ms)
-                .execute(&mut *db)
-                .await
-                .map_err(db_err)?;
+            // Housekeeping: expired buffs are invisible anyway. An action that changes buffs also drops
+            // the expired ones, so the table holds little more than the live buffs without costing the
+            // actions that touch none a statement.
+            if req
+                .effects
+                .changes
+                .iter()
+                .any(|c| matches!(c, Change::AddBuff { .. } | Change::RemoveBuff { .. }))
+            {
+                sqlx::query("delete from buffs where player_id = $1 and expires_ms <= $2")
+                    .bind(req.player_id)
+                    .bind(req.log.now_ms)
+                    .execute(&mut *db)
+                    .await
+                    .map_err(db_err)?;
+            }
             for change in &req.effects.changes {
                 Self::apply_change(db, req, change).await?;
             }
-            let log = req.log;
+            let log = &req.log;
             let inserted = sqlx::query(
                 "insert into action_log (player_id, plugin, plugin_version, plugin_sha256, action, params, seed,
                                          now_ms, outcome_digest, reply, idempotency_key, request_fingerprint,
@@ -201,7 +379,7 @@ for_every_backend! {
                  on conflict (player_id, idempotency_key) do nothing",
             )
             .bind(req.player_id)
-            .bind(req.plugin)
+            .bind(req.plugin.as_str())
             .bind(log.plugin_version.as_str())
             .bind(log.plugin_sha256.as_str())
             .bind(log.action.as_str())
@@ -228,8 +406,8 @@ for_every_backend! {
         /// back everything done so far.
         async fn apply_change(
             db: &mut <B::Db as Database>::Connection,
-            req: &ApplyRequest<'_>,
-            change: &Change<'_>,
+            req: &ApplyRequest,
+            change: &Change,
         ) -> Result<(), StoreError> {
             let player_id = req.player_id;
             let now_ms = req.log.now_ms;
@@ -261,7 +439,7 @@ for_every_backend! {
                     };
                     let refusal = format!("not enough `{name}` to take {}", delta.unsigned_abs());
                     (
-                        sqlx::query(sql).bind(player_id).bind(*name).bind(*delta),
+                        sqlx::query(sql).bind(player_id).bind(name.as_str()).bind(*delta),
                         Some(refusal),
                     )
                 }
@@ -271,7 +449,7 @@ for_every_backend! {
                          on conflict (player_id, item) do update set qty = items.qty + excluded.qty",
                     )
                     .bind(player_id)
-                    .bind(*item)
+                    .bind(item.as_str())
                     .bind(*qty),
                     None,
                 ),
@@ -282,7 +460,7 @@ for_every_backend! {
                          on conflict (player_id, name) do update set value = excluded.value",
                     )
                     .bind(player_id)
-                    .bind(*name)
+                    .bind(name.as_str())
                     .bind(*value),
                     None,
                 ),
@@ -293,9 +471,9 @@ for_every_backend! {
                          values ($1, $2, $3, $4, $5, $5)
                          on conflict (id) do nothing",
                     )
-                    .bind(*id)
+                    .bind(id.as_str())
                     .bind(player_id)
-                    .bind(*kind)
+                    .bind(kind.as_str())
                     .bind(Json(data))
                     .bind(now_ms),
                     Some(format!("entity id `{id}` is taken")),
@@ -306,7 +484,7 @@ for_every_backend! {
                     sqlx::query(
                         "update entities set data = $3, updated_ms = $4 where id = $1 and player_id = $2",
                     )
-                    .bind(*id)
+                    .bind(id.as_str())
                     .bind(player_id)
                     .bind(Json(data))
                     .bind(now_ms),
@@ -314,7 +492,7 @@ for_every_backend! {
                 ),
                 Change::DeleteEntity { id } => (
                     sqlx::query("delete from entities where id = $1 and player_id = $2")
-                        .bind(*id)
+                        .bind(id.as_str())
                         .bind(player_id),
                     Some(format!("no entity `{id}`")),
                 ),
@@ -329,7 +507,7 @@ for_every_backend! {
                          do update set modifiers = excluded.modifiers, expires_ms = excluded.expires_ms",
                     )
                     .bind(player_id)
-                    .bind(*id)
+                    .bind(id.as_str())
                     .bind(Json(modifiers))
                     .bind(*expires_ms),
                     None,
@@ -338,7 +516,7 @@ for_every_backend! {
                 Change::RemoveBuff { id } => (
                     sqlx::query("delete from buffs where player_id = $1 and id = $2")
                         .bind(player_id)
-                        .bind(*id),
+                        .bind(id.as_str()),
                     None,
                 ),
                 Change::SetState { data } => (
@@ -347,7 +525,7 @@ for_every_backend! {
                          on conflict (player_id, plugin) do update set data = excluded.data",
                     )
                     .bind(player_id)
-                    .bind(req.plugin)
+                    .bind(req.plugin.as_str())
                     .bind(Json(data)),
                     None,
                 ),
@@ -356,7 +534,7 @@ for_every_backend! {
                         "insert into scores (board, player_id, score) values ($1, $2, $3)
                          on conflict (board, player_id) do update set score = excluded.score",
                     )
-                    .bind(*board)
+                    .bind(board.as_str())
                     .bind(player_id)
                     .bind(*score),
                     None,
@@ -502,98 +680,141 @@ for_every_backend! {
                 .map_err(db_err)
         }
 
-        async fn load_full(&self, player_id: i64, now_ms: i64) -> Result<FullState, StoreError> {
-            let mut tx = self.snapshot().await?;
-            let player: Option<Player> = sqlx::query_as(PLAYER_BY_ID)
+        async fn load(
+            &self,
+            player_id: i64,
+            now_ms: i64,
+            sections: &Sections,
+        ) -> Result<FullState, StoreError> {
+            let sql = load_statement::<B>(sections);
+            let mut query = sqlx::query(&sql)
                 .bind(player_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            let player = player.ok_or(StoreError::NotFound)?;
-            let entities: Vec<EntityRow> = sqlx::query_as(
-                "select id, kind, data, created_ms, updated_ms from entities where player_id = $1 order by id",
-            )
-            .bind(player_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            let buffs: Vec<BuffRow> = sqlx::query_as(
-                "select id, modifiers, expires_ms from buffs where player_id = $1 and expires_ms > $2 order by id",
-            )
-            .bind(player_id)
-            .bind(now_ms)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            let db = &mut *tx;
-            let plugin_state: std::collections::BTreeMap<String, Json<serde_json::Value>> = Self::player_map(
-                db,
-                "select plugin, data from plugin_state where player_id = $1",
-                player_id,
-            )
-            .await?;
-            let full = FullState {
-                stats: Self::player_map(
-                    db,
-                    "select name, value from stats where player_id = $1",
-                    player_id,
-                )
-                .await?,
-                currencies: Self::player_map(
-                    db,
-                    "select name, amount from currencies where player_id = $1",
-                    player_id,
-                )
-                .await?,
-                counters: Self::player_map(
-                    db,
-                    "select name, amount from counters where player_id = $1",
-                    player_id,
-                )
-                .await?,
-                items: Self::player_map(db, "select item, qty from items where player_id = $1", player_id)
-                    .await?,
-                scores: Self::player_map(
-                    db,
-                    "select board, score from scores where player_id = $1",
-                    player_id,
-                )
-                .await?,
-                entities: entities.into_iter().map(EntityRow::into_stored).collect(),
-                buffs: buffs
-                    .into_iter()
-                    .map(BuffRow::into_buff)
-                    .collect::<Result<_, _>>()?,
-                plugin_state: plugin_state.into_iter().map(|(k, Json(v))| (k, v)).collect(),
-                player,
+                .bind(sections.stats)
+                .bind(sections.currencies)
+                .bind(sections.counters)
+                .bind(sections.items)
+                .bind(sections.scores)
+                .bind(sections.buffs)
+                .bind(now_ms)
+                .bind(matches!(sections.entities, Pick::All))
+                .bind(matches!(sections.plugin_state, Pick::All));
+            for pick in [&sections.entities, &sections.plugin_state] {
+                if let Pick::Only(names) = pick {
+                    for name in names {
+                        query = query.bind(name.as_str());
+                    }
+                }
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
+            let mut player = None;
+            let mut full = FullState {
+                player: Player {
+                    id: player_id,
+                    account_id: 0,
+                    name: String::new(),
+                    version: 0,
+                    created_ms: 0,
+                },
+                stats: Default::default(),
+                currencies: Default::default(),
+                counters: Default::default(),
+                items: Default::default(),
+                entities: Vec::new(),
+                buffs: Vec::new(),
+                plugin_state: Default::default(),
+                scores: Default::default(),
             };
-            tx.commit().await.map_err(db_err)?;
+            for row in &rows {
+                let tag: String = row.try_get("t").map_err(db_err)?;
+                let key: String = row.try_get("k").map_err(db_err)?;
+                let int = |column: &str| -> Result<i64, StoreError> {
+                    let value: Option<i64> = row.try_get(column).map_err(db_err)?;
+                    value.ok_or_else(|| super::corrupt("player state row", column))
+                };
+                let real = || -> Result<f64, StoreError> {
+                    let value: Option<f64> = row.try_get("f").map_err(db_err)?;
+                    value.ok_or_else(|| super::corrupt("player state row", "f"))
+                };
+                let doc = || -> Result<serde_json::Value, StoreError> {
+                    let value: Option<Json<serde_json::Value>> = row.try_get("d").map_err(db_err)?;
+                    value
+                        .map(|Json(v)| v)
+                        .ok_or_else(|| super::corrupt("player state row", "d"))
+                };
+                match tag.as_str() {
+                    "p" => {
+                        player = Some(Player {
+                            id: player_id,
+                            account_id: int("n3")?,
+                            name: key,
+                            version: int("n1")?,
+                            created_ms: int("n2")?,
+                        });
+                    }
+                    "s" => {
+                        full.stats.insert(key, real()?);
+                    }
+                    "c" => {
+                        full.currencies.insert(key, int("n1")?);
+                    }
+                    "k" => {
+                        full.counters.insert(key, int("n1")?);
+                    }
+                    "i" => {
+                        full.items.insert(key, int("n1")?);
+                    }
+                    "b" => {
+                        full.scores.insert(key, real()?);
+                    }
+                    "u" => full.buffs.push(
+                        BuffRow {
+                            id: key,
+                            modifiers: Json(doc()?),
+                            expires_ms: int("n1")?,
+                        }
+                        .into_buff()?,
+                    ),
+                    "e" => {
+                        let kind: Option<String> = row.try_get("k2").map_err(db_err)?;
+                        full.entities.push(StoredEntity {
+                            id: key,
+                            kind: kind.ok_or_else(|| super::corrupt("entity row", "kind"))?,
+                            data: doc()?,
+                            created_ms: int("n1")?,
+                            updated_ms: int("n2")?,
+                        });
+                    }
+                    "t" => {
+                        full.plugin_state.insert(key, doc()?);
+                    }
+                    other => return Err(super::corrupt("player state row tag", other)),
+                }
+            }
+            full.player = player.ok_or(StoreError::NotFound)?;
+            // Entities and buffs in id order, whatever order the index gave them in.
+            full.entities.sort_by(|a, b| a.id.cmp(&b.id));
+            full.buffs.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(full)
         }
 
-        async fn apply(&self, req: ApplyRequest<'_>) -> Result<i64, StoreError> {
-            let mut w = self.begin_write().await?;
-            let refused = match Self::apply_in(&mut w.tx, &req).await {
-                Ok(Some(version)) => {
-                    w.tx.commit().await.map_err(db_err)?;
-                    return Ok(version);
-                }
-                Ok(None) => None,
-                Err(err) => Some(err),
+        async fn apply(&self, req: ApplyRequest) -> Result<i64, StoreError> {
+            let Some(queue) = &self.group else {
+                return self.apply_alone(req).await;
             };
-            // Roll back while still holding the gate, so the next writer finds the lock free.
-            let Write { tx, _gate: gate } = w;
-            if let Err(rollback) = tx.rollback().await {
-                tracing::warn!(error = %rollback, "rollback after a refused action failed");
+            let player_id = req.player_id;
+            let (done, answer) = oneshot::channel();
+            if let Err(mpsc::error::SendError(pending)) = queue.send(Pending { req, done }).await {
+                // The committers are gone (the runtime is shutting down): commit it here.
+                return self.apply_alone(pending.req).await;
             }
-            drop(gate);
-            if let Some(err) = refused {
-                return Err(err);
-            }
-            // The guard matched no row: the version moved, or there is no such player.
-            match self.player_by_id(req.player_id).await? {
-                Some(_) => Err(StoreError::Conflict),
-                None => Err(StoreError::NotFound),
+            match answer.await {
+                Ok(Batched::Applied(version)) => Ok(version),
+                Ok(Batched::Stale) => self.stale(player_id).await,
+                Ok(Batched::Alone(req)) => self.apply_alone(*req).await,
+                Ok(Batched::Failed(err)) => Err(err),
+                Err(_) => Err(StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(
+                    "the committer stopped before answering",
+                )))),
             }
         }
 

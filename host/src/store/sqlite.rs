@@ -8,7 +8,7 @@
 //! in a line, the version guard turns a stale action into a conflict, never a busy error. Both waits are
 //! bounded ([`GATE_TIMEOUT`], [`BUSY_TIMEOUT`]): a lock held for longer makes a write fail as
 //! unavailable (a 503 for the client) in a few seconds rather than queue up behind it. Reads run in WAL
-//! mode next to the writer, each load inside one read transaction (one snapshot).
+//! mode next to the writer; a load is one statement, so it sees one snapshot.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -51,11 +51,12 @@ impl Backend for SqliteBackend {
     type Gate = OwnedMutexGuard<()>;
 
     const NAME: &'static str = "sqlite";
-    /// The first select fixes the snapshot every later select in the transaction sees.
-    const BEGIN_READ: &'static str = "begin";
     const BEGIN_WRITE: &'static str = "begin immediate";
     /// The write lock taken by `begin immediate` already keeps every other writer out.
     const LOCK_ROWS: &'static str = "";
+    const DOC_TYPE: &'static str = "text";
+    /// One writes while the other gathers the next batch.
+    const COMMITTERS: usize = 2;
 
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
@@ -101,6 +102,7 @@ impl SqlStore<SqliteBackend> {
         Ok(Self {
             pool,
             backend: SqliteBackend::default(),
+            group: None,
         })
     }
 }
