@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cauldron_host::bus::{Channel, Subscription};
-use cauldron_host::cache::{CachedState, Decision, Health, RateLimit, Services, ServicesConfig};
+use cauldron_host::cache::{Decision, Health, RateLimit, Services, ServicesConfig};
 use tokio::time::{Instant, sleep, timeout};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -239,9 +239,6 @@ macro_rules! both {
 }
 
 both!(
-    cache_round_trip_and_versions,
-    cache_entries_expire,
-    cache_tombstone_blocks_stale_writes_then_expires,
     bus_delivers_to_every_local_subscriber_of_the_channel,
     bus_drops_a_channel_with_its_last_subscriber,
     bus_lagging_subscriber_skips_and_counts,
@@ -250,68 +247,6 @@ both!(
     rate_limit_bucket_drains_and_refills,
     leaderboard_top_rank_ties_and_updates,
 );
-
-async fn cache_round_trip_and_versions(s: &Services) {
-    let cache = &s.cache;
-    assert_eq!(cache.get(1).await, None);
-    cache.set(1, 1, b("v1"), WAIT).await;
-    assert_eq!(
-        cache.get(1).await,
-        Some(CachedState {
-            version: 1,
-            bytes: b("v1")
-        })
-    );
-
-    // An action applied: version 2. The old blob is gone...
-    cache.invalidate(1, 2).await;
-    assert_eq!(cache.get(1).await, None);
-    // ...and a reader that loaded version 1 before the action cannot put it back.
-    cache.set(1, 1, b("v1 again"), WAIT).await;
-    assert_eq!(cache.get(1).await, None);
-    // The new state caches fine.
-    cache.set(1, 2, b("v2"), WAIT).await;
-    assert_eq!(
-        cache.get(1).await,
-        Some(CachedState {
-            version: 2,
-            bytes: b("v2")
-        })
-    );
-    // Newer wins, older never overwrites.
-    cache.set(1, 3, b("v3"), WAIT).await;
-    cache.set(1, 2, b("v2 late"), WAIT).await;
-    assert_eq!(
-        cache.get(1).await,
-        Some(CachedState {
-            version: 3,
-            bytes: b("v3")
-        })
-    );
-    // An invalidation older than what is cached leaves the newer entry (it is already right).
-    cache.invalidate(1, 2).await;
-    assert_eq!(cache.get(1).await.map(|c| c.version), Some(3));
-    // Players are independent.
-    assert_eq!(cache.get(2).await, None);
-}
-
-async fn cache_entries_expire(s: &Services) {
-    s.cache.set(7, 1, b("short"), Duration::from_millis(30)).await;
-    let cache = s.cache.clone();
-    eventually("the entry to expire", || {
-        let cache = cache.clone();
-        async move { cache.get(7).await.is_none() }
-    })
-    .await;
-}
-
-async fn cache_tombstone_blocks_stale_writes_then_expires(s: &Services) {
-    s.cache.invalidate(8, 5).await;
-    s.cache.set(8, 4, b("stale"), WAIT).await;
-    assert_eq!(s.cache.get(8).await, None);
-    s.cache.set(8, 5, b("fresh"), WAIT).await;
-    assert_eq!(s.cache.get(8).await.map(|c| c.bytes), Some(b("fresh")));
-}
 
 async fn bus_delivers_to_every_local_subscriber_of_the_channel(s: &Services) {
     let mut a = s.bus.subscribe(&Channel::Player(1)).await;
@@ -589,18 +524,6 @@ async fn bus_unsubscribes_from_redis_when_the_last_local_subscriber_goes() {
 }
 
 #[tokio::test]
-async fn cache_invalidation_on_one_node_is_seen_by_the_other() {
-    let (a, b_node, _guard) = two_nodes().await;
-    b_node.cache.set(5, 1, b("v1"), WAIT).await;
-    assert_eq!(a.cache.get(5).await.map(|c| c.version), Some(1));
-    a.cache.invalidate(5, 2).await;
-    assert_eq!(b_node.cache.get(5).await, None);
-    // The other node's late write of version 1 is refused.
-    b_node.cache.set(5, 1, b("v1"), WAIT).await;
-    assert_eq!(a.cache.get(5).await, None);
-}
-
-#[tokio::test]
 async fn rate_limits_and_presence_are_shared_between_nodes() {
     let (a, b_node, _guard) = two_nodes().await;
     let limit = RateLimit::new(2, 1.0 / 86_400.0);
@@ -640,8 +563,6 @@ async fn redis_down_at_start_means_degraded_not_dead_then_connects_when_it_appea
     let published = s.bus.publish(&Channel::Player(1), b("local")).await;
     assert_eq!((published.local, published.remote), (1, false));
     assert_eq!(recv(&mut sub).await, b("local"));
-    s.cache.set(1, 1, b("v1"), WAIT).await;
-    assert_eq!(s.cache.get(1).await, None);
     assert!(
         s.rate_limiter
             .check("k", RateLimit::new(1, 1.0))
@@ -680,7 +601,7 @@ async fn redis_outage_degrades_then_recovers_without_rebuilding_services() {
     wait_healthy(&node).await;
     wait_healthy(&other).await;
 
-    // Working: cross-node pub/sub, Redis-backed rate limit, cache.
+    // Working: cross-node pub/sub, Redis-backed rate limit.
     let mut sub = node.bus.subscribe(&Channel::Player(1)).await;
     assert!(other.bus.publish(&Channel::Player(1), b("before")).await.remote);
     assert_eq!(recv(&mut sub).await, b("before"));
@@ -690,20 +611,9 @@ async fn redis_outage_degrades_then_recovers_without_rebuilding_services() {
         !other.rate_limiter.check("k", limit).await.is_allowed(),
         "the bucket is shared"
     );
-    node.cache.set(1, 1, b("v1"), WAIT).await;
-    assert_eq!(node.cache.get(1).await.map(|c| c.version), Some(1));
 
     // Outage: connection refused from now on.
     server.kill();
-
-    let got = timeout(WAIT, node.cache.get(1))
-        .await
-        .expect("a cache read must not hang while Redis is down");
-    assert_eq!(got, None);
-    // An invalidation that cannot reach Redis: remembered, and the cache serves nothing meanwhile.
-    timeout(WAIT, node.cache.invalidate(1, 2)).await.unwrap();
-    node.cache.set(1, 2, b("v2"), WAIT).await;
-    assert_eq!(node.cache.get(1).await, None);
 
     let published = timeout(WAIT, node.bus.publish(&Channel::Player(1), b("during")))
         .await
@@ -723,23 +633,6 @@ async fn redis_outage_degrades_then_recovers_without_rebuilding_services() {
     let _server = OwnRedis::start(port).await;
     wait_healthy(&node).await;
     wait_healthy(&other).await;
-
-    // The pending invalidation was replayed: its tombstone is in the new Redis...
-    let client = redis::Client::open(server_url(port).as_str()).unwrap();
-    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    let tombstone: (Option<i64>, Option<Vec<u8>>) = redis::cmd("HMGET")
-        .arg(format!("{prefix}state:1"))
-        .arg("v")
-        .arg("d")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    assert_eq!(tombstone, (Some(2), None));
-    // ...and refuses the stale version 1.
-    node.cache.set(1, 1, b("v1"), WAIT).await;
-    assert_eq!(node.cache.get(1).await, None);
-    node.cache.set(1, 2, b("v2"), WAIT).await;
-    assert_eq!(node.cache.get(1).await.map(|c| c.version), Some(2));
 
     // The bridge re-subscribed: a message from the other node arrives.
     assert!(other.bus.publish(&Channel::Player(1), b("after")).await.remote);

@@ -174,6 +174,7 @@ both_backends!(
     artifacts_activate_rollback_deactivate,
     top_scores_rank_players,
     action_log_pages_for_replay,
+    a_load_reads_only_the_chosen_sections_in_one_snapshot,
     a_batch_commits_the_others_once_around_a_conflict_and_a_refusal,
     a_failed_statement_in_a_batch_applies_none_and_the_others_commit_alone,
     concurrent_spends_of_many_players_in_batches_never_oversell,
@@ -884,6 +885,82 @@ async fn action_log_pages_for_replay(db: TestDb) {
     }
     assert_eq!(store.action_log("pet", 0, 100).await.unwrap().len(), 5);
     assert!(store.action_log("dungeon", 0, 100).await.unwrap().is_empty());
+}
+
+async fn a_load_reads_only_the_chosen_sections_in_one_snapshot(db: TestDb) {
+    let store = &*db.store;
+    let p = new_player(store, "ann").await;
+    let other = new_player(store, "bob").await;
+    apply(
+        store,
+        p,
+        &[
+            currency("gold", 7),
+            item("herb", 2),
+            Effect::SetStat {
+                name: "attack".into(),
+                value: 0.1 + 0.2,
+            },
+            entity("pet-1", "pet", json!({"lvl": 1})),
+            entity("gear-1", "gear", json!({"lvl": 2})),
+            Effect::SetState {
+                data: doc(json!({"mine": true})),
+            },
+            Effect::SetScore {
+                board: "realm".into(),
+                score: 2.0,
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    apply_as(store, p, "other", &kinds(&["pet"]), &[Effect::SetState {
+        data: doc(json!({"theirs": true})),
+    }])
+    .await
+    .unwrap();
+    apply(store, other, &[entity("pet-2", "pet", json!({}))]).await.unwrap();
+
+    // Every section: what the full view shows.
+    let everything = store.load(p, NOW, &Sections::all()).await.unwrap();
+    assert_eq!(everything, full(store, p).await);
+    assert_eq!(everything.stats["attack"], 0.1 + 0.2, "reals keep every bit");
+    assert_eq!(everything.plugin_state.len(), 2);
+
+    // Some sections: the rest is empty, the player row is always there.
+    let some = store
+        .load(
+            p,
+            NOW,
+            &Sections {
+                currencies: true,
+                entities: Pick::Only(vec!["gear".into()]),
+                plugin_state: Pick::Only(vec![PLUGIN.into()]),
+                ..Sections::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(some.player, everything.player);
+    assert_eq!(some.currencies, everything.currencies);
+    assert!(some.stats.is_empty() && some.items.is_empty() && some.scores.is_empty());
+    let ids: Vec<&str> = some.entities.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["gear-1"], "only the chosen kind, only this player's");
+    assert_eq!(
+        some.plugin_state,
+        BTreeMap::from([(PLUGIN.to_owned(), json!({"mine": true}))])
+    );
+
+    // Nothing but the player row.
+    let bare = store.load(p, NOW, &Sections::default()).await.unwrap();
+    assert_eq!(bare.player, everything.player);
+    assert!(bare.entities.is_empty() && bare.currencies.is_empty() && bare.plugin_state.is_empty());
+
+    // A player who does not exist.
+    assert!(matches!(
+        store.load(i64::MAX, NOW, &Sections::all()).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 // ---- group commit -----------------------------------------------------------------------------------

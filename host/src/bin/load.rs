@@ -12,16 +12,18 @@
 //!    test fixture's `stash` action, which adds one `trinket` entity of `--entity-bytes` bytes per
 //!    call. The probe is not a game plugin: it is loaded only where
 //!    `<target>/fixtures/probe.wasm` is copied into the host's `PLUGINS_DIR`, so heavy players exist
-//!    only on a benchmark host, never on a real deployment. Every action loads its player's whole
-//!    state, so trinkets weigh on every action of their owner as equipment would (the equipment
-//!    plugin's `modifiers` hook, which sees only `equipment`, is the part they leave out).
+//!    only on a benchmark host, never on a real deployment. An action loads only the sections and
+//!    entity kinds it declared, so trinkets weigh only on what reads them: a run with heavy players
+//!    shows whether a player's unrelated state slows the others' actions down (the report gives the
+//!    heavy players' latencies and the others' apart).
 //! 3. Drives `--mix` (`PLUGIN/ACTION=WEIGHT,...`; params with `--params PLUGIN/ACTION=JSON`, else
 //!    `{}`) with `--concurrency` workers for `--duration` seconds over one keep-alive connection
 //!    pool. Worker `w` owns the players `w`, `w + C`, `w + 2C`, … and takes them in turn, so one
 //!    player's actions never contend with each other. The host limits actions per player (burst
 //!    `RATE_LIMIT_ACTION_BURST`, default 30, refilled at `RATE_LIMIT_ACTION_PER_SEC`, default 10):
 //!    start the host with both raised (e.g. to 1000000) or the answers are counted as 429s.
-//! 4. Prints actions/s (2xx answers per second), latency p50/p99/max and the answers by status, as a
+//! 4. Prints actions/s (2xx answers per second), latency p50/p99/max (with `--heavy`, also the heavy
+//!    players' and the others' p50/p99 apart) and the answers by status, as a
 //!    table or, with `--json`, as one JSON document.
 //!
 //! Comparisons, each run after the action phase for the same duration and client count:
@@ -320,6 +322,9 @@ impl Counts {
 struct Run {
     counts: Counts,
     latencies_us: Vec<u64>,
+    /// With `--heavy`: the latencies of the heavy players' requests and of the others', apart.
+    heavy_us: Vec<u64>,
+    light_us: Vec<u64>,
     elapsed: Duration,
     /// The first few failures, for the operator.
     samples: Vec<String>,
@@ -754,7 +759,7 @@ async fn worker(
     http: reqwest::Client,
     urls: Arc<Vec<Url>>,
     mix: Arc<Mix>,
-    tokens: Vec<String>,
+    tokens: Vec<(String, bool)>,
     deadline: Instant,
     seed: u64,
 ) -> Run {
@@ -762,12 +767,14 @@ async fn worker(
     let mut run = Run {
         counts: Counts::default(),
         latencies_us: Vec::new(),
+        heavy_us: Vec::new(),
+        light_us: Vec::new(),
         elapsed: Duration::ZERO,
         samples: Vec::new(),
     };
     let mut next = 0usize;
     while Instant::now() < deadline {
-        let token = &tokens[next % tokens.len()];
+        let (token, heavy) = &tokens[next % tokens.len()];
         next += 1;
         let i = mix.at(rng.random_range(0..mix.total()));
         let entry = &mix.entries[i];
@@ -782,8 +789,13 @@ async fn worker(
             Ok(resp) => {
                 let status = resp.status();
                 let body = resp.bytes().await;
-                run.latencies_us
-                    .push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+                let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                run.latencies_us.push(us);
+                if *heavy {
+                    run.heavy_us.push(us);
+                } else {
+                    run.light_us.push(us);
+                }
                 match body {
                     Ok(body) => {
                         run.counts.count(status);
@@ -816,12 +828,14 @@ async fn worker(
     run
 }
 
-/// The action phase: `concurrency` workers for `duration`.
+/// The action phase: `concurrency` workers for `duration`. The first `heavy` tokens are the heavy
+/// players'.
 async fn drive(
     http: &reqwest::Client,
     base: &Url,
     mix: Arc<Mix>,
     tokens: &[String],
+    heavy: usize,
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Run> {
@@ -835,7 +849,13 @@ async fn drive(
     let deadline = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..concurrency {
-        let own: Vec<String> = tokens.iter().skip(w).step_by(concurrency).cloned().collect();
+        let own: Vec<(String, bool)> = tokens
+            .iter()
+            .enumerate()
+            .skip(w)
+            .step_by(concurrency)
+            .map(|(i, t)| (t.clone(), i < heavy))
+            .collect();
         tasks.spawn(worker(
             http.clone(),
             Arc::clone(&urls),
@@ -848,6 +868,8 @@ async fn drive(
     let mut all = Run {
         counts: Counts::default(),
         latencies_us: Vec::new(),
+        heavy_us: Vec::new(),
+        light_us: Vec::new(),
         elapsed: Duration::ZERO,
         samples: Vec::new(),
     };
@@ -855,6 +877,8 @@ async fn drive(
         let run = joined?;
         all.counts.add(&run.counts);
         all.latencies_us.extend(run.latencies_us);
+        all.heavy_us.extend(run.heavy_us);
+        all.light_us.extend(run.light_us);
         for s in run.samples {
             if all.samples.len() < 5 {
                 all.samples.push(s);
@@ -863,6 +887,8 @@ async fn drive(
     }
     all.elapsed = started.elapsed();
     all.latencies_us.sort_unstable();
+    all.heavy_us.sort_unstable();
+    all.light_us.sort_unstable();
     Ok(all)
 }
 
@@ -1106,6 +1132,8 @@ async fn sqlite_loop(
             let mut run = Run {
                 counts: Counts::default(),
                 latencies_us: Vec::new(),
+                heavy_us: Vec::new(),
+                light_us: Vec::new(),
                 elapsed: Duration::ZERO,
                 samples: Vec::new(),
             };
@@ -1153,6 +1181,8 @@ async fn sqlite_loop(
     let mut all = Run {
         counts: Counts::default(),
         latencies_us: Vec::new(),
+        heavy_us: Vec::new(),
+        light_us: Vec::new(),
         elapsed: Duration::ZERO,
         samples: Vec::new(),
     };
@@ -1180,6 +1210,14 @@ fn run_json(run: &Run) -> Value {
         "elapsed_s": run.elapsed.as_secs_f64(),
         "per_sec": run.per_sec(),
         "latency_ms": {"p50": run.latency_ms(0.5), "p99": run.latency_ms(0.99), "max": run.latency_ms(1.0)},
+        "heavy_players_latency_ms": {
+            "p50": percentile(&run.heavy_us, 0.5) as f64 / 1000.0,
+            "p99": percentile(&run.heavy_us, 0.99) as f64 / 1000.0,
+        },
+        "other_players_latency_ms": {
+            "p50": percentile(&run.light_us, 0.5) as f64 / 1000.0,
+            "p99": percentile(&run.light_us, 0.99) as f64 / 1000.0,
+        },
         "status": {
             "2xx": run.counts.ok, "4xx": run.counts.client, "429": run.counts.limited,
             "5xx": run.counts.server, "errors": run.counts.errors,
@@ -1325,6 +1363,19 @@ impl Report<'_> {
             a.latency_ms(0.99),
             a.latency_ms(1.0)
         );
+        if !a.heavy_us.is_empty() && !a.light_us.is_empty() {
+            let ms = |v: &[u64], p: f64| percentile(v, p) as f64 / 1000.0;
+            let _ = writeln!(
+                t,
+                "          heavy players p50 {:.2} ms p99 {:.2} ms   others p50 {:.2} ms p99 {:.2} ms   \
+                 p50 ratio {:.2}",
+                ms(&a.heavy_us, 0.5),
+                ms(&a.heavy_us, 0.99),
+                ms(&a.light_us, 0.5),
+                ms(&a.light_us, 0.99),
+                ms(&a.heavy_us, 0.5) / ms(&a.light_us, 0.5).max(1e-9)
+            );
+        }
         let _ = writeln!(
             t,
             "status    2xx {}   4xx {}   429 {}   5xx {}   errors {}",
@@ -1496,7 +1547,16 @@ async fn main() -> anyhow::Result<()> {
         pg_dbs: cli.host_db.as_ref().map(|d| HashSet::from([d.clone()])),
         redis: cli.host_redis,
     });
-    let actions = drive(&http, &base, Arc::clone(&mix), &tokens, cli.concurrency, duration).await?;
+    let actions = drive(
+        &http,
+        &base,
+        Arc::clone(&mix),
+        &tokens,
+        cli.heavy,
+        cli.concurrency,
+        duration,
+    )
+    .await?;
     let actions_cpu = sampler.finish();
     for s in &actions.samples {
         eprintln!("load: e.g. {s}");

@@ -171,7 +171,7 @@ impl RedisLink {
                 Err(err) => {
                     tracing::warn!(
                         redis = %self.target, attempts, error = %err,
-                        "Redis unreachable at start-up ({}); starting DEGRADED: state cache off, pub/sub \
+                        "Redis unreachable at start-up ({}); starting DEGRADED: pub/sub \
                          reaches this node's sockets only, rate limits per node, presence and leaderboards \
                          unavailable. Reconnecting in the background.",
                         hint(&err)
@@ -195,8 +195,7 @@ impl RedisLink {
         if self.up.swap(false, Ordering::AcqRel) {
             tracing::warn!(
                 redis = %self.target, reason,
-                "lost Redis: state cache bypassed, pub/sub local only, rate limits per node, until it \
-                 answers again"
+                "lost Redis: pub/sub local only, rate limits per node, until it answers again"
             );
         }
     }

@@ -1,9 +1,9 @@
-//! Redis-backed and in-process services: state cache, presence, rate limits, leaderboards, and the
-//! [`Services`] bundle that also carries the pub/sub [`crate::bus`].
+//! Redis-backed and in-process services: presence, rate limits, leaderboards, and the [`Services`]
+//! bundle that also carries the pub/sub [`crate::bus`]. Player state is not cached here: a load is one
+//! statement that reads only the sections a call declared, which costs no more than a cache read and
+//! the version check it would need (docs/benchmarks.md).
 //!
 //! # Layout
-//! - [`state`]: a player's cached state blob, versioned so an invalidation can never be undone by a
-//!   late write of older state.
 //! - [`presence`]: who is online, kept alive by heartbeats with an expiry.
 //! - [`rate_limit`]: token buckets keyed by string.
 //! - [`leaderboard`]: sorted scores per board.
@@ -16,9 +16,9 @@
 //! one node and the in-process implementations; set means Redis, so N hosts share the same view.
 //!
 //! # When Redis is down
-//! The host keeps serving (docs/architecture.md: Redis carries cache and fan-out, PostgreSQL holds the
-//! truth). The cache misses, the bus delivers to this node's sockets only, rate limits fall back to
-//! this node's buckets, and presence and leaderboards return [`ServiceError`] for the caller to map.
+//! The host keeps serving (docs/architecture.md: Redis carries fan-out and shared counters, PostgreSQL
+//! holds the truth). The bus delivers to this node's sockets only, rate limits fall back to this
+//! node's buckets, and presence and leaderboards return [`ServiceError`] for the caller to map.
 //! [`Services::health`] says `Degraded` with the reason until Redis answers again; nothing needs
 //! rebuilding.
 
@@ -28,7 +28,6 @@ pub mod presence;
 pub mod rate_limit;
 pub mod revocations;
 pub mod services;
-pub mod state;
 
 pub use leaderboard::{InProcessLeaderboard, Leaderboard, Ranked, RedisLeaderboard};
 pub use presence::{InProcessPresence, Presence, RedisPresence};
@@ -37,14 +36,13 @@ pub use revocations::Revocations;
 pub use services::{
     DEFAULT_KEY_PREFIX, DEFAULT_STARTUP_ATTEMPTS, Health, InvalidRedisUrl, Services, ServicesConfig,
 };
-pub use state::{CachedState, InProcessStateCache, RedisStateCache, StateCache};
 
 pub(crate) use link::RedisLink;
 
 use std::time::Duration;
 
-/// Why a Redis-backed service could not answer. Services that have a safe answer without Redis (cache,
-/// bus, rate limits) never return it; presence and leaderboards do, since inventing an answer there
+/// Why a Redis-backed service could not answer. Services that have a safe answer without Redis (bus,
+/// rate limits) never return it; presence and leaderboards do, since inventing an answer there
 /// would mislead players.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -60,4 +58,9 @@ pub enum ServiceError {
     /// The caller passed a value the service refuses (for example a NaN score).
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
+}
+
+/// A TTL in whole milliseconds, at least 1 (Redis refuses 0).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }

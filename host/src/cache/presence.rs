@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use redis::Script;
 use tokio::time::Instant;
 
-use super::state::millis;
+use super::millis;
 use super::{RedisLink, ServiceError};
 
 /// Online presence with heartbeat expiry.

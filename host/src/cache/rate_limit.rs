@@ -13,7 +13,7 @@ use redis::Script;
 use tokio::time::Instant;
 
 use super::RedisLink;
-use super::state::millis;
+use super::millis;
 
 /// A bucket's shape.
 #[derive(Debug, Clone, Copy, PartialEq)]

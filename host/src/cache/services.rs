@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use super::{
-    InProcessLeaderboard, InProcessPresence, InProcessRateLimiter, InProcessStateCache, Leaderboard,
-    Presence, RateLimiter, RedisLeaderboard, RedisLink, RedisPresence, RedisRateLimiter, RedisStateCache,
-    StateCache,
+    InProcessLeaderboard, InProcessPresence, InProcessRateLimiter, Leaderboard,
+    Presence, RateLimiter, RedisLeaderboard, RedisLink, RedisPresence, RedisRateLimiter,
 };
 use crate::bus::{Bus, InProcessBus, RedisBus};
 
@@ -59,8 +58,6 @@ pub enum Health {
 /// The Redis services, each behind its trait, cheap to clone into the app state.
 #[derive(Debug, Clone)]
 pub struct Services {
-    /// Players' cached state.
-    pub cache: Arc<dyn StateCache>,
     /// Pub/sub for sockets and plugin rollout.
     pub bus: Arc<dyn Bus>,
     /// Who is online.
@@ -79,7 +76,6 @@ enum Backend {
     Redis {
         link: Arc<RedisLink>,
         bus: Arc<RedisBus>,
-        cache: Arc<RedisStateCache>,
     },
 }
 
@@ -87,7 +83,6 @@ impl Services {
     /// In-process services for one node (`REDIS_URL` unset).
     pub fn in_process() -> Self {
         Self {
-            cache: Arc::new(InProcessStateCache::new()),
             bus: Arc::new(InProcessBus::new()),
             presence: Arc::new(InProcessPresence::new()),
             rate_limiter: Arc::new(InProcessRateLimiter::new()),
@@ -129,14 +124,12 @@ impl Services {
         link.wait_until_up(config.startup_attempts).await;
         link.spawn_supervisor();
         let bus = Arc::new(RedisBus::start(Arc::clone(&link)));
-        let cache = Arc::new(RedisStateCache::new(Arc::clone(&link)));
         Ok(Self {
-            cache: cache.clone(),
             bus: bus.clone(),
             presence: Arc::new(RedisPresence::new(Arc::clone(&link))),
             rate_limiter: Arc::new(RedisRateLimiter::new(Arc::clone(&link))),
             leaderboard: Arc::new(RedisLeaderboard::new(Arc::clone(&link))),
-            backend: Backend::Redis { link, bus, cache },
+            backend: Backend::Redis { link, bus },
         })
     }
 
@@ -156,22 +149,17 @@ impl Services {
 
     /// Pings Redis (bounded by a short timeout) and reports what is degraded, if anything.
     pub async fn health(&self) -> Health {
-        let Backend::Redis { link, bus, cache } = &self.backend else {
+        let Backend::Redis { link, bus } = &self.backend else {
             return Health::Ok;
         };
         if let Err(err) = link.probe().await {
             return Health::Degraded(format!(
-                "redis at {} unreachable ({err}): state cache off, pub/sub local only, rate limits per node",
+                "redis at {} unreachable ({err}): pub/sub local only, rate limits per node",
                 link.target()
             ));
         }
         if !bus.is_connected() {
             return Health::Degraded("redis pub/sub reconnecting: events reach this node only".to_owned());
-        }
-        if cache.pending_invalidations() > 0 && !cache.replay_pending().await {
-            return Health::Degraded(
-                "state cache bypassed until failed invalidations are replayed".to_owned(),
-            );
         }
         Health::Ok
     }

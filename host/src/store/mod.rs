@@ -848,6 +848,49 @@ impl BuffRow {
 mod tests {
     use super::*;
 
+    fn only(names: &[&str]) -> Pick {
+        Pick::Only(names.iter().map(|n| (*n).to_owned()).collect())
+    }
+
+    #[test]
+    fn picks_cover_overlap_and_add_as_sets() {
+        assert!(Pick::All.covers(&only(&["a"])) && Pick::All.covers(&Pick::All));
+        assert!(only(&["a", "b"]).covers(&only(&["b"])) && !only(&["a"]).covers(&only(&["a", "b"])));
+        assert!(!only(&["a"]).covers(&Pick::All) && Pick::None.covers(&Pick::None));
+        assert!(only(&["a"]).overlaps(&only(&["a", "b"])) && !only(&["a"]).overlaps(&only(&["b"])));
+        assert!(Pick::All.overlaps(&only(&["x"])) && !Pick::All.overlaps(&only(&[])));
+        assert!(!Pick::None.overlaps(&Pick::All));
+        let mut p = only(&["a"]);
+        p.add(&only(&["b", "a"]));
+        assert_eq!(p, only(&["a", "b"]));
+        p.add(&Pick::All);
+        assert_eq!(p, Pick::All);
+        assert!(Pick::All.has("anything") && !Pick::None.has("a") && only(&["a"]).has("a"));
+    }
+
+    #[test]
+    fn sections_cover_what_they_were_widened_with() {
+        let mut loaded = Sections {
+            stats: true,
+            entities: only(&["pet"]),
+            ..Sections::default()
+        };
+        let hooks = Sections {
+            entities: only(&["gear"]),
+            plugin_state: only(&["equipment"]),
+            ..Sections::default()
+        };
+        assert!(!loaded.covers(&hooks));
+        loaded.add(&hooks);
+        assert!(loaded.covers(&hooks) && loaded.stats);
+        assert!(Sections::all().covers(&loaded));
+        let touched = Sections {
+            items: true,
+            ..Sections::default()
+        };
+        assert!(!hooks.overlaps(&touched) && hooks.overlaps(&loaded));
+    }
+
     #[test]
     fn seeds_survive_the_signed_column() {
         for seed in [0, 1, u64::MAX, 1 << 63, 0xdead_beef_cafe_f00d] {
