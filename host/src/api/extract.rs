@@ -1,8 +1,13 @@
-//! Extractors that speak our error format: [`AppJson`] (JSON bodies), [`Params`] (an action's
-//! params: JSON or an empty body), [`Auth`] (the bearer token) and [`IdempotencyKey`].
+//! Extractors that speak our error format: [`AppJson`] (JSON bodies), [`AppQuery`] (query strings),
+//! [`AppPath`] (path segments), [`Body`] (raw bodies), [`Params`] (an action's params: JSON or an
+//! empty body), [`Auth`] (the bearer token) and [`IdempotencyKey`]. axum's own extractors answer
+//! their rejections in text/plain; every one a handler uses is wrapped here, so a client always gets
+//! `{"error":{"code","message"}}` with a stable code.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -37,6 +42,79 @@ impl From<BytesRejection> for ApiError {
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             _ => Self::bad_request("bad_body", rejection.body_text()),
+        }
+    }
+}
+
+/// `axum::extract::Query` whose rejection is a 400 `bad_query` naming what did not parse (a value of
+/// the wrong type, a number out of its type's range, a missing required parameter).
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_request("bad_query", rejection.body_text())
+    }
+}
+
+/// `axum::extract::Path` whose rejection is a 400 `bad_path` (a segment that is not valid UTF-8
+/// once percent-decoded, or not of the expected type). A route whose pattern does not fit the
+/// extractor is the server's fault: 500.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct AppPath<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        if rejection.status().is_server_error() {
+            Self::internal(rejection.body_text())
+        } else {
+            Self::bad_request("bad_path", rejection.body_text())
+        }
+    }
+}
+
+/// The raw request body, with [`ApiError`] rejections (413 `payload_too_large` over the route's
+/// limit, 400 `bad_body` when it cannot be read).
+#[derive(Debug, Clone)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(Bytes::from_request(req, state).await?))
+    }
+}
+
+/// `WebSocketUpgrade` whose rejection is an [`ApiError`]: a request to a WebSocket route that is not
+/// a WebSocket handshake (no `Connection: upgrade`, no `Upgrade: websocket`, a missing key or an
+/// unsupported version) is a 400 `bad_upgrade`; a connection that cannot be upgraded a 426.
+#[derive(Debug)]
+pub struct Upgrade(pub WebSocketUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(WebSocketUpgrade::from_request_parts(parts, state).await?))
+    }
+}
+
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: WebSocketUpgradeRejection) -> Self {
+        match rejection {
+            WebSocketUpgradeRejection::MethodNotGet(_) | WebSocketUpgradeRejection::MethodNotConnect(_) => {
+                Self::MethodNotAllowed("open the WebSocket with GET".to_owned())
+            }
+            WebSocketUpgradeRejection::ConnectionNotUpgradable(_) => {
+                Self::UpgradeRequired("this connection cannot be upgraded to a WebSocket".to_owned())
+            }
+            other => Self::bad_request(
+                "bad_upgrade",
+                format!("not a WebSocket handshake: {}", other.body_text()),
+            ),
         }
     }
 }
@@ -123,12 +201,20 @@ pub(crate) fn check_idempotency_key(key: &str) -> Result<String, ApiError> {
     if !key.is_empty() && key.len() <= IDEMPOTENCY_KEY_MAX && key.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(key.to_owned())
     } else {
-        Err(ApiError::bad_request(
-            "bad_idempotency_key",
-            format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
-        ))
+        Err(bad_idempotency_key())
     }
 }
+
+fn bad_idempotency_key() -> ApiError {
+    ApiError::bad_request(
+        "bad_idempotency_key",
+        format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
+    )
+}
+
+/// The `pattern` of an `Idempotency-Key` in the OpenAPI document: what [`check_idempotency_key`]
+/// accepts (visible ASCII, `!` to `~`; the length is the document's `minLength`/`maxLength`).
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
 
 /// The optional `Idempotency-Key` header: 1 to 128 visible ASCII characters.
 #[derive(Debug, Clone)]
@@ -143,18 +229,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         };
         let key = value
             .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| {
-                !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_MAX && k.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "bad_idempotency_key",
-                    format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
-                )
-            })?;
-        Ok(Self(Some(key.to_owned())))
+            .map_err(|_| bad_idempotency_key())
+            .and_then(check_idempotency_key)?;
+        Ok(Self(Some(key)))
     }
 }
 
