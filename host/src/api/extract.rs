@@ -12,6 +12,9 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Ref, RefOr};
+
 use super::error::ApiError;
 use crate::auth::Identity;
 use crate::state::AppState;
@@ -137,6 +140,65 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .map_err(|e| ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}")))?;
         crate::json::check_json("params", &params).map_err(|m| ApiError::bad_request("bad_params", m))?;
         Ok(Self(params))
+    }
+}
+
+/// The `pattern` of text that may not hold a NUL (U+0000), in the OpenAPI document.
+pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
+/// Text without a NUL, as a schema (no `type`: it also serves as `propertyNames`).
+fn no_nul() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .pattern(Some(NO_NUL_PATTERN))
+}
+
+/// Any JSON value whose strings and keys hold no NUL: the values inside [`Params`], as the
+/// `JsonValue` component (it refers to itself).
+fn json_value_schema() -> RefOr<Schema> {
+    let value = || Ref::from_schema_name("JsonValue");
+    AnyOfBuilder::new()
+        .description(Some(
+            "Any JSON value without a NUL character (U+0000) in a string or key.",
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(no_nul().schema_type(Type::String))
+        .item(ArrayBuilder::new().items(value()))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property_names(Some(no_nul()))
+                .additional_properties(Some(value())),
+        )
+        .into()
+}
+
+impl utoipa::PartialSchema for Params {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(format!(
+                "An action's params: a JSON object, nested at most {} levels deep, with no NUL \
+                 character (U+0000) in a string or key (else 400 `bad_params`). An empty body means \
+                 `{{}}`. Which keys an action takes, and their types, are in its manifest's `params` \
+                 (see the catalog); the action refuses others with 400 `bad_params`.",
+                crate::json::MAX_DOC_DEPTH
+            )))
+            .property_names(Some(no_nul()))
+            .additional_properties(Some(Ref::from_schema_name("JsonValue")))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Params {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Params".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("JsonValue".to_owned(), json_value_schema()));
     }
 }
 
@@ -291,6 +353,20 @@ mod tests {
             1 => proptest::collection::vec(any::<u8>(), 0..48),
             1 => Just(br#"{"a":"\ud800"}"#.to_vec()),
         ]
+    }
+
+    #[test]
+    fn params_schemas_are_what_they_say() {
+        let doc = serde_json::to_value(<Params as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(doc["type"], "object");
+        assert_eq!(doc["propertyNames"]["pattern"], NO_NUL_PATTERN);
+        assert_eq!(
+            doc["additionalProperties"]["$ref"],
+            "#/components/schemas/JsonValue"
+        );
+        let value = serde_json::to_value(json_value_schema()).unwrap();
+        assert_eq!(value["anyOf"].as_array().map(Vec::len), Some(6), "{value}");
+        assert_eq!(value["anyOf"][3]["pattern"], NO_NUL_PATTERN);
     }
 
     proptest! {
