@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Fuzz the HTTP API against its own OpenAPI document with schemathesis.
 #
-# Installs a pinned schemathesis into a venv under /var/tmp if missing, builds the plugins and the
-# `cauldron` binary, starts it on a fresh SQLite database with the built plugins on a free port,
-# registers a user for a bearer token, runs `schemathesis run` against /api/openapi.json with two
-# checks — no 5xx (not_a_server_error) and every response matches its documented schema
-# (response_schema_conformance) — and stops the host. Exit status: schemathesis's.
+# Installs a pinned schemathesis into a venv under /var/tmp if missing; takes the `cauldron` binary
+# and the plugins from CAULDRON_BIN and PLUGINS_DIR when set, else builds them into
+# $CARGO_TARGET_DIR (default /var/tmp/cauldron-target); starts the host on a fresh SQLite database on
+# a free port; registers a user for a bearer token; extends the served /api/openapi.json with one
+# operation per plugin action (its params from the catalog as the body schema); runs every
+# schemathesis check (`--checks all`) over every phase (examples, coverage, fuzzing, and stateful,
+# which follows the document's links); and stops the host. Fails when schemathesis does, or when the
+# host logged an error.
 #
 #   scripts/schemathesis.sh                       # default budget
 #   MAX_EXAMPLES=200 scripts/schemathesis.sh      # more cases per operation
+#   MAX_TIME=600 scripts/schemathesis.sh          # fuzz and walk links until 600 s are spent
 #   SCHEMATHESIS_ARGS="--seed 1" scripts/schemathesis.sh
+#   CAULDRON_BIN=target/debug/cauldron PLUGINS_DIR=target/plugins scripts/schemathesis.sh
 #
 # The host's log is kept in $REPORT_DIR/host.log and schemathesis's JUnit report beside it.
 set -euo pipefail
