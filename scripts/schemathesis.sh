@@ -48,6 +48,7 @@ WORK=$(mktemp -d /var/tmp/cauldron-schemathesis.XXXXXX)
 cp "$CAULDRON_BIN" "$WORK/cauldron"
 cp -r "$PLUGINS_DIR" "$WORK/plugins"
 mkdir -p "$REPORT_DIR"
+REPORT_DIR=$(cd "$REPORT_DIR" && pwd)
 
 HOST_PID=
 cleanup() {
@@ -170,6 +171,9 @@ time_args=()
 if [[ -n ${MAX_TIME:-} ]]; then
     time_args=(--max-time "$MAX_TIME")
 fi
+# Run from the scratch directory: schemathesis keeps a cache in `.schemathesis` under its working
+# directory, which must not land in the checkout.
+cd "$WORK"
 # shellcheck disable=SC2086 # SCHEMATHESIS_ARGS is a list of words on purpose
 PYTHONPATH="$WORK" SCHEMATHESIS_HOOKS=cauldron_hooks \
     "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$WORK/openapi.json" \
