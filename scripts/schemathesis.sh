@@ -7,7 +7,8 @@
 # a free port; registers a user for a bearer token; extends the served /api/openapi.json with one
 # operation per plugin action (its params from the catalog as the body schema); runs every
 # schemathesis check (`--checks all`) over every phase (examples, coverage, fuzzing, and stateful,
-# which follows the document's links); and stops the host. Fails when schemathesis does, or when the
+# which follows the document's links); then the admin API likewise with an admin token; and stops
+# the host. Fails when schemathesis does, or when the
 # host logged an error.
 #
 #   scripts/schemathesis.sh                       # default budget
@@ -60,6 +61,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+ADMIN_TOKEN="schemathesis-admin-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 BASE="http://127.0.0.1:$PORT"
 
@@ -71,6 +73,7 @@ env -i PATH="$PATH" HOME="${HOME:-/root}" \
     MODULE_CACHE_DIR="$WORK/module-cache" \
     WEB_DIR="$WORK/no-web" \
     JWT_SECRET="schemathesis-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+    ADMIN_TOKEN="$ADMIN_TOKEN" \
     BIND_ADDR=127.0.0.1 PORT="$PORT" \
     RATE_LIMIT_ACTION_BURST=1000000 RATE_LIMIT_ACTION_PER_SEC=1000000 \
     RATE_LIMIT_QUERY_BURST=1000000 RATE_LIMIT_QUERY_PER_SEC=1000000 \
@@ -157,10 +160,17 @@ PY
 # spirit stones, an Idempotency-Key already used for another request), 400 `bad_params` when a
 # value is of the declared type but out of the plugin's range (a negative count), 404 for an
 # entity id the player does not own. positive_data_acceptance accepts those there and nowhere else.
+# Likewise an upload's body is any bytes to the schema, but only a module that compiles and passes
+# the ABI and manifest checks is taken: anything else is the documented 422 `plugin_refused`.
 cat >"$WORK/schemathesis.toml" <<'TOML'
 [[operations]]
 include-path-regex = "^/api/v1/actions/[^{]"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-path = "/api/v1/admin/plugins/{name}"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
 TOML
 
 # 6. The run: every check, every phase (examples, coverage, fuzzing, and stateful sequences
@@ -184,6 +194,21 @@ PYTHONPATH="$WORK" SCHEMATHESIS_HOOKS=cauldron_hooks \
     --exclude-path /api/v1/auth/logout \
     --max-examples "$MAX_EXAMPLES" "${time_args[@]}" \
     --report junit --report-dir "$REPORT_DIR" \
+    --no-color \
+    ${SCHEMATHESIS_ARGS:-} || status=$?
+
+# 7. The admin API with the admin token (the run above reached it only as a player: 403s). Last,
+# because it unloads plugins: the stateful phase feeds the names GET /admin/plugins lists to DELETE.
+# shellcheck disable=SC2086
+PYTHONPATH="$WORK" SCHEMATHESIS_HOOKS=cauldron_hooks \
+    "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$WORK/openapi.json" \
+    --url "$BASE" \
+    --header "Authorization: Bearer $ADMIN_TOKEN" \
+    --checks all \
+    --phases examples,coverage,fuzzing,stateful \
+    --include-path-regex '^/api/v1/admin/' \
+    --max-examples "$MAX_EXAMPLES" "${time_args[@]}" \
+    --report junit --report-junit-path "$REPORT_DIR/junit-admin.xml" \
     --no-color \
     ${SCHEMATHESIS_ARGS:-} || status=$?
 
