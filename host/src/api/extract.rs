@@ -274,10 +274,6 @@ fn bad_idempotency_key() -> ApiError {
     )
 }
 
-/// The `pattern` of an `Idempotency-Key` in the OpenAPI document: what [`check_idempotency_key`]
-/// accepts (visible ASCII, `!` to `~`; the length is the document's `minLength`/`maxLength`).
-pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
-
 /// The optional `Idempotency-Key` header: 1 to 128 visible ASCII characters.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey(pub Option<String>);
