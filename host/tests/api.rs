@@ -294,6 +294,17 @@ async fn extractor_rejections_are_json_errors(app: TestApp) {
     .await;
     assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_json");
 
+    // An action's body: nothing at all is `{}`, but whitespace alone is not JSON.
+    let r = send(
+        app.http
+            .post(app.url("/api/v1/actions/probe/whoami"))
+            .bearer_auth(&user.token)
+            .header("content-type", "application/json")
+            .body("\t\n"),
+    )
+    .await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_json");
+
     // Headers: an Idempotency-Key that is not visible ASCII.
     for key in ["has space", "\u{e9}t\u{e9}"] {
         let r = send(

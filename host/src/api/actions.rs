@@ -94,7 +94,7 @@ impl From<ActionReply> for ActionReplyView {
         ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible ASCII characters (`!` to `~`; else 400 `bad_idempotency_key`); a repeat of the same request returns the first reply, the same key with another plugin, action or params is a 422 `idempotency_key_reused`. Accepted and ignored on a query action (nothing to replay)",
             min_length = 1, max_length = 128, pattern = "^[!-~]+$"),
     ),
-    request_body(content = Option<Params>, description = "The action's params (an empty body means `{}`)", content_type = "application/json"),
+    request_body(content = Option<Params>, description = "The action's params (an empty body or `null` means `{}`)", content_type = "application/json"),
     responses(
         (status = 200, description = "Applied (a query: answered, nothing written)", body = ActionReplyView, links(
             ("player" = (operation_id = "getPlayer", description = "The player's state after the action")),

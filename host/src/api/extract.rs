@@ -11,7 +11,6 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{Ref, RefOr};
 
@@ -122,7 +121,8 @@ impl From<WebSocketUpgradeRejection> for ApiError {
     }
 }
 
-/// An action's params: the JSON body, or `{}` when the body is empty (so `POST` with no body works).
+/// An action's params: the JSON body, or `{}` when the body is empty (so `POST` with no body works;
+/// whitespace alone is not JSON, and is a 400 `bad_json` like any other text that is not).
 /// Documents nested deeper than the ABI's limit, or holding a NUL in a string or key, are a 400
 /// `bad_params` naming the place.
 #[derive(Debug, Clone)]
@@ -133,7 +133,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.is_empty() {
             return Ok(Self(serde_json::Value::Object(serde_json::Map::new())));
         }
         let params: serde_json::Value = serde_json::from_slice(&bytes)
@@ -181,9 +181,10 @@ impl utoipa::PartialSchema for Params {
             .schema_type(Type::Object)
             .description(Some(format!(
                 "An action's params: a JSON object, nested at most {} levels deep, with no NUL \
-                 character (U+0000) in a string or key (else 400 `bad_params`). An empty body means \
-                 `{{}}`. Which keys an action takes, and their types, are in its manifest's `params` \
-                 (see the catalog); the action refuses others with 400 `bad_params`.",
+                 character (U+0000) in a string or key (else 400 `bad_params`). An empty body or \
+                 `null` means `{{}}`. Which keys an action takes, their types and whether they are \
+                 required are in its manifest's `params` (see the catalog); params the action cannot \
+                 use are refused by it with 400 `bad_params`.",
                 crate::json::MAX_DOC_DEPTH
             )))
             .property_names(Some(no_nul()))
