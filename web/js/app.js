@@ -274,8 +274,9 @@ function addFeed(ev, local = false) {
 function onLive(msg) {
   switch (msg.type) {
     case 'event':
+      if (!msg.event) break;
       addFeed(msg.event);
-      if (msg.event?.player_id === ctx.state.player?.player?.id) scheduleRefresh();
+      if (msg.event.player_id === ctx.state.player?.player?.id) scheduleRefresh();
       break;
     case 'presence':
       if (typeof msg.online === 'number') setOnline(msg.online);
