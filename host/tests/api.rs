@@ -204,9 +204,248 @@ both_backends!(
     host_failures_are_503_and_not_plugin_faults,
     query_actions_answer_without_writing,
     modifiers_hooks_are_called_once_per_state,
+    extractor_rejections_are_json_errors,
+    openapi_states_constraints_and_links,
 );
 
 // ---- cases -------------------------------------------------------------------------------------
+
+/// A response's status, `Content-Type` and JSON body.
+async fn typed_json_of(resp: reqwest::Response) -> (StatusCode, String, Value) {
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let (status, body) = json_of(resp).await;
+    (status, content_type, body)
+}
+
+/// `resp` is `status` in the JSON error format with `code`.
+#[track_caller]
+fn assert_json_error(actual: &(StatusCode, String, Value), status: StatusCode, code: &str) {
+    assert_eq!(actual.1, "application/json", "{} {}", actual.0, actual.2);
+    assert_error(&(actual.0, actual.2.clone()), status, code);
+}
+
+async fn extractor_rejections_are_json_errors(app: TestApp) {
+    let user = register(&app, "reject").await;
+    let send = |req: reqwest::RequestBuilder| async move { typed_json_of(req.send().await.unwrap()).await };
+
+    // Query values that do not parse, or break a documented range.
+    for (query, code) in [
+        ("limit=-1", "bad_query"),
+        ("limit=abc", "bad_query"),
+        ("limit=1.5", "bad_query"),
+        ("limit=99999999999", "bad_query"),
+        ("limit=0", "bad_limit"),
+        ("limit=101", "bad_limit"),
+    ] {
+        let r = send(
+            app.http
+                .get(app.url(&format!("/api/v1/leaderboards/realm?{query}"))),
+        )
+        .await;
+        assert_json_error(&r, StatusCode::BAD_REQUEST, code);
+    }
+    // Path segments that are not UTF-8 once decoded, or break the board's rule.
+    let r = send(app.http.get(app.url("/api/v1/leaderboards/%FF%FE"))).await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_path");
+    let r = send(app.http.get(app.url("/api/v1/leaderboards/a%01b"))).await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_board");
+    let r = send(
+        app.http
+            .get(app.url(&format!("/api/v1/leaderboards/{}", "x".repeat(129)))),
+    )
+    .await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_board");
+    // 128 characters is within the rule even when they take more bytes.
+    let r = send(
+        app.http
+            .get(app.url(&format!("/api/v1/leaderboards/{}", "榜".repeat(128)))),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK, "{}", r.2);
+    let r = send(
+        app.http
+            .post(app.url("/api/v1/actions/%C3%28/go"))
+            .bearer_auth(&user.token)
+            .json(&json!({})),
+    )
+    .await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_path");
+
+    // Bodies: not JSON by content type, malformed, and of the wrong shape.
+    let r = send(
+        app.http
+            .post(app.url("/api/v1/auth/register"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("username=a&password=b"),
+    )
+    .await;
+    assert_json_error(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let r = send(app.http.post(app.url("/api/v1/auth/login"))).await;
+    assert_json_error(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let r = send(
+        app.http
+            .post(app.url("/api/v1/auth/register"))
+            .json(&json!({"username": 5, "password": "12345678"})),
+    )
+    .await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_json");
+
+    // An action's body: nothing at all is `{}`, but whitespace alone is not JSON.
+    let r = send(
+        app.http
+            .post(app.url("/api/v1/actions/probe/whoami"))
+            .bearer_auth(&user.token)
+            .header("content-type", "application/json")
+            .body("\t\n"),
+    )
+    .await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_json");
+
+    // Headers: an Idempotency-Key that is not visible ASCII.
+    for key in ["has space", "\u{e9}t\u{e9}"] {
+        let r = send(
+            app.http
+                .post(app.url("/api/v1/actions/probe/echo"))
+                .bearer_auth(&user.token)
+                .header(
+                    "idempotency-key",
+                    reqwest::header::HeaderValue::from_bytes(key.as_bytes()).unwrap(),
+                )
+                .json(&json!({})),
+        )
+        .await;
+        assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_idempotency_key");
+    }
+
+    // A known route with a method it does not answer: 405 with Allow.
+    let resp = app.http.put(app.url("/api/v1/player")).send().await.unwrap();
+    let allow = resp.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET"), "{allow}");
+    assert_json_error(
+        &typed_json_of(resp).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    let r = send(app.http.delete(app.url("/api/openapi.json"))).await;
+    assert_json_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    let r = send(app.http.post(app.url("/ws"))).await;
+    assert_json_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+
+    // The WebSocket route asked for as plain HTTP, with or without a token.
+    let r = send(app.http.get(app.url("/ws"))).await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_upgrade");
+    let r = send(app.http.get(app.url(&format!("/ws?token={}", user.token)))).await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "bad_upgrade");
+}
+
+async fn openapi_states_constraints_and_links(app: TestApp) {
+    let (status, doc) = get(&app, "/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+    let param = |op: &Value, name: &str| {
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name}: {op}"))
+            .clone()
+    };
+
+    let board = op("/api/v1/leaderboards/{board}", "get");
+    let limit = &param(&board, "limit")["schema"];
+    assert_eq!(
+        (limit["minimum"].as_u64(), limit["maximum"].as_u64()),
+        (Some(1), Some(100))
+    );
+    let name = &param(&board, "board")["schema"];
+    assert_eq!(
+        (name["minLength"].as_u64(), name["maxLength"].as_u64()),
+        (Some(1), Some(128))
+    );
+    assert!(name["pattern"].is_string());
+
+    let act = op("/api/v1/actions/{plugin}/{action}", "post");
+    let key = &param(&act, "Idempotency-Key")["schema"];
+    assert_eq!(
+        (key["minLength"].as_u64(), key["maxLength"].as_u64()),
+        (Some(1), Some(128))
+    );
+    assert_eq!(key["pattern"], "^[!-~]+$");
+
+    let schemas = &doc["components"]["schemas"];
+    let username = &schemas["Credentials"]["properties"]["username"];
+    assert_eq!(
+        (username["minLength"].as_u64(), username["maxLength"].as_u64()),
+        (Some(3), Some(24))
+    );
+    assert!(username["pattern"].as_str().unwrap().starts_with("^[A-Za-z0-9_"));
+    let password = &schemas["Credentials"]["properties"]["password"];
+    assert_eq!(
+        (password["minLength"].as_u64(), password["maxLength"].as_u64()),
+        (Some(8), Some(128))
+    );
+    assert_eq!(schemas["Params"]["type"], "object");
+
+    // The response types are documented under the names the handlers serve.
+    for name in [
+        "FullState",
+        "PlayerRow",
+        "Entity",
+        "Buff",
+        "Modifier",
+        "StatsView",
+        "ActionReply",
+        "Event",
+        "CatalogEntry",
+        "Manifest",
+    ] {
+        assert!(schemas[name].is_object(), "schema {name} missing");
+    }
+
+    // Links, in the specification's spelling, to operations that exist.
+    let ids: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|p| p.as_object().unwrap().values())
+        .filter_map(|o| o["operationId"].as_str().map(str::to_owned))
+        .collect();
+    let links =
+        |path: &str, method: &str, status: &str| op(path, method)["responses"][status]["links"].clone();
+    let register = links("/api/v1/auth/register", "post", "201");
+    assert_eq!(register["player"]["operationId"], "getPlayer");
+    assert_eq!(
+        register["login"]["requestBody"]["username"],
+        "$request.body#/username"
+    );
+    assert_eq!(
+        links("/api/v1/auth/login", "post", "200")["player"]["operationId"],
+        "getPlayer"
+    );
+    let catalog = links("/api/v1/catalog", "get", "200");
+    assert_eq!(
+        catalog["action"]["parameters"]["plugin"],
+        "$response.body#/0/manifest/name"
+    );
+    let acted = links("/api/v1/actions/{plugin}/{action}", "post", "200");
+    assert_eq!(acted["player"]["operationId"], "getPlayer");
+    for link in [&register, &catalog, &acted]
+        .into_iter()
+        .flat_map(|l| l.as_object().unwrap().values())
+    {
+        assert!(link.get("operation_id").is_none(), "{link}");
+        let target = link["operationId"].as_str().unwrap();
+        assert!(
+            ids.iter().any(|id| id == target),
+            "link to unknown operation {target}"
+        );
+    }
+}
 
 async fn register_login_me_logout(app: TestApp) {
     let user = register(&app, "reg").await;

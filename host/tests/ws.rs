@@ -348,6 +348,27 @@ async fn plugin_reload_is_announced(backend: Backend) {
     let notice = next_of_type(&mut socket, "plugin_reloaded").await;
     assert_eq!(notice["name"], "probe");
     assert_eq!(notice["version"], "0.2.0");
+
+    // Unloading is announced by name too, and the plugin's actions are then unknown.
+    let resp = app
+        .http
+        .delete(app.url("/api/v1/admin/plugins/probe"))
+        .bearer_auth("ws-test-admin-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204, "{}", resp.text().await.unwrap());
+    let notice = next_of_type(&mut socket, "plugin_unloaded").await;
+    assert_eq!(notice, json!({"type": "plugin_unloaded", "name": "probe"}));
+    send(
+        &mut socket,
+        &json!({"type": "action", "id": "after", "plugin": "probe", "action": "echo"}),
+    )
+    .await;
+    let result = next_of_type(&mut socket, "action_result").await;
+    assert_eq!(result["id"], "after");
+    assert_eq!(result["status"], 404);
+    assert_eq!(result["error"]["code"], "unknown_plugin", "{result}");
 }
 
 async fn a_client_that_never_reads_is_disconnected(backend: Backend) {

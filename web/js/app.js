@@ -269,30 +269,50 @@ function addFeed(ev, local = false) {
   $('#feed-empty').hidden = true;
 }
 
+// Every server message of docs/websocket.md: `event`, `presence`, `plugin_reloaded`,
+// `plugin_unloaded`, `action_result`, `pong` and `error`.
 function onLive(msg) {
   switch (msg.type) {
     case 'event':
-      addFeed(msg.event ?? msg);
-      if ((msg.event ?? msg).player_id === ctx.state.player?.player?.id) scheduleRefresh();
+      if (!msg.event) break;
+      addFeed(msg.event);
+      if (msg.event.player_id === ctx.state.player?.player?.id) scheduleRefresh();
       break;
     case 'presence':
-      if (typeof msg.count === 'number') setOnline(msg.count);
-      else if (typeof msg.online === 'number') setOnline(msg.online);
+      if (typeof msg.online === 'number') setOnline(msg.online);
       break;
     case 'plugin_reloaded':
-      addFeed({ plugin: msg.plugin ?? '', topic: 'plugin_reloaded', scope: 'global', data: msg });
-      ctx.api.catalog().then((c) => {
-        ctx.state.catalog = c;
-        ctx.g = new Glossary();
-        ctx.g.load(c);
-        ctx.rerender();
-      }).catch(() => {});
+      addFeed({ plugin: msg.name, topic: 'plugin_reloaded', scope: 'global', data: { plugin: msg.name, version: msg.version } });
+      reloadCatalog();
+      break;
+    case 'plugin_unloaded':
+      addFeed({ plugin: msg.name, topic: 'plugin_unloaded', scope: 'global', data: { plugin: msg.name } });
+      reloadCatalog();
       break;
     case 'action_result':
+      // Actions sent over the socket: a success changed the player's state.
+      if (msg.status === 200) scheduleRefresh();
+      else console.debug(`live: action ${msg.id} refused (${msg.status} ${msg.error?.code}): ${msg.error?.message}`);
+      break;
+    case 'error':
+      console.debug(`live: the server could not act on a message (${msg.error?.code}): ${msg.error?.message}`);
+      break;
     case 'pong':
+      break;
     default:
+      console.debug(`live: ignoring a message of unknown type ${msg.type}`);
       break;
   }
+}
+
+/** Reloads the catalog after a plugin change, so forms and names follow the plugins serving now. */
+function reloadCatalog() {
+  ctx.api.catalog().then((c) => {
+    ctx.state.catalog = c;
+    ctx.g = new Glossary();
+    ctx.g.load(c);
+    ctx.rerender();
+  }).catch(() => {});
 }
 
 let refreshTimer = null;

@@ -24,6 +24,8 @@ export function describeEvent(ev, ctx) {
       return { tone: 'good', text: `${who} 秘境 cleared dungeon floor ${d.floor} (${d.difficulty ?? ''})` };
     case 'plugin_reloaded':
       return { tone: 'info', text: `玩法更新 The ${d.plugin ?? ev.plugin} rules were updated${d.version ? ` to ${d.version}` : ''}` };
+    case 'plugin_unloaded':
+      return { tone: 'bad', text: `玩法下线 The ${d.plugin ?? ev.plugin} rules were taken offline` };
     default: {
       const bits = Object.entries(d).filter(([, v]) => typeof v !== 'object').slice(0, 4)
         .map(([k, v]) => `${k}: ${typeof v === 'number' ? fmt(v, 2) : v}`);

@@ -1,15 +1,15 @@
 //! `/api/v1/actions/{plugin}/{action}`: run one plugin action for the caller.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Auth, IdempotencyKey, Params};
+use super::extract::{AppPath, Auth, IdempotencyKey, Params};
 use super::rate_limit_action;
-use crate::game::{ActionReply, ActionRequest};
+use crate::game::{ActionReply, ActionRequest, EventOut};
 use crate::state::AppState;
 
 /// The action route.
@@ -18,32 +18,58 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// An event an action emitted (also delivered over the bus to WebSocket clients).
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(as = Event)]
-#[allow(dead_code, reason = "documentation shape only")]
-struct EventDoc {
-    plugin: String,
-    topic: String,
-    /// `player` or `global`.
-    scope: String,
-    player_id: i64,
-    data: serde_json::Value,
+pub struct EventView {
+    /// The plugin that emitted it.
+    pub plugin: String,
+    /// Its topic, as the plugin names it.
+    pub topic: String,
+    /// Who receives it over `/ws`: `player` (the acting player's sockets) or `global` (everyone).
+    #[schema(example = "player")]
+    pub scope: String,
+    /// The acting player.
+    pub player_id: i64,
+    /// The plugin's payload.
+    pub data: serde_json::Value,
 }
 
-/// What an action returned (documents `game::ActionReply`).
-#[derive(Serialize, ToSchema)]
+impl From<EventOut> for EventView {
+    fn from(e: EventOut) -> Self {
+        Self {
+            plugin: e.plugin,
+            topic: e.topic,
+            scope: e.scope,
+            player_id: e.player_id,
+            data: e.data,
+        }
+    }
+}
+
+/// What an action returned.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(as = ActionReply)]
-#[allow(dead_code, reason = "documentation shape only")]
-struct ActionReplyDoc {
+pub struct ActionReplyView {
     /// The plugin's reply.
-    reply: serde_json::Value,
-    /// Events the action emitted.
-    events: Vec<EventDoc>,
+    pub reply: serde_json::Value,
+    /// Events the action emitted (already published); empty for a query.
+    pub events: Vec<EventView>,
     /// The player's state version after the action; for a query, the version it read.
-    player_version: i64,
+    pub player_version: i64,
     /// True when this answers a repeated Idempotency-Key (the action was not run again); always false
     /// for a query.
-    replayed: bool,
+    pub replayed: bool,
+}
+
+impl From<ActionReply> for ActionReplyView {
+    fn from(r: ActionReply) -> Self {
+        Self {
+            reply: r.reply,
+            events: r.events.into_iter().map(EventView::from).collect(),
+            player_version: r.player_version,
+            replayed: r.replayed,
+        }
+    }
 }
 
 /// Run `action` of `plugin` with the JSON body as params (an empty body means `{}`). Rate-limited per
@@ -60,16 +86,23 @@ struct ActionReplyDoc {
 /// (500 `plugin_fault`, kind `query_effects`) and nothing is written.
 #[utoipa::path(
     post, path = "/actions/{plugin}/{action}", tag = "actions",
+    operation_id = "runAction",
     security(("bearer" = [])),
     params(
-        ("plugin" = String, Path, description = "Plugin name, as in the catalog"),
-        ("action" = String, Path, description = "Action name, as in the plugin's manifest"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible ASCII characters; a repeat of the same request returns the first reply, the same key with another plugin, action or params is a 422 `idempotency_key_reused`. Accepted and ignored on a query action (nothing to replay)"),
+        ("plugin" = String, Path, description = "Plugin name, as in the catalog (any other name is a 404 `unknown_plugin`)"),
+        ("action" = String, Path, description = "Action name, as in the plugin's manifest (any other name is a 404 `unknown_action`)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-128 visible ASCII characters (`!` to `~`; else 400 `bad_idempotency_key`); a repeat of the same request returns the first reply, the same key with another plugin, action or params is a 422 `idempotency_key_reused`. Accepted and ignored on a query action (nothing to replay)",
+            min_length = 1, max_length = 128, pattern = "^[!-~]+$"),
     ),
-    request_body(content = Object, description = "The action's params", content_type = "application/json"),
+    request_body(content = Option<Params>, description = "The action's params (an empty body or `null` means `{}`)", content_type = "application/json"),
     responses(
-        (status = 200, description = "Applied (a query: answered, nothing written)", body = ActionReplyDoc),
-        (status = 400, description = "Malformed JSON (`bad_json`) or bad params (`bad_params`: not an object, nested deeper than 64 levels, or a NUL character in a string or key)", body = ErrorBody),
+        (status = 200, description = "Applied (a query: answered, nothing written)", body = ActionReplyView, links(
+            ("player" = (operation_id = "getPlayer", description = "The player's state after the action")),
+            ("stats" = (operation_id = "getPlayerStats", description = "The player's effective stats after the action")),
+            ("again" = (operation_id = "runAction", description = "The same action again",
+                parameters(("plugin" = "$request.path.plugin"), ("action" = "$request.path.action")))),
+        )),
+        (status = 400, description = "Malformed JSON (`bad_json`), bad params (`bad_params`: not an object, nested deeper than 64 levels, or a NUL character in a string or key), a path segment that is not UTF-8 once decoded (`bad_path`) or a bad Idempotency-Key (`bad_idempotency_key`)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Unknown plugin or action", body = ErrorBody),
         (status = 409, description = "The state kept changing concurrently", body = ErrorBody),
@@ -87,10 +120,10 @@ struct ActionReplyDoc {
 async fn act(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Path((plugin, action)): Path<(String, String)>,
+    AppPath((plugin, action)): AppPath<(String, String)>,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     Params(params): Params,
-) -> Result<axum::Json<ActionReply>, ApiError> {
+) -> Result<axum::Json<ActionReplyView>, ApiError> {
     rate_limit_action(&state, who.player_id, &plugin, &action).await?;
     let reply = state
         .game
@@ -102,5 +135,5 @@ async fn act(
             idempotency_key,
         })
         .await?;
-    Ok(axum::Json(reply))
+    Ok(axum::Json(reply.into()))
 }

@@ -23,8 +23,7 @@
 
 use std::path::Path;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path as UrlPath, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use cauldron_runtime::{PluginSource, PluginStatus, read_content_dir, sha256_hex};
@@ -34,7 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{authenticate, bearer};
+use super::extract::{AppPath, Body, authenticate, bearer};
 use crate::bus::{Channel, Subscription};
 use crate::state::AppState;
 use crate::store::{Role, StoreError};
@@ -179,11 +178,11 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> axum::Json<Vec<Pl
 #[utoipa::path(
     post, path = "/admin/plugins/{name}", tag = "admin",
     security(("bearer" = [])),
-    params(("name" = String, Path, description = "Plugin name; must match the module's manifest")),
+    params(("name" = String, Path, description = "Plugin name, as in the module's manifest: 1 to 64 of a-z, 0-9, `_` and `-` (else 400 `bad_plugin_name`)", min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$")),
     request_body(content = Vec<u8>, description = "The wasm module", content_type = "application/wasm"),
     responses(
         (status = 201, description = "Stored, serving here and announced to every host", body = PluginInfo),
-        (status = 400, description = "Bad name or empty body", body = ErrorBody),
+        (status = 400, description = "A bad name (`bad_plugin_name`, `bad_path`) or an empty body (`empty_body`)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an administrator", body = ErrorBody),
         (status = 409, description = "This version is stored with different bytes", body = ErrorBody),
@@ -196,8 +195,8 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> axum::Json<Vec<Pl
 async fn upload(
     State(state): State<AppState>,
     admin: Admin,
-    UrlPath(name): UrlPath<String>,
-    body: Bytes,
+    AppPath(name): AppPath<String>,
+    Body(body): Body,
 ) -> Result<(StatusCode, axum::Json<PluginInfo>), ApiError> {
     check_name(&name)?;
     if body.is_empty() {
@@ -247,9 +246,10 @@ async fn upload(
 #[utoipa::path(
     post, path = "/admin/plugins/{name}/rollback", tag = "admin",
     security(("bearer" = [])),
-    params(("name" = String, Path, description = "Plugin name")),
+    params(("name" = String, Path, description = "Plugin name: 1 to 64 of a-z, 0-9, `_` and `-` (else 400 `bad_plugin_name`)", min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$")),
     responses(
         (status = 200, description = "Rolled back here and announced", body = PluginInfo),
+        (status = 400, description = "A bad name (`bad_plugin_name`, `bad_path`)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an administrator", body = ErrorBody),
         (status = 404, description = "No stored version to roll back to (`no_previous`)", body = ErrorBody),
@@ -261,7 +261,7 @@ async fn upload(
 async fn rollback(
     State(state): State<AppState>,
     admin: Admin,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<axum::Json<PluginInfo>, ApiError> {
     check_name(&name)?;
     let info = state
@@ -290,9 +290,10 @@ async fn rollback(
 #[utoipa::path(
     delete, path = "/admin/plugins/{name}", tag = "admin",
     security(("bearer" = [])),
-    params(("name" = String, Path, description = "Plugin name")),
+    params(("name" = String, Path, description = "Plugin name: 1 to 64 of a-z, 0-9, `_` and `-` (else 400 `bad_plugin_name`)", min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$")),
     responses(
         (status = 204, description = "Unloaded here and announced"),
+        (status = 400, description = "A bad name (`bad_plugin_name`, `bad_path`)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an administrator", body = ErrorBody),
         (status = 404, description = "No such plugin", body = ErrorBody),
@@ -303,7 +304,7 @@ async fn rollback(
 async fn unload(
     State(state): State<AppState>,
     admin: Admin,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     check_name(&name)?;
     let stored = match state.store().deactivate_artifact(&name).await {

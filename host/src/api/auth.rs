@@ -38,14 +38,38 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
 }
 
-/// A username and a password.
+/// A new account's username and password, with the rules registration checks.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Credentials {
-    /// 3–24 characters: letters A-Z, digits, `_`, Chinese characters.
-    #[schema(example = "player_one", min_length = 3, max_length = 24)]
+    /// 3–24 characters, each an ASCII letter or digit, `_`, or a CJK ideograph (U+3400–U+4DBF,
+    /// U+4E00–U+9FFF, U+F900–U+FAFF, U+20000–U+2A6DF, U+2A700–U+2EBEF, U+30000–U+3134F); else 400
+    /// `invalid_username`.
+    #[schema(
+        example = "player_one",
+        min_length = 3,
+        max_length = 24,
+        pattern = "^[A-Za-z0-9_\u{3400}-\u{4DBF}\u{4E00}-\u{9FFF}\u{F900}-\u{FAFF}\u{20000}-\u{2A6DF}\u{2A700}-\u{2EBEF}\u{30000}-\u{3134F}]+$"
+    )]
     pub username: String,
-    /// 8–128 characters.
-    #[schema(example = "correct horse battery", min_length = 8, max_length = 128)]
+    /// 8–128 characters, none of them NUL (U+0000); else 400 `invalid_password`.
+    #[schema(
+        example = "correct horse battery",
+        min_length = 8,
+        max_length = 128,
+        pattern = "^[^\\u0000]+$"
+    )]
+    pub password: String,
+}
+
+/// A username and password to log in with. Any text without a NUL (U+0000) is accepted and simply
+/// fails to match when no account has it (401).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginCredentials {
+    /// The account's username; a NUL in it is a 400 `bad_text`.
+    #[schema(example = "player_one", pattern = "^[^\\u0000]*$")]
+    pub username: String,
+    /// The account's password; a NUL in it is a 400 `bad_text`.
+    #[schema(example = "correct horse battery", pattern = "^[^\\u0000]*$")]
     pub password: String,
 }
 
@@ -174,10 +198,17 @@ fn hash_error(state: &AppState, err: HashError) -> ApiError {
 /// as many passwords as it allows (`PASSWORD_HASH_CONCURRENCY`) for `PASSWORD_HASH_WAIT_MS`.
 #[utoipa::path(
     post, path = "/auth/register", tag = "auth",
+    operation_id = "register",
     request_body = Credentials,
     responses(
-        (status = 201, description = "Account and character created", body = Session),
-        (status = 400, description = "Malformed JSON, or a username or password rule failed", body = ErrorBody),
+        (status = 201, description = "Account and character created", body = Session, links(
+            ("login" = (operation_id = "login", description = "Log in again with the same username and password",
+                request_body = json!({"username": "$request.body#/username", "password": "$request.body#/password"}))),
+            ("player" = (operation_id = "getPlayer", description = "The new character's state (with the returned token)")),
+            ("stats" = (operation_id = "getPlayerStats", description = "The new character's stats (with the returned token)")),
+            ("me" = (operation_id = "me", description = "The new account (with the returned token)")),
+        )),
+        (status = 400, description = "Malformed JSON (`bad_json`), or a username (`invalid_username`) or password (`invalid_password`) rule failed", body = ErrorBody),
         (status = 409, description = "The username is taken", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
@@ -220,9 +251,14 @@ async fn register(
 /// with 429 when the host is already hashing as many passwords as it allows.
 #[utoipa::path(
     post, path = "/auth/login", tag = "auth",
-    request_body = Credentials,
+    operation_id = "login",
+    request_body = LoginCredentials,
     responses(
-        (status = 200, description = "Logged in", body = Session),
+        (status = 200, description = "Logged in", body = Session, links(
+            ("player" = (operation_id = "getPlayer", description = "The character's state (with the returned token)")),
+            ("stats" = (operation_id = "getPlayerStats", description = "The character's stats (with the returned token)")),
+            ("me" = (operation_id = "me", description = "The account (with the returned token)")),
+        )),
         (status = 400, description = "Malformed JSON, or a NUL character in a field (`bad_text`)", body = ErrorBody),
         (status = 401, description = "Wrong username or password", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -234,7 +270,7 @@ async fn register(
 async fn login(
     State(state): State<AppState>,
     client: ClientAddr,
-    AppJson(body): AppJson<Credentials>,
+    AppJson(body): AppJson<LoginCredentials>,
 ) -> Result<axum::Json<Session>, ApiError> {
     for (field, text) in [("username", &body.username), ("password", &body.password)] {
         check_text(field, text).map_err(|m| ApiError::bad_request("bad_text", m))?;
@@ -266,6 +302,7 @@ async fn login(
 /// Revoke the token this request carries. Other tokens of the account stay valid.
 #[utoipa::path(
     post, path = "/auth/logout", tag = "auth",
+    operation_id = "logout",
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The token is revoked"),
@@ -288,6 +325,7 @@ async fn logout(State(state): State<AppState>, Auth(who): Auth) -> Result<Status
 /// The caller's account and character.
 #[utoipa::path(
     get, path = "/auth/me", tag = "auth",
+    operation_id = "me",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = Me),

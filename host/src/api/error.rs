@@ -41,6 +41,9 @@ pub enum ApiError {
         /// Message for the client.
         message: String,
     },
+    /// The route exists but not with this method: 405 (the router adds `Allow`).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// A concurrent change or a taken name: 409.
     #[error("{message}")]
     Conflict {
@@ -55,6 +58,10 @@ pub enum ApiError {
     /// The body is not JSON (by its content type): 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A WebSocket handshake on a connection that cannot be upgraded (HTTP/2 without extended
+    /// CONNECT): 426.
+    #[error("{0}")]
+    UpgradeRequired(String),
     /// The game's rules refused: 422, with the plugin's code.
     #[error("{message}")]
     Rejected {
@@ -167,7 +174,9 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -184,6 +193,8 @@ impl ApiError {
             Self::BadRequest { code, .. } | Self::NotFound { code, .. } | Self::Conflict { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::UpgradeRequired(_) => "upgrade_required",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Rejected { code, .. } => code,

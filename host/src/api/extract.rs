@@ -1,11 +1,18 @@
-//! Extractors that speak our error format: [`AppJson`] (JSON bodies), [`Params`] (an action's
-//! params: JSON or an empty body), [`Auth`] (the bearer token) and [`IdempotencyKey`].
+//! Extractors that speak our error format: [`AppJson`] (JSON bodies), [`AppQuery`] (query strings),
+//! [`AppPath`] (path segments), [`Body`] (raw bodies), [`Params`] (an action's params: JSON or an
+//! empty body), [`Auth`] (the bearer token) and [`IdempotencyKey`]. axum's own extractors answer
+//! their rejections in text/plain; every one a handler uses is wrapped here, so a client always gets
+//! `{"error":{"code","message"}}` with a stable code.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Ref, RefOr};
 
 use super::error::ApiError;
 use crate::auth::Identity;
@@ -41,7 +48,81 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
-/// An action's params: the JSON body, or `{}` when the body is empty (so `POST` with no body works).
+/// `axum::extract::Query` whose rejection is a 400 `bad_query` naming what did not parse (a value of
+/// the wrong type, a number out of its type's range, a missing required parameter).
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_request("bad_query", rejection.body_text())
+    }
+}
+
+/// `axum::extract::Path` whose rejection is a 400 `bad_path` (a segment that is not valid UTF-8
+/// once percent-decoded, or not of the expected type). A route whose pattern does not fit the
+/// extractor is the server's fault: 500.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct AppPath<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        if rejection.status().is_server_error() {
+            Self::internal(rejection.body_text())
+        } else {
+            Self::bad_request("bad_path", rejection.body_text())
+        }
+    }
+}
+
+/// The raw request body, with [`ApiError`] rejections (413 `payload_too_large` over the route's
+/// limit, 400 `bad_body` when it cannot be read).
+#[derive(Debug, Clone)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(Bytes::from_request(req, state).await?))
+    }
+}
+
+/// `WebSocketUpgrade` whose rejection is an [`ApiError`]: a request to a WebSocket route that is not
+/// a WebSocket handshake (no `Connection: upgrade`, no `Upgrade: websocket`, a missing key or an
+/// unsupported version) is a 400 `bad_upgrade`; a connection that cannot be upgraded a 426.
+#[derive(Debug)]
+pub struct Upgrade(pub WebSocketUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(WebSocketUpgrade::from_request_parts(parts, state).await?))
+    }
+}
+
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: WebSocketUpgradeRejection) -> Self {
+        match rejection {
+            WebSocketUpgradeRejection::MethodNotGet(_) | WebSocketUpgradeRejection::MethodNotConnect(_) => {
+                Self::MethodNotAllowed("open the WebSocket with GET".to_owned())
+            }
+            WebSocketUpgradeRejection::ConnectionNotUpgradable(_) => {
+                Self::UpgradeRequired("this connection cannot be upgraded to a WebSocket".to_owned())
+            }
+            other => Self::bad_request(
+                "bad_upgrade",
+                format!("not a WebSocket handshake: {}", other.body_text()),
+            ),
+        }
+    }
+}
+
+/// An action's params: the JSON body, or `{}` when the body is empty (so `POST` with no body works;
+/// whitespace alone is not JSON, and is a 400 `bad_json` like any other text that is not).
 /// Documents nested deeper than the ABI's limit, or holding a NUL in a string or key, are a 400
 /// `bad_params` naming the place.
 #[derive(Debug, Clone)]
@@ -52,13 +133,73 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.is_empty() {
             return Ok(Self(serde_json::Value::Object(serde_json::Map::new())));
         }
         let params: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}")))?;
         crate::json::check_json("params", &params).map_err(|m| ApiError::bad_request("bad_params", m))?;
         Ok(Self(params))
+    }
+}
+
+/// The `pattern` of text that may not hold a NUL (U+0000), in the OpenAPI document.
+pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
+/// Text without a NUL, as a schema (no `type`: it also serves as `propertyNames`).
+fn no_nul() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .pattern(Some(NO_NUL_PATTERN))
+}
+
+/// Any JSON value whose strings and keys hold no NUL: the values inside [`Params`], as the
+/// `JsonValue` component (it refers to itself).
+fn json_value_schema() -> RefOr<Schema> {
+    let value = || Ref::from_schema_name("JsonValue");
+    AnyOfBuilder::new()
+        .description(Some(
+            "Any JSON value without a NUL character (U+0000) in a string or key.",
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(no_nul().schema_type(Type::String))
+        .item(ArrayBuilder::new().items(value()))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property_names(Some(no_nul()))
+                .additional_properties(Some(value())),
+        )
+        .into()
+}
+
+impl utoipa::PartialSchema for Params {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(format!(
+                "An action's params: a JSON object, nested at most {} levels deep, with no NUL \
+                 character (U+0000) in a string or key (else 400 `bad_params`). An empty body or \
+                 `null` means `{{}}`. Which keys an action takes, their types and whether they are \
+                 required are in its manifest's `params` (see the catalog); params the action cannot \
+                 use are refused by it with 400 `bad_params`.",
+                crate::json::MAX_DOC_DEPTH
+            )))
+            .property_names(Some(no_nul()))
+            .additional_properties(Some(Ref::from_schema_name("JsonValue")))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Params {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Params".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("JsonValue".to_owned(), json_value_schema()));
     }
 }
 
@@ -123,11 +264,15 @@ pub(crate) fn check_idempotency_key(key: &str) -> Result<String, ApiError> {
     if !key.is_empty() && key.len() <= IDEMPOTENCY_KEY_MAX && key.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(key.to_owned())
     } else {
-        Err(ApiError::bad_request(
-            "bad_idempotency_key",
-            format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
-        ))
+        Err(bad_idempotency_key())
     }
+}
+
+fn bad_idempotency_key() -> ApiError {
+    ApiError::bad_request(
+        "bad_idempotency_key",
+        format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
+    )
 }
 
 /// The optional `Idempotency-Key` header: 1 to 128 visible ASCII characters.
@@ -143,18 +288,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         };
         let key = value
             .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| {
-                !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_MAX && k.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "bad_idempotency_key",
-                    format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
-                )
-            })?;
-        Ok(Self(Some(key.to_owned())))
+            .map_err(|_| bad_idempotency_key())
+            .and_then(check_idempotency_key)?;
+        Ok(Self(Some(key)))
     }
 }
 
@@ -214,6 +350,20 @@ mod tests {
             1 => proptest::collection::vec(any::<u8>(), 0..48),
             1 => Just(br#"{"a":"\ud800"}"#.to_vec()),
         ]
+    }
+
+    #[test]
+    fn params_schemas_are_what_they_say() {
+        let doc = serde_json::to_value(<Params as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(doc["type"], "object");
+        assert_eq!(doc["propertyNames"]["pattern"], NO_NUL_PATTERN);
+        assert_eq!(
+            doc["additionalProperties"]["$ref"],
+            "#/components/schemas/JsonValue"
+        );
+        let value = serde_json::to_value(json_value_schema()).unwrap();
+        assert_eq!(value["anyOf"].as_array().map(Vec::len), Some(6), "{value}");
+        assert_eq!(value["anyOf"][3]["pattern"], NO_NUL_PATTERN);
     }
 
     proptest! {

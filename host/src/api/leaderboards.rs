@@ -1,12 +1,13 @@
 //! `/api/v1/leaderboards/{board}` and `/api/v1/online`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::{AppPath, AppQuery};
 use crate::state::AppState;
 
 /// Rows returned when no `limit` is given.
@@ -61,24 +62,30 @@ pub struct Online {
 /// unavailable or empty (after a Redis flush, the database still has every score).
 #[utoipa::path(
     get, path = "/leaderboards/{board}", tag = "leaderboards",
+    operation_id = "getLeaderboard",
     params(
-        ("board" = String, Path, description = "Board name, as plugins set it"),
-        ("limit" = Option<u32>, Query, description = "Rows, 1 to 100 (default 20)"),
+        ("board" = String, Path, description = "Board name, as plugins set it: 1 to 128 characters, \
+            none of them a control character", min_length = 1, max_length = 128,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"),
+        ("limit" = Option<u32>, Query, description = "Rows, 1 to 100 (default 20)",
+            minimum = 1, maximum = 100),
     ),
     responses(
         (status = 200, description = "Top rows", body = Board),
-        (status = 400, description = "Bad limit (`bad_limit`) or board name (`bad_board`)", body = ErrorBody),
+        (status = 400, description = "A limit that is not a whole number (`bad_query`) or out of 1 to 100 \
+            (`bad_limit`), a board name that is not UTF-8 once decoded (`bad_path`) or breaks its rule \
+            (`bad_board`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn board(
     State(state): State<AppState>,
-    Path(board): Path<String>,
-    Query(top): Query<Top>,
+    AppPath(board): AppPath<String>,
+    AppQuery(top): AppQuery<Top>,
 ) -> Result<axum::Json<Board>, ApiError> {
-    if board.is_empty() || board.len() > crate::game::effects::MAX_NAME || board.chars().any(char::is_control)
-    {
+    let len = board.chars().count();
+    if len == 0 || len > crate::game::effects::MAX_NAME || board.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "bad_board",
             format!(

@@ -113,11 +113,52 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
+/// The OpenAPI document as served at `/api/openapi.json`: [`openapi`]'s JSON with each response
+/// link's fields in the specification's spelling (utoipa 5 writes a Link Object's `operationId`,
+/// `operationRef` and `requestBody` in snake case, which no OpenAPI tool reads).
+pub fn openapi_json(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut value = serde_json::to_value(doc).unwrap_or_else(|e| {
+        // Serialising utoipa's own types has no way to fail (string keys, no non-finite floats).
+        tracing::error!(error = %e, "cannot serialise the OpenAPI document");
+        serde_json::Value::Null
+    });
+    let paths = value.get_mut("paths").and_then(serde_json::Value::as_object_mut);
+    for operation in paths
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+        .filter_map(|p| p.as_object_mut())
+    {
+        for op in operation.values_mut() {
+            let responses = op.get_mut("responses").and_then(serde_json::Value::as_object_mut);
+            for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+                let links = response
+                    .get_mut("links")
+                    .and_then(serde_json::Value::as_object_mut);
+                for link in links.into_iter().flat_map(|l| l.values_mut()) {
+                    let Some(link) = link.as_object_mut() else {
+                        continue;
+                    };
+                    for (from, to) in [
+                        ("operation_id", "operationId"),
+                        ("operation_ref", "operationRef"),
+                        ("request_body", "requestBody"),
+                    ] {
+                        if let Some(v) = link.remove(from) {
+                            link.insert(to.to_owned(), v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    value
+}
+
 /// The whole application: routes, OpenAPI document, static web client and every layer. Tests drive
 /// it directly; [`serve`] puts it on a socket.
 pub fn app(state: AppState) -> Router {
     let (router, doc) = routes().split_for_parts();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(openapi_json(&doc));
     let mut router = router
         .route(
             "/api/openapi.json",
@@ -129,7 +170,10 @@ pub fn app(state: AppState) -> Router {
         .merge(ws::router())
         // Unknown API paths are JSON 404s, never the web client's index.html.
         .route("/api", any(api_not_found))
-        .route("/api/{*rest}", any(api_not_found));
+        .route("/api/{*rest}", any(api_not_found))
+        // A known route with another method: a JSON 405 (axum still adds `Allow`). Set after every
+        // route, since it applies to the routes present when it is called.
+        .method_not_allowed_fallback(method_not_allowed);
 
     let web = &state.config.web_dir;
     router = if web.is_dir() {
@@ -192,6 +236,12 @@ fn cors(policy: &Cors) -> CorsLayer {
 
 async fn api_not_found() -> ApiError {
     ApiError::not_found("no_route", "no such API route")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "this route does not answer {method}; the Allow header lists the methods it does"
+    ))
 }
 
 /// Stops a request that has not answered within `limit` (`REQUEST_TIMEOUT_SECS`) with a 504 in the

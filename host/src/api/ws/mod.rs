@@ -25,8 +25,8 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use axum::http::HeaderMap;
 use axum::http::header;
 use axum::response::Response;
@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use self::protocol::{ActionMsg, ServerMsg};
 use self::session::{CLOSE_UNAUTHORIZED, Dispatch, Feeds, PRESENCE_TTL, SessionConfig};
 use super::ApiError;
-use super::extract::{authenticate, bearer, check_idempotency_key};
+use super::extract::{AppQuery, Upgrade, authenticate, bearer, check_idempotency_key};
 use crate::auth::Identity;
 use crate::bus::Channel;
 use crate::game::ActionRequest;
@@ -98,9 +98,9 @@ struct TokenQuery {
 
 async fn upgrade(
     State(state): State<AppState>,
-    Query(query): Query<TokenQuery>,
+    AppQuery(query): AppQuery<TokenQuery>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    Upgrade(ws): Upgrade,
 ) -> Response {
     let token = query.token.filter(|t| !t.is_empty()).or_else(|| {
         headers

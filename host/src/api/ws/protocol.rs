@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::ApiError;
+use crate::api::actions::ActionReplyView;
 use crate::api::error::ErrorInfo;
 use crate::game::ActionReply;
 
@@ -123,7 +124,7 @@ pub enum ServerMsg {
         status: u16,
         /// The action's reply, on success.
         #[serde(skip_serializing_if = "Option::is_none")]
-        reply: Option<ActionReply>,
+        reply: Option<ActionReplyView>,
         /// The error, as HTTP renders it.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<ErrorInfo>,
@@ -164,7 +165,7 @@ impl ServerMsg {
             Ok(reply) => Self::ActionResult {
                 id,
                 status: 200,
-                reply: Some(reply),
+                reply: Some(reply.into()),
                 error: None,
             },
             Err(err) => Self::ActionResult {
