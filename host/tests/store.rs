@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use cauldron_host::game::effects::validate;
 use cauldron_host::json::json_to_doc;
 use cauldron_host::store::{
-    self, ApplyRequest, CheckedEffects, FullState, GroupCommit, LogEntry, Role, Sections, Store, StoreError,
+    self, ApplyRequest, CheckedEffects, FullState, GroupCommit, LogEntry, Pick, Role, Sections, Store,
+    StoreError,
 };
 use cauldron_sdk::Doc;
 use cauldron_sdk::wire::{Buff, Effect, Entity, Event, Modifier, PlayerState, Scope};
@@ -914,12 +915,20 @@ async fn a_load_reads_only_the_chosen_sections_in_one_snapshot(db: TestDb) {
     )
     .await
     .unwrap();
-    apply_as(store, p, "other", &kinds(&["pet"]), &[Effect::SetState {
-        data: doc(json!({"theirs": true})),
-    }])
+    apply_as(
+        store,
+        p,
+        "other",
+        &kinds(&["pet"]),
+        &[Effect::SetState {
+            data: doc(json!({"theirs": true})),
+        }],
+    )
     .await
     .unwrap();
-    apply(store, other, &[entity("pet-2", "pet", json!({}))]).await.unwrap();
+    apply(store, other, &[entity("pet-2", "pet", json!({}))])
+        .await
+        .unwrap();
 
     // Every section: what the full view shows.
     let everything = store.load(p, NOW, &Sections::all()).await.unwrap();

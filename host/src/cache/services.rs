@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::{
-    InProcessLeaderboard, InProcessPresence, InProcessRateLimiter, Leaderboard,
-    Presence, RateLimiter, RedisLeaderboard, RedisLink, RedisPresence, RedisRateLimiter,
+    InProcessLeaderboard, InProcessPresence, InProcessRateLimiter, Leaderboard, Presence, RateLimiter,
+    RedisLeaderboard, RedisLink, RedisPresence, RedisRateLimiter,
 };
 use crate::bus::{Bus, InProcessBus, RedisBus};
 
