@@ -206,9 +206,62 @@ both_backends!(
     modifiers_hooks_are_called_once_per_state,
     extractor_rejections_are_json_errors,
     openapi_states_constraints_and_links,
+    stored_plugin_versions_serve_after_a_restart,
+    game_time_is_the_clock_the_test_moves,
 );
 
 // ---- cases -------------------------------------------------------------------------------------
+
+/// The test kit builds its host with `state::build_with`, the function `main` runs: a plugin version
+/// stored and active in the database (as an upload leaves it) serves after a restart, over the file
+/// of the same name.
+async fn stored_plugin_versions_serve_after_a_restart(mut first: TestApp) {
+    assert_eq!(first.stored_artifacts, 0, "a fresh database has no stored plugin");
+    let v2 = common::cluster::fixture("probe_v2.wasm");
+    let store = &first.state.store;
+    let stored = store.put_artifact("probe", "0.2.0", &v2).await.unwrap();
+    store.activate_artifact("probe", "0.2.0").await.unwrap();
+    first.stop().await;
+
+    let database_url = first.database_url.clone();
+    let restarted = TestApp::start_with(first.backend, &[("DATABASE_URL", &database_url)]).await;
+    assert_eq!(restarted.stored_artifacts, 1);
+    let (status, catalog) = get(&restarted, "/api/v1/catalog", None).await;
+    assert_eq!(status, StatusCode::OK, "{catalog}");
+    let probe = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["manifest"]["name"] == "probe")
+        .unwrap_or_else(|| panic!("probe is not in the catalog: {catalog}"));
+    assert_eq!(probe["version"], "0.2.0", "{probe}");
+    assert_eq!(probe["sha256"], stored.sha256.as_str(), "{probe}");
+}
+
+/// Game time comes from the host's clock: moving it forward an hour is seen by the plugins at once
+/// (cultivation pays the spirit of an hour of meditation), with no waiting.
+async fn game_time_is_the_clock_the_test_moves(app: TestApp) {
+    let user = register(&app, "clock").await;
+    let gather = async || {
+        let (status, body) = post(
+            &app,
+            "/api/v1/actions/cultivation/gather",
+            Some(&user.token),
+            &json!({}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["reply"]["spirit"].as_i64().unwrap()
+    };
+    let before = gather().await;
+    app.clock.advance(Duration::from_secs(3600));
+    let after = gather().await;
+    // A new character earns at least 1 spirit a second (cultivation's README).
+    assert!(
+        after - before >= 3600,
+        "{before} → {after} after an hour of game time"
+    );
+}
 
 /// A response's status, `Content-Type` and JSON body.
 async fn typed_json_of(resp: reqwest::Response) -> (StatusCode, String, Value) {
@@ -553,16 +606,16 @@ async fn register_login_me_logout(app: TestApp) {
 
 async fn a_revocation_the_bus_missed_is_refused_after_a_reload(app: TestApp) {
     let user = register(&app, "rel").await;
-    let who = app.state.keys.verify(&user.token).unwrap();
+    let who = app.state.auth.keys.verify(&user.token).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app.state.revoked.contains(&who.jti).is_none() {
+    while app.state.auth.revoked.contains(&who.jti).is_none() {
         assert!(Instant::now() < deadline, "the revoked tokens never loaded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Revoked in the database only, as by a host whose announcement this one missed: requests are
     // answered from memory until the next reload, which picks it up.
     app.state
-        .store()
+        .store
         .revoke_token(&who.jti, who.account_id, who.expires_ms)
         .await
         .unwrap();
@@ -1771,7 +1824,7 @@ async fn modifiers_hooks_are_called_once_per_state(app: TestApp) {
     assert_eq!((metric(&app, hook).await - start), 2.0);
 
     // Unloading a plugin changes the set of hooks: asked again, at the same version.
-    assert!(app.state.game.registry().unload("dungeon"));
+    assert!(app.state.registry.unload("dungeon"));
     let (status, _) = act(&app, &user, "equipment", "list", &json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((metric(&app, hook).await - start), 3.0);

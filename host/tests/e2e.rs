@@ -4,8 +4,9 @@
 //! and checks that they changed exactly as the plugins' rules say.
 //!
 //! Randomness is seeded by the host per call, so the test asserts rule relations (cost formulas,
-//! consumed = recipe materials, effective = composed modifiers), never a particular roll. Time
-//! passes only through the server's real clock and the player gains resources only through actions.
+//! consumed = recipe materials, effective = composed modifiers), never a particular roll. Game time
+//! passes through the host's clock, which the test moves forward instead of waiting (the income a
+//! step needs), and the player gains resources only through actions.
 //!
 //! - [`play_a_fresh_account`] plays the shipped content. Three steps cannot complete in a test's wall
 //!   time under those rules, and the test checks what is feasible of them (see its comments and the
@@ -132,22 +133,20 @@ impl<'a> Player<'a> {
         assert_eq!(before, after, "a refused {plugin}/{action} changed the state");
     }
 
-    /// Calls `cultivation/gather` (which collects the spirit earned so far) until the player holds at
-    /// least `amount` spirit; spirit comes only from the server's clock, so this waits in real time.
-    async fn wait_for_spirit(&self, amount: i64, max_wait: Duration) {
-        let started = std::time::Instant::now();
-        loop {
+    /// Moves game time forward (the host's clock, not the wall clock) until `cultivation/gather`
+    /// (which collects the spirit earned so far) shows at least `amount` spirit: spirit comes only
+    /// with time, at least 1 a second.
+    async fn wait_for_spirit(&self, amount: i64) {
+        for _ in 0..10 {
             let r = self.ok("cultivation", "gather", json!({})).await;
             let spirit = r["reply"]["spirit"].as_i64().unwrap();
             if spirit >= amount {
                 return;
             }
-            assert!(
-                started.elapsed() < max_wait,
-                "spirit {spirit} did not reach {amount} within {max_wait:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let short = u64::try_from(amount - spirit).unwrap();
+            self.app.clock.advance(Duration::from_secs(short));
         }
+        panic!("spirit did not reach {amount} after moving game time forward ten times");
     }
 }
 
@@ -323,11 +322,11 @@ async fn check_in(p: &Player<'_>) {
 }
 
 /// One meditation: spirit spent = round(10 × 1.5^(L−1)), cultivation gained =
-/// round1(1.2^(L−1) × cultivation_rate × luck). Waits (in real time) for the spirit.
+/// round1(1.2^(L−1) × cultivation_rate × luck). Moves game time forward for the spirit.
 async fn meditate(p: &Player<'_>) {
     let level = stat(&p.state().await, "level");
     let cost = scaled(10.0, 1.5, level).round() as i64;
-    p.wait_for_spirit(cost, Duration::from_secs(40)).await;
+    p.wait_for_spirit(cost).await;
     let rate = num(&p.stats().await["effective"]["cultivation_rate"]);
     let before = p.state().await;
     let body = p.ok("cultivation", "meditate", json!({})).await;
@@ -446,7 +445,7 @@ async fn explore(p: &Player<'_>) -> Value {
     let before = p.state().await;
     let level = stat(&before, "level");
     let cost = scaled(88.0, 1.2, level).round() as i64;
-    p.wait_for_spirit(cost, Duration::from_secs(90)).await;
+    p.wait_for_spirit(cost).await;
     let before = p.state().await;
     let body = p.ok("cultivation", "explore", json!({})).await;
     let r = &body["reply"];
@@ -499,7 +498,7 @@ async fn hunt_herb(p: &Player<'_>, monster: i64, spirit_base: f64) -> String {
         let level = stat(&p.state().await, "level");
         let cost = scaled(spirit_base, 1.2, level).round() as i64;
         if cur(&p.state().await, "spirit") < cost {
-            p.wait_for_spirit(cost, Duration::from_secs(90)).await;
+            p.wait_for_spirit(cost).await;
         }
         let before = p.state().await;
         let body = p.ok("dungeon", "hunt", json!({"monster": monster})).await;

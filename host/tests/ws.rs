@@ -389,7 +389,7 @@ async fn a_client_that_never_reads_is_disconnected(backend: Backend) {
     next_of_type(&mut socket, "pong").await;
 
     // Push far more than the socket buffers and the bounded queue hold; the client reads nothing.
-    let bus = &app.state.game.services().bus;
+    let bus = &app.state.services.bus;
     let payload = Bytes::from(format!(
         r#"{{"topic":"flood","data":"{}"}}"#,
         "x".repeat(64 * 1024)

@@ -1,5 +1,7 @@
 //! `/api/v1/leaderboards/{board}` and `/api/v1/online`.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -8,7 +10,9 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppPath, AppQuery};
+use crate::cache::Services;
 use crate::state::AppState;
+use crate::store::Store;
 
 /// Rows returned when no `limit` is given.
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -80,7 +84,8 @@ pub struct Online {
     )
 )]
 async fn board(
-    State(state): State<AppState>,
+    State(store): State<Arc<dyn Store>>,
+    State(services): State<Services>,
     AppPath(board): AppPath<String>,
     AppQuery(top): AppQuery<Top>,
 ) -> Result<axum::Json<Board>, ApiError> {
@@ -101,8 +106,7 @@ async fn board(
             format!("limit must be 1 to {MAX_LIMIT}"),
         ));
     }
-    let game = &state.game;
-    let cached = match game.services().leaderboard.top(&board, limit as usize).await {
+    let cached = match services.leaderboard.top(&board, limit as usize).await {
         Ok(rows) => rows,
         Err(e) => {
             tracing::debug!(error = %e, "leaderboard service unavailable; reading the database");
@@ -112,7 +116,7 @@ async fn board(
     let mut entries = Vec::with_capacity(cached.len());
     for r in &cached {
         // A player deleted since is skipped; the database read below would not list them either.
-        if let Some(p) = game.store().player_by_id(r.player).await? {
+        if let Some(p) = store.player_by_id(r.player).await? {
             entries.push(Row {
                 rank: r.rank,
                 player_id: r.player,
@@ -122,8 +126,7 @@ async fn board(
         }
     }
     if cached.is_empty() {
-        entries = game
-            .store()
+        entries = store
             .top_scores(&board, limit)
             .await?
             .into_iter()
@@ -148,10 +151,8 @@ async fn board(
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-async fn online(State(state): State<AppState>) -> Result<axum::Json<Online>, ApiError> {
-    let count = state
-        .game
-        .services()
+async fn online(State(services): State<Services>) -> Result<axum::Json<Online>, ApiError> {
+    let count = services
         .presence
         .count_online()
         .await

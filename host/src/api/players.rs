@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::Auth;
-use crate::game::StatsView;
+use crate::game::{Game, StatsView};
 use crate::state::AppState;
 use crate::store::{FullState, Player, StoredEntity};
 use cauldron_sdk::wire::{Buff, Modifier};
@@ -196,11 +196,8 @@ impl From<StatsView> for StatsBody {
         (status = 404, description = "No such player", body = ErrorBody),
     )
 )]
-async fn state(
-    State(state): State<AppState>,
-    Auth(who): Auth,
-) -> Result<axum::Json<FullStateView>, ApiError> {
-    Ok(axum::Json(state.game.state(who.player_id).await?.into()))
+async fn state(State(game): State<Game>, Auth(who): Auth) -> Result<axum::Json<FullStateView>, ApiError> {
+    Ok(axum::Json(game.state(who.player_id).await?.into()))
 }
 
 /// The caller's base and effective stats.
@@ -214,8 +211,6 @@ async fn state(
         (status = 404, description = "No such player", body = ErrorBody),
     )
 )]
-async fn stats(State(state): State<AppState>, Auth(who): Auth) -> Result<axum::Json<StatsBody>, ApiError> {
-    Ok(axum::Json(
-        state.game.effective_stats(who.player_id).await?.into(),
-    ))
+async fn stats(State(game): State<Game>, Auth(who): Auth) -> Result<axum::Json<StatsBody>, ApiError> {
+    Ok(axum::Json(game.effective_stats(who.player_id).await?.into()))
 }

@@ -47,6 +47,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bus::Channel;
 use crate::cache::services::Services;
+use crate::clock::Clock;
 use crate::json::{check_json, doc_to_json, json_to_doc};
 use crate::metrics::Metrics;
 use crate::store::{ApplyRequest, FullState, LogEntry, Pick, Player, Sections, Store, StoreError};
@@ -280,12 +281,6 @@ fn hook_sections(versions: &[Arc<PluginVersion>]) -> Sections {
     all
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// The game: plugins, state and services wired into the action pipeline. Cheap to clone.
 #[derive(Clone)]
 pub struct Game {
@@ -298,18 +293,38 @@ struct Inner {
     store: Arc<dyn Store>,
     services: Services,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
     locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     modifier_cache: modifier_cache::ModifierCache,
 }
 
 impl Game {
-    /// Wire the pipeline.
+    /// Wire the pipeline on the system clock.
     pub fn new(
         runtime: Runtime,
         registry: Arc<Registry>,
         store: Arc<dyn Store>,
         services: Services,
         metrics: Arc<Metrics>,
+    ) -> Self {
+        Self::with_clock(
+            runtime,
+            registry,
+            store,
+            services,
+            metrics,
+            crate::clock::system(),
+        )
+    }
+
+    /// Wire the pipeline on `clock`: every action, query and read takes its `now_ms` from it.
+    pub fn with_clock(
+        runtime: Runtime,
+        registry: Arc<Registry>,
+        store: Arc<dyn Store>,
+        services: Services,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -318,35 +333,16 @@ impl Game {
                 store,
                 services,
                 metrics,
+                clock,
                 locks: Mutex::new(HashMap::new()),
                 modifier_cache: modifier_cache::ModifierCache::new(modifier_cache::CAPACITY),
             }),
         }
     }
 
-    /// The plugin registry.
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.inner.registry
-    }
-
-    /// The plugin runtime.
-    pub fn runtime(&self) -> &Runtime {
-        &self.inner.runtime
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
-    }
-
-    /// The Redis (or in-process) services.
-    pub fn services(&self) -> &Services {
-        &self.inner.services
-    }
-
-    /// The metrics registry.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
+    /// Game time now, from the clock the game was wired with.
+    fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     /// Every loaded plugin's manifest and content, for clients.
@@ -382,14 +378,14 @@ impl Game {
     pub async fn state(&self, player_id: i64) -> Result<FullState, GameError> {
         self.inner
             .store
-            .load_full(player_id, now_ms())
+            .load_full(player_id, self.now_ms())
             .await
             .map_err(not_found_player)
     }
 
     /// The player's base and effective stats.
     pub async fn effective_stats(&self, player_id: i64) -> Result<StatsView, GameError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let base = Sections {
             stats: true,
             buffs: true,
@@ -686,7 +682,7 @@ impl Game {
                     replayed: true,
                 });
             }
-            let now = now_ms();
+            let now = self.now_ms();
             let (mut snap, modifiers) = self.prepare(req.player_id, now, &planned.sections()).await?;
             let call = planned.call(&snap, &modifiers, now);
             let (outcome, raw) = match self.call_plugin(version, &call).await {
@@ -833,7 +829,7 @@ impl Game {
     /// written. Rejections and faults are answered as for any action.
     async fn query(&self, planned: &Planned<'_>) -> Result<ActionReply, GameError> {
         let Planned { req, version, .. } = *planned;
-        let now = now_ms();
+        let now = self.now_ms();
         let (snap, modifiers) = self.prepare(req.player_id, now, &planned.sections()).await?;
         let call = planned.call(&snap, &modifiers, now);
         let outcome = match self.call_plugin(version, &call).await {
