@@ -1,5 +1,6 @@
 //! The web client (`web/`) in a real headless Chromium, driven over WebDriver (`chromedriver`) against
-//! the real `cauldron` binary on SQLite.
+//! the host `main` runs, built in process by the test kit (`state::build_with`) on SQLite, with a
+//! game clock the test moves forward where the game needs time to pass.
 //!
 //! One player plays through the game from the browser: register, check in, meditate, explore, equip,
 //! deploy a pet, hunt herbs, craft a pill, win a dungeon floor, reload and stay logged in. A second
@@ -16,7 +17,8 @@
 //! stones a day, while a dungeon entry costs 2 880 spirit and a recipe 500 000 stones: real play takes
 //! hours. The test therefore runs the host on a copy of the content tables where two numbers change —
 //! spirit income ×1000 and the first check-in reward 1 000 000 stones — and everything else (unlocking,
-//! herbs, gear, fights) is earned through ordinary actions from the browser.
+//! herbs, gear, fights) is earned through ordinary actions from the browser. Where the game needs
+//! time to pass (spirit for the next dungeon entry), the test moves the host's game clock forward.
 //!
 //! Screenshots of the main screens go to a temporary folder, or to `docs/screenshots/` with
 //! `CAULDRON_UPDATE_SCREENSHOTS=1`.
@@ -60,19 +62,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
     }
 }
 
@@ -523,7 +512,7 @@ async fn the_live_check_fails_when_ws_is_not_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_client_plays_the_game_in_chromium() {
-    let Some((driver_bin, plugins_out)) = browser_tools() else {
+    let Some((driver_bin, _)) = browser_tools() else {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -532,57 +521,38 @@ async fn the_web_client_plays_the_game_in_chromium() {
         .to_path_buf();
     let tmp = tempfile::tempdir().unwrap();
 
-    // The host, on a copy of the plugins with the test economy.
-    let plugins = tmp.path().join("plugins");
-    copy_dir(&plugins_out, &plugins);
-    tweak(
-        &plugins.join("cultivation/cultivation.toml"),
-        "rate_base = 1.0",
-        "rate_base = 1000.0",
-    );
-    tweak(
-        &plugins.join("cultivation/checkin.toml"),
-        "rewards = [1000, 2000, 3000, 4000, 5000, 6000, 10000]",
-        "rewards = [1000000, 2000, 3000, 4000, 5000, 6000, 10000]",
-    );
-    let host_log = std::fs::File::create(tmp.path().join("host.log")).unwrap();
-    let mut host = Proc(
-        Command::new(env!("CARGO_BIN_EXE_cauldron"))
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", tmp.path().join("game.db").display()),
-            )
-            .env("PLUGINS_DIR", &plugins)
-            // The module cache the other host tests share (common::shared_module_cache).
-            .env(
-                "MODULE_CACHE_DIR",
-                std::env::temp_dir().join("cauldron-tests-module-cache"),
-            )
-            .env("WEB_DIR", root.join("web"))
-            // A port the system picks, read back from the host's log (see `common::cluster`).
-            .env("PORT", "0")
-            .env("JWT_SECRET", "browser-test-secret-0123456789abcdef0123456789")
-            .env("RATE_LIMIT_ACTION_BURST", "10000")
-            .env("RATE_LIMIT_ACTION_PER_SEC", "10000")
-            .env("RATE_LIMIT_REGISTER_BURST", "10000")
-            .env("RATE_LIMIT_LOGIN_ADDR_BURST", "10000")
-            .env("LOG_LEVEL", "warn,cauldron=info")
-            .env("LOG_FORMAT", "json")
-            .env_remove("REDIS_URL")
-            .current_dir(tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(host_log)
-            .spawn()
-            .unwrap(),
-    );
-    let bound = common::cluster::bound_address(host.0.stdout.take().unwrap());
-    let port = bound
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the host did not start serving")
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
+    // The host `main` runs (built in process by the same function), on SQLite, serving the web
+    // client, with the shipped plugins (not the probe fixture) and the test economy. Its game clock
+    // is the test's to move.
+    let web = root.join("web").display().to_string();
+    let app = common::TestApp::start_full(
+        common::Backend::SqliteLocal,
+        &[
+            ("WEB_DIR", &web),
+            ("MAX_BODY_BYTES", "65536"),
+            ("RATE_LIMIT_ACTION_BURST", "10000"),
+            ("RATE_LIMIT_ACTION_PER_SEC", "10000"),
+            ("RATE_LIMIT_QUERY_BURST", "10000"),
+            ("RATE_LIMIT_QUERY_PER_SEC", "10000"),
+        ],
+        |plugins| {
+            std::fs::remove_file(plugins.join("probe.wasm")).unwrap();
+            tweak(
+                &plugins.join("cultivation/cultivation.toml"),
+                "rate_base = 1.0",
+                "rate_base = 1000.0",
+            );
+            tweak(
+                &plugins.join("cultivation/checkin.toml"),
+                "rewards = [1000, 2000, 3000, 4000, 5000, 6000, 10000]",
+                "rewards = [1000000, 2000, 3000, 4000, 5000, 6000, 10000]",
+            );
+        },
+        common::Options::default(),
+    )
+    .await;
+    let base = app.base.clone();
     let http = reqwest::Client::new();
-    wait_http(&http, &format!("{base}/readyz"), 60).await;
 
     let (_driver, driver) = start_driver(&http, &driver_bin).await;
 
@@ -594,7 +564,7 @@ async fn the_web_client_plays_the_game_in_chromium() {
     std::fs::create_dir_all(&shots).unwrap();
 
     let mut a = Browser::start(&http, &driver, "A", &tmp.path().join("profile-a")).await;
-    let user = format!("daoist{}", port);
+    let user = format!("daoist{:08x}", common::random_u64() as u32);
     let password = "jade-mountain-42";
 
     // Register.
@@ -755,7 +725,7 @@ async fn the_web_client_plays_the_game_in_chromium() {
     for _ in 0..6 {
         // Entry costs 2 880 spirit: let the (test-economy) income refill it.
         while stat(&a, "currencies", "spirit").await < 3000.0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            app.clock.advance(Duration::from_secs(3));
             a.act("cultivation", "gather", json!({})).await;
         }
         if a.find("[data-testid=buff]").await.is_some() {
