@@ -1737,6 +1737,9 @@ async fn query_actions_answer_without_writing(app: TestApp) {
 
 async fn modifiers_hooks_are_called_once_per_state(app: TestApp) {
     let user = register(&app, "mods").await;
+    // An entity change (which the hooks see) leaves no cached answer for the new state.
+    let (status, body) = act(&app, &user, "probe", "stash", &json!({"bytes": 4})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     // Equipment has a `modifiers` hook; count its calls from here.
     let hook = "cauldron_plugin_calls_total{plugin=\"equipment\",action=\"modifiers\"";
     let start = metric(&app, hook).await;
@@ -1778,6 +1781,8 @@ async fn modifiers_hooks_are_called_once_per_state(app: TestApp) {
 
     // Another player's state is another answer.
     let other = register(&app, "mods2").await;
+    let (status, body) = act(&app, &other, "probe", "stash", &json!({"bytes": 4})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let before = metric(&app, hook).await - start;
     let (status, _) = act(&app, &other, "equipment", "list", &json!({})).await;
     assert_eq!(status, StatusCode::OK);
