@@ -357,7 +357,7 @@ fn quality_odds_match_the_table_over_100_000_drawn_pieces() {
             n * p
         );
     }
-    // The top tiers must actually occur, and not at the fake 10 %/4 %/1 % the original UI showed.
+    // The top tiers must actually occur, at their listed odds (not at 10 %/4 %/1 %).
     assert!(counts.get("mythic").copied().unwrap_or(0) < 100);
     assert!(counts.get("legendary").copied().unwrap_or(0) > 0);
     assert_eq!(slots.len(), 5);

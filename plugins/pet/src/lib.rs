@@ -2,7 +2,7 @@
 //! flat stats and percentage bonuses, upgraded with pet essence, starred up by feeding other pets, and
 //! released for stones.
 //!
-//! See `README.md` next to this crate for the actions, the entity data and every difference from the seed.
+//! See `README.md` next to this crate for the actions, the entity data and the design choices behind them.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

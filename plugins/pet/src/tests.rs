@@ -469,7 +469,7 @@ fn star_up_rejections() {
 }
 
 #[test]
-fn bonus_formula_matches_the_seed() {
+fn bonus_formula_matches_the_listed_numbers() {
     let t = table();
     let mythic = t.quality.iter().find(|q| q.key == "mythic").expect("mythic");
     // 0.15 + 10 × 0.02 + 4 × 0.015 + 2 × 0.075 = 0.56
