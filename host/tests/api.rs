@@ -204,9 +204,194 @@ both_backends!(
     host_failures_are_503_and_not_plugin_faults,
     query_actions_answer_without_writing,
     modifiers_hooks_are_called_once_per_state,
+    display_names_follow_the_rules_and_cost_stones_after_the_first,
+    a_race_for_one_name_has_exactly_one_winner,
+    boards_show_display_names_and_never_login_names,
 );
 
+/// `POST /api/v1/player/name`.
+async fn rename(app: &TestApp, user: &User, name: &str) -> (StatusCode, Value) {
+    post(
+        app,
+        "/api/v1/player/name",
+        Some(&user.token),
+        &json!({"name": name}),
+    )
+    .await
+}
+
+/// A display name no other test uses: `tag` and five hex digits (at most 6 characters).
+fn unique_name(tag: &str) -> String {
+    format!("{tag}{:05x}", common::random_u64() as u32 & 0xf_ffff)
+}
+
+/// Renames `user` to a fresh name starting with `tag` (one character) and returns it.
+async fn rename_to_unique(app: &TestApp, user: &User, tag: &str) -> String {
+    let name = unique_name(tag);
+    let (status, body) = rename(app, user, &name).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    name
+}
+
+/// The default name of every new character.
+const NAMELESS: &str = "无名修士";
+
 // ---- cases -------------------------------------------------------------------------------------
+
+async fn display_names_follow_the_rules_and_cost_stones_after_the_first(app: TestApp) {
+    let user = register(&app, "rename").await;
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["player"]["name"], NAMELESS, "a new character is nameless");
+    let (_, me) = get(&app, "/api/v1/auth/me", Some(&user.token)).await;
+    assert_eq!(me["player"]["name"], NAMELESS, "{me}");
+
+    // The rules: 1 to 6 characters, no spaces, not the default name; nothing is charged.
+    for bad in ["", "七个字的名字啊", "a b", "\tab", NAMELESS] {
+        assert_error(
+            &rename(&app, &user, bad).await,
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+        );
+    }
+    assert_error(
+        &post(
+            &app,
+            "/api/v1/player/name",
+            Some(&user.token),
+            &json!({"nom": "x"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_json",
+    );
+    assert_error(
+        &post(&app, "/api/v1/player/name", None, &json!({"name": "x"})).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    // The first change is free, even with no stones at all.
+    let stones = |s: &Value| s["currencies"]["spirit_stones"].as_i64().unwrap_or(0);
+    assert_eq!(stones(&full_state(&app, &user).await), 0);
+    let first = unique_name("甲");
+    let (status, body) = rename(&app, &user, &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], first.as_str());
+    assert_eq!(
+        (body["cost"].as_i64(), body["name_changes"].as_i64()),
+        (Some(0), Some(1))
+    );
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["player"]["name"], first.as_str());
+    assert_eq!(state["player"]["version"], body["player_version"]);
+
+    // Later changes cost 100 spirit stones: refused without them, nothing changed.
+    assert_error(
+        &rename(&app, &user, &unique_name("乙")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "insufficient",
+    );
+    assert_eq!(full_state(&app, &user).await["player"]["name"], first.as_str());
+    // Keeping the same name is refused too, and costs nothing.
+    assert_error(
+        &rename(&app, &user, &first).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "same_name",
+    );
+
+    // The day's check-in pays stones; the second change takes 100 of them.
+    let (status, body) = act(&app, &user, "cultivation", "checkin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let before = stones(&full_state(&app, &user).await);
+    assert!(before >= 200, "check-in paid {before}");
+    let second = unique_name("乙");
+    let (status, body) = rename(&app, &user, &second).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["cost"].as_i64(), body["name_changes"].as_i64()),
+        (Some(100), Some(2))
+    );
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["player"]["name"], second.as_str());
+    assert_eq!(stones(&state), before - 100);
+
+    // A name another player holds is refused without a charge; the freed old name can be taken.
+    let other = register(&app, "rename2").await;
+    assert_error(
+        &rename(&app, &other, &second).await,
+        StatusCode::CONFLICT,
+        "name_taken",
+    );
+    let (status, body) = rename(&app, &other, &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cost"], 0);
+    assert_eq!(stones(&full_state(&app, &user).await), before - 100);
+}
+
+async fn a_race_for_one_name_has_exactly_one_winner(app: TestApp) {
+    let a = register(&app, "race_a").await;
+    let b = register(&app, "race_b").await;
+    for _ in 0..5 {
+        let name = unique_name("争");
+        let (ra, rb) = tokio::join!(rename(&app, &a, &name), rename(&app, &b, &name));
+        let statuses = [ra.0, rb.0];
+        let wins = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(wins, 1, "exactly one winner: {ra:?} {rb:?}");
+        let loser = if ra.0 == StatusCode::OK { &rb } else { &ra };
+        assert_error(loser, StatusCode::CONFLICT, "name_taken");
+        let names = [
+            full_state(&app, &a).await["player"]["name"].clone(),
+            full_state(&app, &b).await["player"]["name"].clone(),
+        ];
+        assert_eq!(
+            names.iter().filter(|n| **n == name.as_str()).count(),
+            1,
+            "{names:?}"
+        );
+        // Give both stones for the next round's paid changes.
+        for u in [&a, &b] {
+            act(&app, u, "cultivation", "checkin", &json!({})).await;
+        }
+    }
+}
+
+async fn boards_show_display_names_and_never_login_names(app: TestApp) {
+    let named = register(&app, "shown").await;
+    let nameless = register(&app, "hidden").await;
+    // Both have a realm score from `start`; only the named one is listed.
+    let name = rename_to_unique(&app, &named, "名").await;
+    let (status, body) = act(&app, &named, "cultivation", "checkin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for board in ["realm", "spirit_stones"] {
+        let (status, rows) = get(&app, &format!("/api/v1/leaderboards/{board}?limit=100"), None).await;
+        assert_eq!(status, StatusCode::OK, "{rows}");
+        let entries = rows["entries"].as_array().unwrap();
+        let row = entries
+            .iter()
+            .find(|r| r["player_id"] == named.player_id)
+            .unwrap_or_else(|| panic!("{board}: named player missing: {rows}"));
+        assert_eq!(row["name"], name.as_str(), "{board}");
+        assert!(
+            entries
+                .iter()
+                .all(|r| r["player_id"] != nameless.player_id && r["name"] != NAMELESS),
+            "{board}: the nameless are left off: {rows}"
+        );
+        let text = rows.to_string();
+        assert!(
+            !text.contains(&named.username),
+            "{board} shows a login name: {text}"
+        );
+        assert!(
+            !text.contains(&nameless.username),
+            "{board} shows a login name: {text}"
+        );
+        if board == "spirit_stones" {
+            let stones = full_state(&app, &named).await["currencies"]["spirit_stones"].as_f64();
+            assert_eq!(row["score"].as_f64(), stones);
+        }
+    }
+}
 
 async fn register_login_me_logout(app: TestApp) {
     let user = register(&app, "reg").await;
@@ -632,7 +817,8 @@ async fn catalog_leaderboards_online(app: TestApp) {
     );
     assert_eq!(cultivation["sha256"].as_str().unwrap().len(), 64);
 
-    // `start` set the realm score; the board lists the player with their name.
+    // `start` set the realm score; once named, the board lists the player with that name.
+    let name = rename_to_unique(&app, &user, "榜").await;
     let (status, board) = get(&app, "/api/v1/leaderboards/realm?limit=100", None).await;
     assert_eq!(status, StatusCode::OK, "{board}");
     let row = board["entries"]
@@ -641,7 +827,7 @@ async fn catalog_leaderboards_online(app: TestApp) {
         .iter()
         .find(|r| r["player_id"] == user.player_id)
         .unwrap();
-    assert_eq!(row["name"], user.username.as_str());
+    assert_eq!(row["name"], name.as_str());
     assert!(row["rank"].as_u64().unwrap() >= 1);
     let (status, empty) = get(&app, "/api/v1/leaderboards/no_such_board", None).await;
     assert_eq!(status, StatusCode::OK);
