@@ -207,6 +207,7 @@ both_backends!(
     display_names_follow_the_rules_and_cost_stones_after_the_first,
     a_race_for_one_name_has_exactly_one_winner,
     boards_show_display_names_and_never_login_names,
+    board_rows_say_what_they_are_about,
 );
 
 /// `POST /api/v1/player/name`.
@@ -1721,4 +1722,62 @@ async fn modifiers_hooks_are_called_once_per_state(app: TestApp) {
     let (status, _) = act(&app, &other, "equipment", "list", &json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((metric(&app, hook).await - start), before + 1.0);
+}
+
+async fn board_rows_say_what_they_are_about(app: TestApp) {
+    let user = register(&app, "rows").await;
+    let name = rename_to_unique(&app, &user, "器").await;
+    let (status, body) = act(&app, &user, "cultivation", "checkin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A drawn and worn piece: the equipment row names it, with its quality and enhance level.
+    let (status, drawn) = act(&app, &user, "equipment", "draw", &json!({"count": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{drawn}");
+    let piece = drawn["reply"]["items"][0].clone();
+    let (status, body) = act(&app, &user, "equipment", "equip", &json!({"id": piece["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, board) = get(&app, "/api/v1/leaderboards/equipment?limit=100", None).await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    let row = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["player_id"] == user.player_id)
+        .unwrap_or_else(|| panic!("no row: {board}"));
+    assert_eq!(row["name"], name.as_str());
+    assert_eq!(row["detail"]["name"], piece["item"]["name"], "{row}");
+    assert_eq!(row["detail"]["quality"], piece["item"]["quality"], "{row}");
+    assert_eq!(row["detail"]["quality_name"], piece["quality_name"], "{row}");
+    assert_eq!(row["detail"]["enhance_level"], 0, "{row}");
+
+    // A drawn and deployed pet: the pets row names it, with quality, stars and level.
+    let (status, drawn) = act(&app, &user, "pet", "draw", &json!({"count": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{drawn}");
+    let pet = drawn["reply"]["pets"][0].clone();
+    let (status, body) = act(&app, &user, "pet", "deploy", &json!({"id": pet["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, board) = get(&app, "/api/v1/leaderboards/pets?limit=100", None).await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    let row = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["player_id"] == user.player_id)
+        .unwrap_or_else(|| panic!("no row: {board}"));
+    assert_eq!(row["detail"]["name"], pet["pet"]["name"], "{row}");
+    assert_eq!(row["detail"]["quality"], pet["pet"]["quality"], "{row}");
+    assert_eq!(
+        (row["detail"]["star"].as_i64(), row["detail"]["level"].as_i64()),
+        (Some(0), Some(1))
+    );
+    // Boards nobody describes carry no detail.
+    let (_, realm) = get(&app, "/api/v1/leaderboards/realm?limit=100", None).await;
+    assert!(
+        realm["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("detail").is_none()),
+        "{realm}"
+    );
 }

@@ -67,6 +67,12 @@ pub struct Row {
     pub name: String,
     /// Score.
     pub score: f64,
+    /// What the row is about, as the plugin that keeps the board describes it (for `equipment`: the
+    /// best worn piece's name, quality and enhance level; for `pets`: the deployed pet's name, quality,
+    /// stars and level). Absent when the plugin publishes nothing for this player.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// A leaderboard's top rows.
@@ -137,6 +143,7 @@ async fn board(
                 player_id: s.player_id,
                 name: s.name,
                 score: s.score,
+                detail: None,
             })
             .collect();
         return Ok(axum::Json(Board { board, entries }));
@@ -166,6 +173,7 @@ async fn board(
             player_id: r.player,
             name,
             score: r.score,
+            detail: None,
         })
         .collect();
     // The service's rows are the whole board when it returned fewer than asked; otherwise too many
@@ -182,8 +190,14 @@ async fn board(
                 player_id: s.player_id,
                 name: s.name,
                 score: s.score,
+                detail: None,
             })
             .collect();
+    }
+    let ids: Vec<i64> = entries.iter().map(|r| r.player_id).collect();
+    let mut details = game.store().board_details(&board, &ids).await?;
+    for row in &mut entries {
+        row.detail = details.remove(&row.player_id);
     }
     Ok(axum::Json(Board { board, entries }))
 }

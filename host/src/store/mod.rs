@@ -380,7 +380,21 @@ pub trait Store: Send + Sync {
 
     /// The display names of the players among `ids` that exist, by id.
     async fn player_names(&self, ids: &[i64]) -> Result<BTreeMap<i64, String>, StoreError>;
+
+    /// What the players among `ids` publish about their row on `board`: the object a plugin keeps
+    /// under `boards.<board>` in its state ([`BOARD_DETAILS_KEY`]), by player id. Players whose
+    /// plugins publish nothing for the board are absent.
+    async fn board_details(
+        &self,
+        board: &str,
+        ids: &[i64],
+    ) -> Result<BTreeMap<i64, serde_json::Value>, StoreError>;
 }
+
+/// The key of a plugin's state under which it publishes, per leaderboard, what a row is about (the
+/// item, the pet, ...): `{"boards": {"<board>": {...}}}`. Everything else in plugin state stays
+/// private.
+pub const BOARD_DETAILS_KEY: &str = "boards";
 
 /// The display name every character starts with ("nameless cultivator"). Players who still carry it
 /// are left off leaderboards, and any number of players may share it.

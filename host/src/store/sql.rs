@@ -892,6 +892,37 @@ for_every_backend! {
             .map_err(db_err)
         }
 
+        async fn board_details(
+            &self,
+            board: &str,
+            ids: &[i64],
+        ) -> Result<std::collections::BTreeMap<i64, serde_json::Value>, StoreError> {
+            let mut details = std::collections::BTreeMap::new();
+            if ids.is_empty() {
+                return Ok(details);
+            }
+            // Placeholders are numbered, never the values: `$1, $2, ...` for at most a page of ids.
+            let placeholders = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "select player_id, data from plugin_state where player_id in ({placeholders}) order by player_id, plugin"
+            );
+            let mut query = sqlx::query_as::<_, (i64, Json<serde_json::Value>)>(&sql);
+            for &id in ids {
+                query = query.bind(id);
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
+            for (player_id, Json(data)) in rows {
+                if let Some(detail) = data
+                    .get(super::BOARD_DETAILS_KEY)
+                    .and_then(|b| b.get(board))
+                    .filter(|d| d.is_object())
+                {
+                    details.entry(player_id).or_insert_with(|| detail.clone());
+                }
+            }
+            Ok(details)
+        }
+
         async fn player_names(&self, ids: &[i64]) -> Result<std::collections::BTreeMap<i64, String>, StoreError> {
             let mut names = std::collections::BTreeMap::new();
             // One indexed read per id: callers ask for a page of rows at most (100).

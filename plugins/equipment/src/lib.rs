@@ -668,9 +668,67 @@ pub fn score(c: &Tables, items: &[(String, Equipment)]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// What the `equipment` leaderboard row shows: the best worn piece.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoardRow {
+    /// Chinese name.
+    pub name: String,
+    /// English name.
+    pub name_en: String,
+    /// Slot name (Chinese).
+    pub slot_name: String,
+    /// Slot name (English).
+    pub slot_name_en: String,
+    /// Quality key.
+    pub quality: String,
+    /// Quality name (Chinese).
+    pub quality_name: String,
+    /// Quality name (English).
+    pub quality_name_en: String,
+    /// Quality colour.
+    pub colour: String,
+    /// Times enhanced.
+    pub enhance_level: i64,
+}
+
+/// The plugin's state: only what it publishes next to its leaderboard row (`boards.equipment`,
+/// shown by the host's leaderboard route); the pieces themselves are entities.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Board name → what the row is about; empty with nothing worn.
+    #[serde(default)]
+    pub boards: BTreeMap<String, BoardRow>,
+}
+
+/// Sets the leaderboard score and publishes the best worn piece as the row's description.
 fn update_score(ctx: &mut Ctx, c: &Tables) -> Result<f64, Error> {
-    let s = score(c, &bag(ctx)?);
+    let items = bag(ctx)?;
+    let s = score(c, &items);
     ctx.set_score(BOARD, s);
+    let best = items.iter().filter(|(_, i)| i.equipped).max_by_key(|(id, i)| {
+        let rank = c.quality(&i.quality).map(|q| q.rank).unwrap_or(0);
+        // The smallest id wins a tie, so the description does not depend on storage order.
+        (rank, i.enhance_level, std::cmp::Reverse(id.clone()))
+    });
+    let mut state = State::default();
+    if let Some((id, item)) = best {
+        let v = view(c, id, item)?;
+        state.boards.insert(
+            BOARD.into(),
+            BoardRow {
+                name: item.name.clone(),
+                name_en: item.name_en.clone(),
+                slot_name: v.slot_name,
+                slot_name_en: v.slot_name_en,
+                quality: item.quality.clone(),
+                quality_name: v.quality_name,
+                quality_name_en: v.quality_name_en,
+                colour: v.colour,
+                enhance_level: item.enhance_level,
+            },
+        );
+    }
+    ctx.set_state(&state)?;
     Ok(s)
 }
 

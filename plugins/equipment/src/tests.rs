@@ -990,3 +990,28 @@ fn the_list_refuses_bad_filters() {
         ..ListP::default()
     });
 }
+
+#[test]
+fn the_board_row_describes_the_best_worn_piece() {
+    let h = harness();
+    let player = PlayerState::default()
+        .with_entity(
+            "boots",
+            KIND,
+            &piece("yunlv", "common", &[("speed", 10.0)], true, 7),
+        )
+        .with_entity("r1", KIND, &sword(false));
+    // Wearing the rare sword makes it the best worn piece: rare beats common whatever the level.
+    let run = with_id(&h, "equip", "r1", player);
+    let state: State = run.player_after().state.decode().expect("state decodes");
+    let row = &state.boards[BOARD];
+    assert_eq!((row.name.as_str(), row.quality.as_str()), ("rare faqi", "rare"));
+    assert_eq!((row.quality_name.as_str(), row.enhance_level), ("灵器", 0));
+    assert_eq!(row.slot_name, "法宝");
+    assert_eq!(score_of(&run), Some(3000.0));
+    // Taking everything off leaves nothing to describe.
+    let run = with_id(&h, "unequip", "r1", run.player_after());
+    let run = with_id(&h, "unequip", "boots", run.player_after());
+    let state: State = run.player_after().state.decode().expect("state decodes");
+    assert!(state.boards.is_empty());
+}

@@ -656,13 +656,60 @@ fn deployed(ctx: &Ctx) -> Option<Pet> {
     active.into_iter().next().map(|(_, p)| p)
 }
 
-/// Leaderboard `pets`: the deployed pet's quality rank, then star, then level.
-fn update_score(ctx: &mut Ctx, table: &PetsTable) {
-    let score = deployed(ctx).map_or(0.0, |p| {
+/// What the `pets` leaderboard row shows: the deployed pet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PetBoardRow {
+    /// Pet name.
+    pub name: String,
+    /// Quality key.
+    pub quality: String,
+    /// Quality's Chinese name.
+    pub quality_name: String,
+    /// Quality's English name.
+    pub quality_name_en: String,
+    /// Quality colour.
+    pub colour: String,
+    /// Stars.
+    pub star: u32,
+    /// Level.
+    pub level: u32,
+}
+
+/// The plugin's state: only what it publishes next to its leaderboard row (`boards.pets`, shown by
+/// the host's leaderboard route); pets themselves are entities.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Board name → what the row is about; empty with no pet deployed.
+    #[serde(default)]
+    pub boards: BTreeMap<String, PetBoardRow>,
+}
+
+/// Leaderboard `pets`: the deployed pet's quality rank, then star, then level; and the row's
+/// description in the plugin state.
+fn update_score(ctx: &mut Ctx, table: &PetsTable) -> Result<(), Error> {
+    let pet = deployed(ctx);
+    let score = pet.as_ref().map_or(0.0, |p| {
         let rank = table.rank(&p.quality) as f64;
         rank * 1e6 + f64::from(p.star.min(999)) * 1e3 + f64::from(p.level.min(999))
     });
     ctx.set_score("pets", score);
+    let mut state = State::default();
+    if let Some(p) = pet {
+        let q = table.quality(&p.quality)?;
+        state.boards.insert(
+            "pets".into(),
+            PetBoardRow {
+                name: p.name,
+                quality: q.key.clone(),
+                quality_name: q.name.clone(),
+                quality_name_en: q.name_en.clone(),
+                colour: q.color.clone(),
+                star: p.star,
+                level: p.level,
+            },
+        );
+    }
+    ctx.set_state(&state)
 }
 
 fn create_pets(ctx: &mut Ctx, table: &PetsTable, n: i64) -> Result<Vec<PetView>, Error> {
@@ -752,7 +799,7 @@ fn deploy(ctx: &mut Ctx) -> Result<(), Error> {
     }
     pet.active = true;
     ctx.update_entity(&id, &pet)?;
-    update_score(ctx, &table);
+    update_score(ctx, &table)?;
     ctx.reply(&PetReply {
         message: format!("{} is deployed", pet.name),
         pet: PetView { id, pet },
@@ -773,7 +820,7 @@ fn recall(ctx: &mut Ctx) -> Result<(), Error> {
     }
     pet.active = false;
     ctx.update_entity(&id, &pet)?;
-    update_score(ctx, &table);
+    update_score(ctx, &table)?;
     ctx.reply(&PetReply {
         message: format!("{} is recalled", pet.name),
         pet: PetView { id, pet },
@@ -801,7 +848,7 @@ fn upgrade(ctx: &mut Ctx) -> Result<(), Error> {
     pet.refresh_bonus(table.quality(&pet.quality)?);
     ctx.update_entity(&id, &pet)?;
     if pet.active {
-        update_score(ctx, &table);
+        update_score(ctx, &table)?;
     }
     ctx.reply(&PetReply {
         message: format!("{} reached level {}", pet.name, pet.level),
@@ -841,7 +888,7 @@ fn star_up(ctx: &mut Ctx) -> Result<(), Error> {
     if success {
         ctx.update_entity(&id, &pet)?;
         if pet.active {
-            update_score(ctx, &table);
+            update_score(ctx, &table)?;
         }
     }
     ctx.reply(&StarUpReply {

@@ -673,3 +673,20 @@ fn the_pet_list_filters_pages_and_counts() {
             .rejected("bad_params");
     }
 }
+
+#[test]
+fn the_board_row_describes_the_deployed_pet() {
+    let run = h().action("deploy").params(&id("f")).player(kennel()).run();
+    let state: State = run.player_after().state.decode().expect("state decodes");
+    let row = &state.boards["pets"];
+    assert_eq!((row.name.as_str(), row.quality.as_str()), ("灵鹿", "rare"));
+    assert_eq!((row.star, row.level), (2, 1));
+    assert_eq!(row.quality_name, "灵兽");
+    let run = h()
+        .action("recall")
+        .params(&id("f"))
+        .player(run.player_after())
+        .run();
+    let state: State = run.player_after().state.decode().expect("state decodes");
+    assert!(state.boards.is_empty());
+}
