@@ -402,7 +402,8 @@ async fn register_login_me_logout(app: TestApp) {
     assert_eq!(me["account"]["username"], user.username.as_str());
     assert_eq!(me["account"]["role"], "player");
     assert_eq!(me["player"]["id"], user.player_id);
-    assert_eq!(me["player"]["name"], user.username.as_str());
+    // The character's public name is not the login name: everyone starts nameless.
+    assert_eq!(me["player"]["name"], NAMELESS);
     assert!(me["account"].get("password_hash").is_none());
 
     // Chinese names are allowed; the rules speak clearly otherwise.
