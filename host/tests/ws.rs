@@ -112,6 +112,7 @@ both_backends!(
     a_client_that_never_reads_is_disconnected,
     shutdown_closes_sockets_with_a_reason,
     the_online_list_shows_display_names_and_since_when,
+    announcements_carry_the_display_name,
 );
 
 async fn auth_failures_close_with_a_reason(backend: Backend) {
@@ -503,4 +504,68 @@ async fn the_online_list_shows_display_names_and_since_when(backend: Backend) {
     // Closing the socket takes the player off the list.
     socket.close(None).await.unwrap();
     online_players_until(&app, |v| !listed(v)).await;
+}
+
+/// Pets whose draws are always legendary, so every draw is announced to everyone.
+fn only_legendary_pets(plugins: &std::path::Path) {
+    let path = plugins.join("pet/pets.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in [
+        ("odds = 80.0", "odds = 0.0"),
+        ("odds = 16.5", "odds = 0.0"),
+        ("odds = 3.2", "odds = 0.0"),
+        ("odds = 0.26", "odds = 0.0"),
+        ("odds = 0.03", "odds = 100.0"),
+        ("odds = 0.01", "odds = 0.0"),
+    ] {
+        assert_eq!(text.matches(from).count(), 1, "`{from}` in pets.toml");
+        text = text.replace(from, to);
+    }
+    std::fs::write(&path, text).unwrap();
+}
+
+async fn announcements_carry_the_display_name(backend: Backend) {
+    let app = TestApp::start_prepared(backend, &[], only_legendary_pets).await;
+    let watcher = register(&app).await;
+    let (token, player_id, username) = common::cluster::register_at(&app.base).await;
+    let post = |path: &str, body: Value| {
+        app.http
+            .post(app.url(path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let name = format!("宠{:04x}", common::random_u64() as u16);
+    assert_eq!(
+        post("/api/v1/player/name", json!({"name": name}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        post("/api/v1/actions/cultivation/checkin", json!({}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut socket = connect(&app, &watcher).await;
+    send(&mut socket, &json!({"type": "ping"})).await;
+    next_of_type(&mut socket, "pong").await;
+
+    let resp = post("/api/v1/actions/pet/draw", json!({"count": 1}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let event = next_where(&mut socket, |v| {
+        v["type"] == "event" && v["event"]["topic"] == "rare_pet"
+    })
+    .await;
+    assert_eq!(event["event"]["player_id"], player_id, "{event}");
+    assert_eq!(event["event"]["data"]["player"], name.as_str(), "{event}");
+    assert!(
+        !event.to_string().contains(&username),
+        "a login name is announced: {event}"
+    );
 }
