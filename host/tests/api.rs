@@ -919,6 +919,8 @@ async fn health_metrics_and_openapi(app: TestApp) {
         ("/api/v1/catalog", "get"),
         ("/api/v1/leaderboards/{board}", "get"),
         ("/api/v1/online", "get"),
+        ("/api/v1/online/players", "get"),
+        ("/api/v1/player/name", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
