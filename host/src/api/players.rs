@@ -86,6 +86,7 @@ pub struct Renamed {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such player", body = ErrorBody),
         (status = 409, description = "Another player has this name (`name_taken`); nothing changed", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Not enough spirit stones for a paid change (`insufficient`), or the name is already the caller's (`same_name`); nothing changed", body = ErrorBody),
         (status = 429, description = "Too many actions; see Retry-After", body = ErrorBody,
