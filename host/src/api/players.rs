@@ -55,6 +55,7 @@ pub fn check_display_name(name: &str) -> Result<(), String> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewName {
     /// 1 to 6 characters, no spaces; unique among players.
+    #[schema(min_length = 1, max_length = 6)]
     pub name: String,
 }
 
