@@ -204,11 +204,42 @@ both_backends!(
     host_failures_are_503_and_not_plugin_faults,
     query_actions_answer_without_writing,
     modifiers_hooks_are_called_once_per_state,
+    display_names_follow_the_rules_and_cost_stones_after_the_first,
+    a_race_for_one_name_has_exactly_one_winner,
+    boards_show_display_names_and_never_login_names,
+    board_rows_say_what_they_are_about,
     extractor_rejections_are_json_errors,
     openapi_states_constraints_and_links,
     stored_plugin_versions_serve_after_a_restart,
     game_time_is_the_clock_the_test_moves,
 );
+
+/// `POST /api/v1/player/name`.
+async fn rename(app: &TestApp, user: &User, name: &str) -> (StatusCode, Value) {
+    post(
+        app,
+        "/api/v1/player/name",
+        Some(&user.token),
+        &json!({"name": name}),
+    )
+    .await
+}
+
+/// A display name no other test uses: `tag` and five hex digits (at most 6 characters).
+fn unique_name(tag: &str) -> String {
+    format!("{tag}{:05x}", common::random_u64() as u32 & 0xf_ffff)
+}
+
+/// Renames `user` to a fresh name starting with `tag` (one character) and returns it.
+async fn rename_to_unique(app: &TestApp, user: &User, tag: &str) -> String {
+    let name = unique_name(tag);
+    let (status, body) = rename(app, user, &name).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    name
+}
+
+/// The default name of every new character.
+const NAMELESS: &str = "无名修士";
 
 // ---- cases -------------------------------------------------------------------------------------
 
@@ -261,6 +292,161 @@ async fn game_time_is_the_clock_the_test_moves(app: TestApp) {
         after - before >= 3600,
         "{before} → {after} after an hour of game time"
     );
+}
+
+async fn display_names_follow_the_rules_and_cost_stones_after_the_first(app: TestApp) {
+    let user = register(&app, "rename").await;
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["player"]["name"], NAMELESS, "a new character is nameless");
+    let (_, me) = get(&app, "/api/v1/auth/me", Some(&user.token)).await;
+    assert_eq!(me["player"]["name"], NAMELESS, "{me}");
+
+    // The rules: 1 to 6 characters, no spaces, not the default name; nothing is charged.
+    for bad in ["", "七个字的名字啊", "a b", "\tab", NAMELESS] {
+        assert_error(
+            &rename(&app, &user, bad).await,
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+        );
+    }
+    assert_error(
+        &post(
+            &app,
+            "/api/v1/player/name",
+            Some(&user.token),
+            &json!({"nom": "x"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_json",
+    );
+    assert_error(
+        &post(&app, "/api/v1/player/name", None, &json!({"name": "x"})).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    // The first change is free, even with no stones at all.
+    let stones = |s: &Value| s["currencies"]["spirit_stones"].as_i64().unwrap_or(0);
+    assert_eq!(stones(&full_state(&app, &user).await), 0);
+    let first = unique_name("甲");
+    let (status, body) = rename(&app, &user, &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], first.as_str());
+    assert_eq!(
+        (body["cost"].as_i64(), body["name_changes"].as_i64()),
+        (Some(0), Some(1))
+    );
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["player"]["name"], first.as_str());
+    assert_eq!(state["player"]["version"], body["player_version"]);
+
+    // Later changes cost 100 spirit stones: refused without them, nothing changed.
+    assert_error(
+        &rename(&app, &user, &unique_name("乙")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "insufficient",
+    );
+    assert_eq!(full_state(&app, &user).await["player"]["name"], first.as_str());
+    // Keeping the same name is refused too, and costs nothing.
+    assert_error(
+        &rename(&app, &user, &first).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "same_name",
+    );
+
+    // The day's check-in pays stones; the second change takes 100 of them.
+    let (status, body) = act(&app, &user, "cultivation", "checkin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let before = stones(&full_state(&app, &user).await);
+    assert!(before >= 200, "check-in paid {before}");
+    let second = unique_name("乙");
+    let (status, body) = rename(&app, &user, &second).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["cost"].as_i64(), body["name_changes"].as_i64()),
+        (Some(100), Some(2))
+    );
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["player"]["name"], second.as_str());
+    assert_eq!(stones(&state), before - 100);
+
+    // A name another player holds is refused without a charge; the freed old name can be taken.
+    let other = register(&app, "rename2").await;
+    assert_error(
+        &rename(&app, &other, &second).await,
+        StatusCode::CONFLICT,
+        "name_taken",
+    );
+    let (status, body) = rename(&app, &other, &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cost"], 0);
+    assert_eq!(stones(&full_state(&app, &user).await), before - 100);
+}
+
+async fn a_race_for_one_name_has_exactly_one_winner(app: TestApp) {
+    let a = register(&app, "race_a").await;
+    let b = register(&app, "race_b").await;
+    for _ in 0..5 {
+        let name = unique_name("争");
+        let (ra, rb) = tokio::join!(rename(&app, &a, &name), rename(&app, &b, &name));
+        let statuses = [ra.0, rb.0];
+        let wins = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(wins, 1, "exactly one winner: {ra:?} {rb:?}");
+        let loser = if ra.0 == StatusCode::OK { &rb } else { &ra };
+        assert_error(loser, StatusCode::CONFLICT, "name_taken");
+        let names = [
+            full_state(&app, &a).await["player"]["name"].clone(),
+            full_state(&app, &b).await["player"]["name"].clone(),
+        ];
+        assert_eq!(
+            names.iter().filter(|n| **n == name.as_str()).count(),
+            1,
+            "{names:?}"
+        );
+        // Give both stones for the next round's paid changes.
+        for u in [&a, &b] {
+            act(&app, u, "cultivation", "checkin", &json!({})).await;
+        }
+    }
+}
+
+async fn boards_show_display_names_and_never_login_names(app: TestApp) {
+    let named = register(&app, "shown").await;
+    let nameless = register(&app, "hidden").await;
+    // Both have a realm score from `start`; only the named one is listed.
+    let name = rename_to_unique(&app, &named, "名").await;
+    let (status, body) = act(&app, &named, "cultivation", "checkin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for board in ["realm", "spirit_stones"] {
+        let (status, rows) = get(&app, &format!("/api/v1/leaderboards/{board}?limit=100"), None).await;
+        assert_eq!(status, StatusCode::OK, "{rows}");
+        let entries = rows["entries"].as_array().unwrap();
+        let row = entries
+            .iter()
+            .find(|r| r["player_id"] == named.player_id)
+            .unwrap_or_else(|| panic!("{board}: named player missing: {rows}"));
+        assert_eq!(row["name"], name.as_str(), "{board}");
+        assert!(
+            entries
+                .iter()
+                .all(|r| r["player_id"] != nameless.player_id && r["name"] != NAMELESS),
+            "{board}: the nameless are left off: {rows}"
+        );
+        let text = rows.to_string();
+        assert!(
+            !text.contains(&named.username),
+            "{board} shows a login name: {text}"
+        );
+        assert!(
+            !text.contains(&nameless.username),
+            "{board} shows a login name: {text}"
+        );
+        if board == "spirit_stones" {
+            let stones = full_state(&app, &named).await["currencies"]["spirit_stones"].as_f64();
+            assert_eq!(row["score"].as_f64(), stones);
+        }
+    }
 }
 
 /// A response's status, `Content-Type` and JSON body.
@@ -508,7 +694,8 @@ async fn register_login_me_logout(app: TestApp) {
     assert_eq!(me["account"]["username"], user.username.as_str());
     assert_eq!(me["account"]["role"], "player");
     assert_eq!(me["player"]["id"], user.player_id);
-    assert_eq!(me["player"]["name"], user.username.as_str());
+    // The character's public name is not the login name: everyone starts nameless.
+    assert_eq!(me["player"]["name"], NAMELESS);
     assert!(me["account"].get("password_hash").is_none());
 
     // Chinese names are allowed; the rules speak clearly otherwise.
@@ -924,7 +1111,8 @@ async fn catalog_leaderboards_online(app: TestApp) {
     );
     assert_eq!(cultivation["sha256"].as_str().unwrap().len(), 64);
 
-    // `start` set the realm score; the board lists the player with their name.
+    // `start` set the realm score; once named, the board lists the player with that name.
+    let name = rename_to_unique(&app, &user, "榜").await;
     let (status, board) = get(&app, "/api/v1/leaderboards/realm?limit=100", None).await;
     assert_eq!(status, StatusCode::OK, "{board}");
     let row = board["entries"]
@@ -933,7 +1121,7 @@ async fn catalog_leaderboards_online(app: TestApp) {
         .iter()
         .find(|r| r["player_id"] == user.player_id)
         .unwrap();
-    assert_eq!(row["name"], user.username.as_str());
+    assert_eq!(row["name"], name.as_str());
     assert!(row["rank"].as_u64().unwrap() >= 1);
     let (status, empty) = get(&app, "/api/v1/leaderboards/no_such_board", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -1023,6 +1211,8 @@ async fn health_metrics_and_openapi(app: TestApp) {
         ("/api/v1/catalog", "get"),
         ("/api/v1/leaderboards/{board}", "get"),
         ("/api/v1/online", "get"),
+        ("/api/v1/online/players", "get"),
+        ("/api/v1/player/name", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
@@ -1790,6 +1980,9 @@ async fn query_actions_answer_without_writing(app: TestApp) {
 
 async fn modifiers_hooks_are_called_once_per_state(app: TestApp) {
     let user = register(&app, "mods").await;
+    // An entity change (which the hooks see) leaves no cached answer for the new state.
+    let (status, body) = act(&app, &user, "probe", "stash", &json!({"bytes": 4})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     // Equipment has a `modifiers` hook; count its calls from here.
     let hook = "cauldron_plugin_calls_total{plugin=\"equipment\",action=\"modifiers\"";
     let start = metric(&app, hook).await;
@@ -1831,8 +2024,68 @@ async fn modifiers_hooks_are_called_once_per_state(app: TestApp) {
 
     // Another player's state is another answer.
     let other = register(&app, "mods2").await;
+    let (status, body) = act(&app, &other, "probe", "stash", &json!({"bytes": 4})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let before = metric(&app, hook).await - start;
     let (status, _) = act(&app, &other, "equipment", "list", &json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((metric(&app, hook).await - start), before + 1.0);
+}
+
+async fn board_rows_say_what_they_are_about(app: TestApp) {
+    let user = register(&app, "rows").await;
+    let name = rename_to_unique(&app, &user, "器").await;
+    let (status, body) = act(&app, &user, "cultivation", "checkin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A drawn and worn piece: the equipment row names it, with its quality and enhance level.
+    let (status, drawn) = act(&app, &user, "equipment", "draw", &json!({"count": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{drawn}");
+    let piece = drawn["reply"]["items"][0].clone();
+    let (status, body) = act(&app, &user, "equipment", "equip", &json!({"id": piece["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, board) = get(&app, "/api/v1/leaderboards/equipment?limit=100", None).await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    let row = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["player_id"] == user.player_id)
+        .unwrap_or_else(|| panic!("no row: {board}"));
+    assert_eq!(row["name"], name.as_str());
+    assert_eq!(row["detail"]["name"], piece["item"]["name"], "{row}");
+    assert_eq!(row["detail"]["quality"], piece["item"]["quality"], "{row}");
+    assert_eq!(row["detail"]["quality_name"], piece["quality_name"], "{row}");
+    assert_eq!(row["detail"]["enhance_level"], 0, "{row}");
+
+    // A drawn and deployed pet: the pets row names it, with quality, stars and level.
+    let (status, drawn) = act(&app, &user, "pet", "draw", &json!({"count": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{drawn}");
+    let pet = drawn["reply"]["pets"][0].clone();
+    let (status, body) = act(&app, &user, "pet", "deploy", &json!({"id": pet["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, board) = get(&app, "/api/v1/leaderboards/pets?limit=100", None).await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    let row = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["player_id"] == user.player_id)
+        .unwrap_or_else(|| panic!("no row: {board}"));
+    assert_eq!(row["detail"]["name"], pet["pet"]["name"], "{row}");
+    assert_eq!(row["detail"]["quality"], pet["pet"]["quality"], "{row}");
+    assert_eq!(
+        (row["detail"]["star"].as_i64(), row["detail"]["level"].as_i64()),
+        (Some(0), Some(1))
+    );
+    // Boards nobody describes carry no detail.
+    let (_, realm) = get(&app, "/api/v1/leaderboards/realm?limit=100", None).await;
+    assert!(
+        realm["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("detail").is_none()),
+        "{realm}"
+    );
 }

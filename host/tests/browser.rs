@@ -632,6 +632,21 @@ async fn the_web_client_plays_the_game_in_chromium() {
     assert!(stat(&a, "counters", "explorations").await >= 1.0);
     a.shot(&shots.join("explore.png")).await;
 
+    // A display name: the nameless are kept off the leaderboards, and others see only this name.
+    // At most 6 characters, unique among the tests' hosts.
+    let display = format!("道{:05x}", common::random_u64() as u32 & 0xf_ffff);
+    a.click("[data-testid=tab-character]").await;
+    a.type_into("[data-testid=rename-input]", &display).await;
+    a.click("[data-testid=rename-btn]").await;
+    a.wait(
+        "display name",
+        &format!("document.querySelector('[data-testid=display-name]').textContent === '{display}'"),
+        15,
+    )
+    .await;
+    assert_eq!(a.player().await["player"]["name"], display.as_str());
+    a.idle().await;
+
     // Equipment: draw, equip one piece, then the best of each slot.
     a.click("[data-testid=tab-equipment]").await;
     a.wait_css("[data-testid=draw-10]", 15).await;
@@ -652,6 +667,36 @@ async fn the_web_client_plays_the_game_in_chromium() {
     )
     .await;
     a.shot(&shots.join("equipment.png")).await;
+    // Sell every unworn common piece at once (the first choice of the bulk-sell menu), then page.
+    let unworn_commons = |p: &Value| {
+        p["entities"]
+            .as_array()
+            .map(|es| {
+                es.iter()
+                    .filter(|e| {
+                        e["kind"] == "equipment"
+                            && e["data"]["quality"] == "common"
+                            && e["data"]["equipped"] == false
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        unworn_commons(&a.player().await) > 0,
+        "thirty draws leave unworn commons"
+    );
+    a.click("[data-testid=batch-sell]").await;
+    a.click("[data-testid=confirm-ok]").await;
+    a.wait(
+        "bulk sale",
+        "document.querySelector('[data-testid=equip-log]').textContent.includes('Sold')",
+        15,
+    )
+    .await;
+    assert_eq!(unworn_commons(&a.player().await), 0);
+    a.idle().await;
+    a.wait_css("[data-testid=equip-pages]", 10).await;
 
     // Pets: draw and deploy.
     a.click("[data-testid=tab-pets]").await;
@@ -661,6 +706,34 @@ async fn the_web_client_plays_the_game_in_chromium() {
     a.wait_css("[data-testid=pet][data-active=yes]", 15).await;
     a.idle().await;
     a.shot(&shots.join("pets.png")).await;
+    // Release every idle common pet at once; the deployed one stays.
+    let pets_of = |p: &Value, quality: Option<&str>| {
+        p["entities"]
+            .as_array()
+            .map(|es| {
+                es.iter()
+                    .filter(|e| {
+                        e["kind"] == "pet"
+                            && quality.is_none_or(|q| e["data"]["quality"] == q)
+                            && e["data"]["active"] == false
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    if pets_of(&a.player().await, Some("common")) > 0 {
+        a.click("[data-testid=batch-release]").await;
+        a.click("[data-testid=confirm-ok]").await;
+        a.wait(
+            "bulk release",
+            "document.querySelector('[data-testid=pet-log]').textContent.includes('returned to the wild')",
+            15,
+        )
+        .await;
+        assert_eq!(pets_of(&a.player().await, Some("common")), 0);
+        a.wait_css("[data-testid=pet][data-active=yes]", 15).await;
+    }
+    a.idle().await;
 
     // Herbs from hunts, fragments bought with stones, then a pill.
     a.click("[data-testid=tab-dungeon]").await;
@@ -772,6 +845,32 @@ async fn the_web_client_plays_the_game_in_chromium() {
     // Leaderboards, the generic panel and the character sheet.
     a.click("[data-testid=tab-ranks]").await;
     a.wait_css("[data-testid=board] tr.me", 15).await;
+    let row = a
+        .js(
+            "return document.querySelector('[data-testid=board] tr.me').textContent;",
+            json!([]),
+        )
+        .await;
+    assert!(row.as_str().unwrap_or_default().contains(&display), "{row}");
+    assert!(
+        !row.as_str().unwrap_or_default().contains(&user),
+        "the login name is shown: {row}"
+    );
+    // The equipment board says which piece it is about.
+    a.click("[data-testid=board-equipment]").await;
+    a.wait_css("[data-testid=board] tr.me", 15).await;
+    // Online through the live connection: listed under the display name.
+    a.wait(
+        "online list",
+        &format!(
+            "(() => {{ const ok = [...document.querySelectorAll('[data-testid=online-list] li')]
+               .some((li) => li.textContent.includes('{display}'));
+               if (!ok) document.querySelector('[data-testid=online-refresh]')?.click();
+               return ok; }})()"
+        ),
+        15,
+    )
+    .await;
     a.shot(&shots.join("leaderboards.png")).await;
     a.click("[data-testid=tab-all]").await;
     a.wait_css("[data-testid=generic-form]", 10).await;

@@ -663,7 +663,7 @@ async fn check_pet_modifiers(p: &Player<'_>, data: &Value) {
 async fn start_run(p: &Player<'_>, spirit_base: f64) -> Value {
     let level = stat(&p.state().await, "level");
     let body = p
-        .ok("dungeon", "dungeon_start", json!({"difficulty": "normal"}))
+        .ok("dungeon", "dungeon_start", json!({"difficulty": "easy"}))
         .await;
     let run = body["reply"]["run"].clone();
     assert_eq!(run["floor"], 1);
@@ -961,7 +961,7 @@ async fn play_a_designer_economy(backend: Backend) {
     p.reject("equipment", "enhance", json!({"id": piece}), "insufficient")
         .await;
 
-    // Dungeon floors 1..=3: entry round(10 × 1.2^(L−1)) spirit + 10 × floor stones; a win pays
+    // Dungeon floors 1..=3 on easy (rewards ×1): entry round(10 × 1.2^(L−1)) spirit + 10 × floor stones; a win pays
     // R = round(20 × min(3, 1 + ln(f+1)/3) × round_mod) of three currencies and R/2 refinement
     // stones, and raises `best_floor`. A lost fight ends the run; it is started again (bounded).
     start_run(&p, 10.0).await;
@@ -1028,7 +1028,7 @@ async fn play_a_designer_economy(backend: Backend) {
             p.ok(
                 "dungeon",
                 "dungeon_start",
-                json!({"difficulty": "normal", "restart": true}),
+                json!({"difficulty": "easy", "restart": true}),
             )
             .await;
         }

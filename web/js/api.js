@@ -82,6 +82,8 @@ export function createApi({ onUnauthorized } = {}) {
     catalog: () => request('GET', '/catalog'),
     board: (name, limit = 20) => request('GET', `/leaderboards/${encodeURIComponent(name)}?limit=${limit}`),
     online: () => request('GET', '/online'),
+    onlinePlayers: () => request('GET', '/online/players'),
+    rename: (name) => request('POST', '/player/name', { name }),
     // A query (read-only action) needs no Idempotency-Key: repeating it is harmless and the server
     // ignores the key anyway.
     act: (plugin, action, params = {}, { query = false } = {}) => request('POST',

@@ -164,7 +164,11 @@ async fn character(state: &AppState, account: &Account) -> Result<Player, ApiErr
     if let Some(player) = state.store.player_by_account(account.id).await? {
         return Ok(player);
     }
-    match state.game.create_character(account.id, &account.username).await {
+    match state
+        .game
+        .create_character(account.id, crate::store::DEFAULT_PLAYER_NAME)
+        .await
+    {
         Ok(player) => Ok(player),
         // A concurrent login created it first.
         Err(GameError::Store(StoreError::Invalid(_))) => state

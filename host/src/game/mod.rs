@@ -242,13 +242,22 @@ impl Snapshot {
     }
 }
 
-/// What a call of `plugin` reading `reads` (entities of `kinds`) needs loaded. Base stats and buffs
-/// always: every call gets the effective stats, which are composed from them.
+/// What a call of `plugin` reading `reads` (entities of `kinds`) needs loaded: what it declared, and
+/// base stats and buffs always, since every call gets the effective stats, composed from them.
 fn sections_for(plugin: &str, reads: &[Section], kinds: &[String]) -> Sections {
-    let has = |s: Section| reads.contains(&s);
     Sections {
         stats: true,
         buffs: true,
+        ..declared(plugin, reads, kinds)
+    }
+}
+
+/// The sections a call of `plugin` that declared `reads` (entities of `kinds`) sees.
+fn declared(plugin: &str, reads: &[Section], kinds: &[String]) -> Sections {
+    let has = |s: Section| reads.contains(&s);
+    Sections {
+        stats: has(Section::Stats),
+        buffs: has(Section::Buffs),
         currencies: has(Section::Currencies),
         counters: has(Section::Counters),
         items: has(Section::Items),
@@ -266,16 +275,18 @@ fn sections_for(plugin: &str, reads: &[Section], kinds: &[String]) -> Sections {
     }
 }
 
-/// What every `modifiers` hook of `versions` reads.
-fn hook_sections(versions: &[Arc<PluginVersion>]) -> Sections {
+/// What the `modifiers` hooks of `versions` need loaded (`load`), or what they see (not `load`: the
+/// sections whose change can change their answer).
+fn hook_sections(versions: &[Arc<PluginVersion>], load: bool) -> Sections {
     let mut all = Sections::default();
     for version in versions {
         if let Some(hook) = version.manifest.hook(HOOK_MODIFIERS) {
-            all.add(&sections_for(
-                version.name(),
-                &hook.reads,
-                &version.manifest.entity_kinds,
-            ));
+            let (name, kinds) = (version.name(), &version.manifest.entity_kinds);
+            all.add(&if load {
+                sections_for(name, &hook.reads, kinds)
+            } else {
+                declared(name, &hook.reads, kinds)
+            });
         }
     }
     all
@@ -515,7 +526,7 @@ impl Game {
             return Ok(Some(hit));
         }
         let (generation, versions) = registry.current_with_generation();
-        if !self.widen(snap, now, &hook_sections(&versions)).await? {
+        if !self.widen(snap, now, &hook_sections(&versions, true)).await? {
             return Ok(None);
         }
         let mut all = Vec::new();
@@ -780,9 +791,9 @@ impl Game {
             .inc("cauldron_action_conflicts_total", &[("plugin", plugin)]);
     }
 
-    /// What the serving plugins' `modifiers` hooks read.
+    /// What the serving plugins' `modifiers` hooks see.
     fn hooks_read(&self) -> Sections {
-        hook_sections(&self.inner.registry.current())
+        hook_sections(&self.inner.registry.current(), false)
     }
 
     /// After a commit: mirror scores to the leaderboards, publish events.

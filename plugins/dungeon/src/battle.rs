@@ -1,4 +1,4 @@
-//! The turn-based battle engine (seed §2.10), as one pure function.
+//! The turn-based battle engine, as one pure function.
 //!
 //! [`fight`] takes two [`Fighter`]s built from server-side numbers and a random source, and plays the
 //! whole battle at once, returning the winner and a round-by-round log for display. Nothing here reads
