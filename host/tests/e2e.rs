@@ -8,12 +8,13 @@
 //! passes through the host's clock, which the test moves forward instead of waiting (the income a
 //! step needs), and the player gains resources only through actions.
 //!
-//! - [`play_a_fresh_account`] plays the shipped content. Three steps cannot complete in a test's wall
-//!   time under those rules, and the test checks what is feasible of them (see its comments and the
-//!   `README.md` of each plugin): unlocking a recipe needs 10 fragments at 50 000 spirit stones each
-//!   (a new account has the 1 000 of one check-in) or about 570 explorations per fragment of that recipe found; a
-//!   dungeon fight costs 2 880 × 1.2^(L−1) spirit, 48 minutes of income at level 2; enhancing needs
-//!   reinforce stones, which only dungeon wins give reliably (exploration finds them 4.2 % of the time).
+//! - [`play_a_fresh_account`] plays the shipped content. Two steps cannot complete under those rules
+//!   in a test, and the test checks what is feasible of them (see its comments and the `README.md` of
+//!   each plugin): unlocking a recipe needs 10 fragments at 50 000 spirit stones each (a new account
+//!   has the 1 000 of one check-in) or about 570 explorations per fragment of that recipe found;
+//!   enhancing needs reinforce stones, which only dungeon wins give reliably (exploration finds them
+//!   4.2 % of the time). A dungeon fight costs 2 880 × 1.2^(L−1) spirit, 48 minutes of income at
+//!   level 2: refused at first, then fought once the game clock has moved on by that income.
 //! - [`play_a_designer_economy`] plays the same rules with three prices lowered in the content tables
 //!   (what a designer edits, no recompile): a recipe fragment costs 1 stone, a dungeon fight 10 × 1.2^(L−1)
 //!   spirit, a beast hunt 1 × 1.2^(L−1) spirit, and the dungeon guardian is weaker. Everything else is
@@ -703,7 +704,7 @@ macro_rules! both_backends {
 
 both_backends!(play_a_fresh_account, play_a_designer_economy);
 
-/// The shipped content, played from registration as far as a test's wall time allows.
+/// The shipped content, played from registration as far as its prices allow a new account.
 async fn play_a_fresh_account(backend: Backend) {
     let app = TestApp::start(backend).await;
     let p = Player::register(&app, "e2e").await;
@@ -800,6 +801,18 @@ async fn play_a_fresh_account(backend: Backend) {
     p.reject("dungeon", "dungeon_fight", json!({}), "insufficient")
         .await;
     assert_eq!(counter(&p.state().await, "best_floor"), 0);
+
+    // Game time moved on by the income it lacks: the same fight runs at the shipped price.
+    p.wait_for_spirit(3456).await;
+    let before = p.state().await;
+    let body = p.ok("dungeon", "dungeon_fight", json!({})).await;
+    assert_eq!(body["reply"]["floor"], 1, "{body}");
+    assert_eq!(
+        body["reply"]["cost"],
+        json!({"spirit": 3456, "spirit_stones": 10})
+    );
+    let after = p.state().await;
+    assert_eq!(cur(&after, "spirit"), cur(&before, "spirit") - 3456);
 }
 
 /// Lowers three prices and the dungeon guardian in the content tables (checked, so a content change
