@@ -65,7 +65,7 @@ impl SqlStore<PgBackend> {
     /// Connect a pool to `url` (`postgres://` or `postgresql://`). Fails after `ACQUIRE_TIMEOUT` (1.5 s) if
     /// the server does not answer; the caller decides whether to try again.
     ///
-    /// The pool outlives a restart of the server: a connection that sat idle for [`PING_AFTER_IDLE`]
+    /// The pool outlives a restart of the server: a connection that sat idle for `PING_AFTER_IDLE`
     /// or longer is checked with a ping before it is handed out, so the dead ones a restart leaves in
     /// the pool are closed and replaced rather than failing a request; none is kept open or idle
     /// forever (lifetime and idle limits). Under load connections are never idle that long, so the
