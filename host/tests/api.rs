@@ -302,13 +302,18 @@ async fn display_names_follow_the_rules_and_cost_stones_after_the_first(app: Tes
     assert_eq!(me["player"]["name"], NAMELESS, "{me}");
 
     // The rules: 1 to 6 characters, no spaces, not the default name; nothing is charged.
-    for bad in ["", "七个字的名字啊", "a b", "\tab", NAMELESS] {
+    for bad in ["", "七个字的名字啊", "a b", "\tab", "a\u{85}b"] {
         assert_error(
             &rename(&app, &user, bad).await,
             StatusCode::BAD_REQUEST,
             "bad_name",
         );
     }
+    assert_error(
+        &rename(&app, &user, NAMELESS).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "reserved_name",
+    );
     assert_error(
         &post(
             &app,

@@ -49,19 +49,19 @@ pub fn check_display_name(name: &str) -> Result<(), String> {
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("a name may not contain spaces or control characters".to_owned());
     }
-    if name == DEFAULT_PLAYER_NAME {
-        return Err(format!(
-            "`{DEFAULT_PLAYER_NAME}` is the name of everyone who has not chosen one"
-        ));
-    }
     Ok(())
 }
 
 /// The new name.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewName {
-    /// 1 to 6 characters, no spaces; unique among players.
-    #[schema(min_length = 1, max_length = 6)]
+    /// 1 to 6 characters, no spaces or control characters; unique among players; not 无名修士 (422
+    /// `reserved_name`).
+    #[schema(
+        min_length = 1,
+        max_length = 6,
+        pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub name: String,
 }
 
@@ -116,6 +116,13 @@ async fn rename(
     )
     .await?;
     check_display_name(&body.name).map_err(|m| ApiError::bad_request("bad_name", m))?;
+    // A well-formed name the rules keep for everyone who has not chosen one.
+    if body.name == DEFAULT_PLAYER_NAME {
+        return Err(ApiError::Rejected {
+            code: "reserved_name".to_owned(),
+            message: format!("`{DEFAULT_PLAYER_NAME}` is the name of everyone who has not chosen one"),
+        });
+    }
     let current = store
         .player_by_id(who.player_id)
         .await?
