@@ -131,9 +131,12 @@ for entry in catalog:
                 schema["enum"] = [int(v) for v in values] if param["type"] == "integer" else values
             if param["description"]:
                 schema["description"] = param["description"]
-            props[param["name"]] = schema
             if param["required"]:
                 required.append(param["name"])
+            else:
+                # An optional param may also be sent as null: the SDK reads it as absent.
+                schema = {"anyOf": [schema, {"type": "null"}]}
+            props[param["name"]] = schema
         body = {"type": "object", "properties": props}
         if required:
             body["required"] = required
