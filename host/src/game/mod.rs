@@ -537,6 +537,7 @@ impl Game {
                 now_ms: now,
                 seed: rand::random(),
                 content: version.content_for(&hook.content),
+                other_player: None,
             };
             match self.call_plugin(&version, &call).await {
                 Ok((Outcome::Ok { modifiers, .. }, _)) => all.extend(modifiers),
@@ -897,6 +898,7 @@ impl Planned<'_> {
             now_ms: now,
             seed: rand::random(),
             content: self.version.content_for(&self.spec.content),
+            other_player: None,
         }
     }
 }

@@ -289,6 +289,7 @@ fn spec(
         kinds: vec![],
         content: content.iter().map(|s| (*s).to_owned()).collect(),
         query: false,
+        reads_player: String::new(),
     }
 }
 
