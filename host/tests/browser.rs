@@ -416,6 +416,8 @@ async fn the_web_client_plays_the_game_in_chromium() {
         "rate_base = 1.0",
         "rate_base = 1000.0",
     );
+    // Duels open at realm level 1 here, so a new character can fight one in this test.
+    tweak(&plugins.join("duel/duel.toml"), "min_level = 7", "min_level = 1");
     tweak(
         &plugins.join("cultivation/checkin.toml"),
         "rewards = [1000, 2000, 3000, 4000, 5000, 6000, 10000]",
@@ -710,6 +712,42 @@ async fn the_web_client_plays_the_game_in_chromium() {
     )
     .await;
     a.shot(&shots.join("all-actions.png")).await;
+
+    // Duels: a cultivator registered elsewhere shows up among the opponents near this realm; the duel
+    // is played back round by round and lands in the records.
+    let rival = format!("rival{port}");
+    let registered = http
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"username": rival, "password": "jade-river-4242"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), reqwest::StatusCode::CREATED);
+    while stat(&a, "currencies", "spirit").await < 5000.0 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        a.act("cultivation", "gather", json!({})).await;
+    }
+    a.click("[data-testid=tab-duel]").await;
+    a.wait_css("[data-testid=duel-status]", 15).await;
+    a.wait(
+        "the rival among the opponents",
+        &format!("document.querySelector('[data-testid=opponents]')?.textContent.includes('{rival}')"),
+        15,
+    )
+    .await;
+    a.click("[data-testid=opponents] [data-testid=challenge]").await;
+    a.wait_css(
+        "[data-testid=duel-battle] [data-testid=battle-result]:not([hidden])",
+        90,
+    )
+    .await;
+    a.wait(
+        "the duel in the records",
+        &format!("document.querySelector('[data-testid=duel-records]').textContent.includes('vs {rival}')"),
+        15,
+    )
+    .await;
+    a.shot(&shots.join("duel.png")).await;
     a.click("[data-testid=tab-character]").await;
     a.wait_css("[data-testid=stats-table]", 10).await;
     a.idle().await;

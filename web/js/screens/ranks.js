@@ -1,7 +1,7 @@
 // 排行 Leaderboards.
 import { h, bi, fmt } from '../ui.js';
 
-const BOARDS = ['realm', 'dungeon', 'equipment', 'pets'];
+const BOARDS = ['realm', 'dungeon', 'duel', 'equipment', 'pets'];
 
 async function load(ctx, board) {
   ctx.memo.board = board;
@@ -20,6 +20,7 @@ function scoreText(ctx, board, score) {
     return `${cn} · ${en}`;
   }
   if (board === 'dungeon') return `第${fmt(score)}层 Floor ${fmt(score)}`;
+  if (board === 'duel') return `${fmt(score)} 胜 wins`;
   return fmt(score);
 }
 
