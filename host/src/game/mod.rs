@@ -16,6 +16,12 @@
 //! conflict, reload and re-run, a bounded number of times) → invalidate the cache, update
 //! leaderboards, publish events.
 //!
+//! An action that declares `reads_player` and names another player in that param also gets that
+//! player's public view (`Call::other_player`): their base stats and buffs (and entities of the
+//! action's kinds, when it reads entities) are loaded with the same one-statement load, their
+//! effective stats come from the same modifiers step, and nothing else of theirs is read into the
+//! call or written.
+//!
 //! A **query** (an action its manifest marks `query`) stops after the call: it reads the player's
 //! current state (cached when current), gets the modifiers, calls the plugin and returns the reply with
 //! the version it read. No player lock, no transaction, no log row, no new version, no events; its
