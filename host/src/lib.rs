@@ -9,19 +9,25 @@
 //! - `json`: conversion between plugin documents (MessagePack) and stored/served JSON.
 //! - `config`: settings from the environment, validated once; `telemetry`: logs.
 //! - `auth`: password and username rules, argon2id hashing, HS256 tokens.
-//! - `state`: the app state shared by handlers, and the start-up steps that build it.
+//! - `state`: the composition root: `build` wires a host (used by `main` and the tests alike), and
+//!   the app state whose parts handlers extract.
+//! - `rollout`: plugin uploads, rollbacks and unloads across hosts, and the start-up load of stored
+//!   plugin artifacts.
+//! - `clock`: the game clock (system time in production, movable in tests).
 //! - `api`: the HTTP API (axum), its error type, extractors and routes; the WebSocket endpoint and
-//!   plugin administration.
+//!   the admin routes over `rollout`.
 //! - `shutdown`: the shutdown signal fanned out to sockets and background tasks.
 
 pub mod api;
 pub mod auth;
 pub mod bus;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod game;
 pub mod json;
 pub mod metrics;
+pub mod rollout;
 pub mod shutdown;
 pub mod state;
 pub mod store;

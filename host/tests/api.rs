@@ -204,8 +204,14 @@ both_backends!(
     host_failures_are_503_and_not_plugin_faults,
     query_actions_answer_without_writing,
     modifiers_hooks_are_called_once_per_state,
+    display_names_follow_the_rules_and_cost_stones_after_the_first,
+    a_race_for_one_name_has_exactly_one_winner,
+    boards_show_display_names_and_never_login_names,
+    board_rows_say_what_they_are_about,
     extractor_rejections_are_json_errors,
     openapi_states_constraints_and_links,
+    stored_plugin_versions_serve_after_a_restart,
+    game_time_is_the_clock_the_test_moves,
     another_players_view_is_public_only_and_effects_stay_with_the_actor,
     reading_a_player_needs_the_declaration_and_a_real_player,
     players_around_me_are_paged_nearest_first_and_named_only,
@@ -241,7 +247,245 @@ macro_rules! both_backends_easy_duels {
 
 both_backends_easy_duels!(two_players_duel_and_only_the_challenger_changes);
 
+/// `POST /api/v1/player/name`.
+async fn rename(app: &TestApp, user: &User, name: &str) -> (StatusCode, Value) {
+    post(
+        app,
+        "/api/v1/player/name",
+        Some(&user.token),
+        &json!({"name": name}),
+    )
+    .await
+}
+
+/// A display name no other test uses: `tag` and five hex digits (at most 6 characters).
+fn unique_name(tag: &str) -> String {
+    format!("{tag}{:05x}", common::random_u64() as u32 & 0xf_ffff)
+}
+
+/// Renames `user` to a fresh name starting with `tag` (one character) and returns it.
+async fn rename_to_unique(app: &TestApp, user: &User, tag: &str) -> String {
+    let name = unique_name(tag);
+    let (status, body) = rename(app, user, &name).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    name
+}
+
+/// The default name of every new character.
+const NAMELESS: &str = "无名修士";
+
 // ---- cases -------------------------------------------------------------------------------------
+
+/// The test kit builds its host with `state::build_with`, the function `main` runs: a plugin version
+/// stored and active in the database (as an upload leaves it) serves after a restart, over the file
+/// of the same name.
+async fn stored_plugin_versions_serve_after_a_restart(mut first: TestApp) {
+    assert_eq!(first.stored_artifacts, 0, "a fresh database has no stored plugin");
+    let v2 = common::cluster::fixture("probe_v2.wasm");
+    let store = &first.state.store;
+    let stored = store.put_artifact("probe", "0.2.0", &v2).await.unwrap();
+    store.activate_artifact("probe", "0.2.0").await.unwrap();
+    first.stop().await;
+
+    let database_url = first.database_url.clone();
+    let restarted = TestApp::start_with(first.backend, &[("DATABASE_URL", &database_url)]).await;
+    assert_eq!(restarted.stored_artifacts, 1);
+    let (status, catalog) = get(&restarted, "/api/v1/catalog", None).await;
+    assert_eq!(status, StatusCode::OK, "{catalog}");
+    let probe = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["manifest"]["name"] == "probe")
+        .unwrap_or_else(|| panic!("probe is not in the catalog: {catalog}"));
+    assert_eq!(probe["version"], "0.2.0", "{probe}");
+    assert_eq!(probe["sha256"], stored.sha256.as_str(), "{probe}");
+}
+
+/// Game time comes from the host's clock: moving it forward an hour is seen by the plugins at once
+/// (cultivation pays the spirit of an hour of meditation), with no waiting.
+async fn game_time_is_the_clock_the_test_moves(app: TestApp) {
+    let user = register(&app, "clock").await;
+    let gather = async || {
+        let (status, body) = post(
+            &app,
+            "/api/v1/actions/cultivation/gather",
+            Some(&user.token),
+            &json!({}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["reply"]["spirit"].as_i64().unwrap()
+    };
+    let before = gather().await;
+    app.clock.advance(Duration::from_secs(3600));
+    let after = gather().await;
+    // A new character earns at least 1 spirit a second (cultivation's README).
+    assert!(
+        after - before >= 3600,
+        "{before} → {after} after an hour of game time"
+    );
+}
+
+async fn display_names_follow_the_rules_and_cost_stones_after_the_first(app: TestApp) {
+    let user = register(&app, "rename").await;
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["player"]["name"], NAMELESS, "a new character is nameless");
+    let (_, me) = get(&app, "/api/v1/auth/me", Some(&user.token)).await;
+    assert_eq!(me["player"]["name"], NAMELESS, "{me}");
+
+    // The rules: 1 to 6 characters, no spaces, not the default name; nothing is charged.
+    for bad in ["", "七个字的名字啊", "a b", "\tab", "a\u{85}b"] {
+        assert_error(
+            &rename(&app, &user, bad).await,
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+        );
+    }
+    assert_error(
+        &rename(&app, &user, NAMELESS).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "reserved_name",
+    );
+    assert_error(
+        &post(
+            &app,
+            "/api/v1/player/name",
+            Some(&user.token),
+            &json!({"nom": "x"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_json",
+    );
+    assert_error(
+        &post(&app, "/api/v1/player/name", None, &json!({"name": "x"})).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    // The first change is free, even with no stones at all.
+    let stones = |s: &Value| s["currencies"]["spirit_stones"].as_i64().unwrap_or(0);
+    assert_eq!(stones(&full_state(&app, &user).await), 0);
+    let first = unique_name("甲");
+    let (status, body) = rename(&app, &user, &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], first.as_str());
+    assert_eq!(
+        (body["cost"].as_i64(), body["name_changes"].as_i64()),
+        (Some(0), Some(1))
+    );
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["player"]["name"], first.as_str());
+    assert_eq!(state["player"]["version"], body["player_version"]);
+
+    // Later changes cost 100 spirit stones: refused without them, nothing changed.
+    assert_error(
+        &rename(&app, &user, &unique_name("乙")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "insufficient",
+    );
+    assert_eq!(full_state(&app, &user).await["player"]["name"], first.as_str());
+    // Keeping the same name is refused too, and costs nothing.
+    assert_error(
+        &rename(&app, &user, &first).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "same_name",
+    );
+
+    // The day's check-in pays stones; the second change takes 100 of them.
+    let (status, body) = act(&app, &user, "cultivation", "checkin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let before = stones(&full_state(&app, &user).await);
+    assert!(before >= 200, "check-in paid {before}");
+    let second = unique_name("乙");
+    let (status, body) = rename(&app, &user, &second).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["cost"].as_i64(), body["name_changes"].as_i64()),
+        (Some(100), Some(2))
+    );
+    let state = full_state(&app, &user).await;
+    assert_eq!(state["player"]["name"], second.as_str());
+    assert_eq!(stones(&state), before - 100);
+
+    // A name another player holds is refused without a charge; the freed old name can be taken.
+    let other = register(&app, "rename2").await;
+    assert_error(
+        &rename(&app, &other, &second).await,
+        StatusCode::CONFLICT,
+        "name_taken",
+    );
+    let (status, body) = rename(&app, &other, &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cost"], 0);
+    assert_eq!(stones(&full_state(&app, &user).await), before - 100);
+}
+
+async fn a_race_for_one_name_has_exactly_one_winner(app: TestApp) {
+    let a = register(&app, "race_a").await;
+    let b = register(&app, "race_b").await;
+    for _ in 0..5 {
+        let name = unique_name("争");
+        let (ra, rb) = tokio::join!(rename(&app, &a, &name), rename(&app, &b, &name));
+        let statuses = [ra.0, rb.0];
+        let wins = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(wins, 1, "exactly one winner: {ra:?} {rb:?}");
+        let loser = if ra.0 == StatusCode::OK { &rb } else { &ra };
+        assert_error(loser, StatusCode::CONFLICT, "name_taken");
+        let names = [
+            full_state(&app, &a).await["player"]["name"].clone(),
+            full_state(&app, &b).await["player"]["name"].clone(),
+        ];
+        assert_eq!(
+            names.iter().filter(|n| **n == name.as_str()).count(),
+            1,
+            "{names:?}"
+        );
+        // Give both stones for the next round's paid changes.
+        for u in [&a, &b] {
+            act(&app, u, "cultivation", "checkin", &json!({})).await;
+        }
+    }
+}
+
+async fn boards_show_display_names_and_never_login_names(app: TestApp) {
+    let named = register(&app, "shown").await;
+    let nameless = register(&app, "hidden").await;
+    // Both have a realm score from `start`; only the named one is listed.
+    let name = rename_to_unique(&app, &named, "名").await;
+    let (status, body) = act(&app, &named, "cultivation", "checkin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for board in ["realm", "spirit_stones"] {
+        let (status, rows) = get(&app, &format!("/api/v1/leaderboards/{board}?limit=100"), None).await;
+        assert_eq!(status, StatusCode::OK, "{rows}");
+        let entries = rows["entries"].as_array().unwrap();
+        let row = entries
+            .iter()
+            .find(|r| r["player_id"] == named.player_id)
+            .unwrap_or_else(|| panic!("{board}: named player missing: {rows}"));
+        assert_eq!(row["name"], name.as_str(), "{board}");
+        assert!(
+            entries
+                .iter()
+                .all(|r| r["player_id"] != nameless.player_id && r["name"] != NAMELESS),
+            "{board}: the nameless are left off: {rows}"
+        );
+        let text = rows.to_string();
+        assert!(
+            !text.contains(&named.username),
+            "{board} shows a login name: {text}"
+        );
+        assert!(
+            !text.contains(&nameless.username),
+            "{board} shows a login name: {text}"
+        );
+        if board == "spirit_stones" {
+            let stones = full_state(&app, &named).await["currencies"]["spirit_stones"].as_f64();
+            assert_eq!(row["score"].as_f64(), stones);
+        }
+    }
+}
 
 /// A response's status, `Content-Type` and JSON body.
 async fn typed_json_of(resp: reqwest::Response) -> (StatusCode, String, Value) {
@@ -488,7 +732,8 @@ async fn register_login_me_logout(app: TestApp) {
     assert_eq!(me["account"]["username"], user.username.as_str());
     assert_eq!(me["account"]["role"], "player");
     assert_eq!(me["player"]["id"], user.player_id);
-    assert_eq!(me["player"]["name"], user.username.as_str());
+    // The character's public name is not the login name: everyone starts nameless.
+    assert_eq!(me["player"]["name"], NAMELESS);
     assert!(me["account"].get("password_hash").is_none());
 
     // Chinese names are allowed; the rules speak clearly otherwise.
@@ -586,16 +831,16 @@ async fn register_login_me_logout(app: TestApp) {
 
 async fn a_revocation_the_bus_missed_is_refused_after_a_reload(app: TestApp) {
     let user = register(&app, "rel").await;
-    let who = app.state.keys.verify(&user.token).unwrap();
+    let who = app.state.auth.keys.verify(&user.token).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app.state.revoked.contains(&who.jti).is_none() {
+    while app.state.auth.revoked.contains(&who.jti).is_none() {
         assert!(Instant::now() < deadline, "the revoked tokens never loaded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Revoked in the database only, as by a host whose announcement this one missed: requests are
     // answered from memory until the next reload, which picks it up.
     app.state
-        .store()
+        .store
         .revoke_token(&who.jti, who.account_id, who.expires_ms)
         .await
         .unwrap();
@@ -904,7 +1149,8 @@ async fn catalog_leaderboards_online(app: TestApp) {
     );
     assert_eq!(cultivation["sha256"].as_str().unwrap().len(), 64);
 
-    // `start` set the realm score; the board lists the player with their name.
+    // `start` set the realm score; once named, the board lists the player with that name.
+    let name = rename_to_unique(&app, &user, "榜").await;
     let (status, board) = get(&app, "/api/v1/leaderboards/realm?limit=100", None).await;
     assert_eq!(status, StatusCode::OK, "{board}");
     let row = board["entries"]
@@ -913,7 +1159,7 @@ async fn catalog_leaderboards_online(app: TestApp) {
         .iter()
         .find(|r| r["player_id"] == user.player_id)
         .unwrap();
-    assert_eq!(row["name"], user.username.as_str());
+    assert_eq!(row["name"], name.as_str());
     assert!(row["rank"].as_u64().unwrap() >= 1);
     let (status, empty) = get(&app, "/api/v1/leaderboards/no_such_board", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -1003,6 +1249,8 @@ async fn health_metrics_and_openapi(app: TestApp) {
         ("/api/v1/catalog", "get"),
         ("/api/v1/leaderboards/{board}", "get"),
         ("/api/v1/online", "get"),
+        ("/api/v1/online/players", "get"),
+        ("/api/v1/player/name", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
@@ -1770,6 +2018,9 @@ async fn query_actions_answer_without_writing(app: TestApp) {
 
 async fn modifiers_hooks_are_called_once_per_state(app: TestApp) {
     let user = register(&app, "mods").await;
+    // An entity change (which the hooks see) leaves no cached answer for the new state.
+    let (status, body) = act(&app, &user, "probe", "stash", &json!({"bytes": 4})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     // Equipment has a `modifiers` hook; count its calls from here.
     let hook = "cauldron_plugin_calls_total{plugin=\"equipment\",action=\"modifiers\"";
     let start = metric(&app, hook).await;
@@ -1804,17 +2055,77 @@ async fn modifiers_hooks_are_called_once_per_state(app: TestApp) {
     assert_eq!((metric(&app, hook).await - start), 2.0);
 
     // Unloading a plugin changes the set of hooks: asked again, at the same version.
-    assert!(app.state.game.registry().unload("dungeon"));
+    assert!(app.state.registry.unload("dungeon"));
     let (status, _) = act(&app, &user, "equipment", "list", &json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((metric(&app, hook).await - start), 3.0);
 
     // Another player's state is another answer.
     let other = register(&app, "mods2").await;
+    let (status, body) = act(&app, &other, "probe", "stash", &json!({"bytes": 4})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let before = metric(&app, hook).await - start;
     let (status, _) = act(&app, &other, "equipment", "list", &json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((metric(&app, hook).await - start), before + 1.0);
+}
+
+async fn board_rows_say_what_they_are_about(app: TestApp) {
+    let user = register(&app, "rows").await;
+    let name = rename_to_unique(&app, &user, "器").await;
+    let (status, body) = act(&app, &user, "cultivation", "checkin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A drawn and worn piece: the equipment row names it, with its quality and enhance level.
+    let (status, drawn) = act(&app, &user, "equipment", "draw", &json!({"count": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{drawn}");
+    let piece = drawn["reply"]["items"][0].clone();
+    let (status, body) = act(&app, &user, "equipment", "equip", &json!({"id": piece["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, board) = get(&app, "/api/v1/leaderboards/equipment?limit=100", None).await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    let row = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["player_id"] == user.player_id)
+        .unwrap_or_else(|| panic!("no row: {board}"));
+    assert_eq!(row["name"], name.as_str());
+    assert_eq!(row["detail"]["name"], piece["item"]["name"], "{row}");
+    assert_eq!(row["detail"]["quality"], piece["item"]["quality"], "{row}");
+    assert_eq!(row["detail"]["quality_name"], piece["quality_name"], "{row}");
+    assert_eq!(row["detail"]["enhance_level"], 0, "{row}");
+
+    // A drawn and deployed pet: the pets row names it, with quality, stars and level.
+    let (status, drawn) = act(&app, &user, "pet", "draw", &json!({"count": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{drawn}");
+    let pet = drawn["reply"]["pets"][0].clone();
+    let (status, body) = act(&app, &user, "pet", "deploy", &json!({"id": pet["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, board) = get(&app, "/api/v1/leaderboards/pets?limit=100", None).await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    let row = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["player_id"] == user.player_id)
+        .unwrap_or_else(|| panic!("no row: {board}"));
+    assert_eq!(row["detail"]["name"], pet["pet"]["name"], "{row}");
+    assert_eq!(row["detail"]["quality"], pet["pet"]["quality"], "{row}");
+    assert_eq!(
+        (row["detail"]["star"].as_i64(), row["detail"]["level"].as_i64()),
+        (Some(0), Some(1))
+    );
+    // Boards nobody describes carry no detail.
+    let (_, realm) = get(&app, "/api/v1/leaderboards/realm?limit=100", None).await;
+    assert!(
+        realm["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("detail").is_none()),
+        "{realm}"
+    );
 }
 
 // ---- another player's view and duels -------------------------------------------------------------
@@ -1947,6 +2258,7 @@ async fn reading_a_player_needs_the_declaration_and_a_real_player(app: TestApp) 
 
 async fn two_players_duel_and_only_the_challenger_changes(app: TestApp) {
     let me = register(&app, "duelist").await;
+    rename_to_unique(&app, &me, "斗").await;
     let rival = register(&app, "target").await;
     let rival_before = without_version(full_state(&app, &rival).await);
     let me_before = full_state(&app, &me).await;
@@ -2013,7 +2325,10 @@ async fn players_around_me_are_paged_nearest_first_and_named_only(app: TestApp) 
     for (user, score) in others.iter().zip(scores) {
         sql(&app, insert, user.player_id, score).await;
     }
-    rename(&app, others[4].player_id, "无名修士").await;
+    // Every character but the last chooses a name; the last stays 无名修士.
+    for user in &others[..4] {
+        rename_to_unique(&app, user, "近").await;
+    }
 
     let (status, body) = get(
         &app,
@@ -2078,31 +2393,6 @@ async fn players_around_me_are_paged_nearest_first_and_named_only(app: TestApp) 
     let (status, empty) = get(&app, "/api/v1/leaderboards/nothing/around/me", Some(&me.token)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(empty["me"].is_null() && ids(&empty).is_empty(), "{empty}");
-}
-
-/// Set a player's name straight in the database, as another process would.
-async fn rename(app: &TestApp, player_id: i64, name: &str) {
-    let statement = "update players set name = $1 where id = $2";
-    match app.backend {
-        Backend::PgRedis => {
-            let mut c = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
-            sqlx::query(statement)
-                .bind(name)
-                .bind(player_id)
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-        Backend::SqliteLocal => {
-            let mut c = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();
-            sqlx::query(statement)
-                .bind(name)
-                .bind(player_id)
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-    }
 }
 
 /// Run `statement` with a player id and a number straight on the app's database.

@@ -128,7 +128,7 @@ async fn uploads_rollbacks_and_unloads_reach_every_host() {
     .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["version"], "0.2.0");
-    assert_eq!(body["previous_version"], "0.1.0");
+    assert_eq!(body["replaced_version"], "0.1.0");
     // The bound runs from the upload's acceptance (A validated, stored and announced it).
     let upload = started.elapsed();
     let accepted = Instant::now();

@@ -4,15 +4,17 @@
 //! and checks that they changed exactly as the plugins' rules say.
 //!
 //! Randomness is seeded by the host per call, so the test asserts rule relations (cost formulas,
-//! consumed = recipe materials, effective = composed modifiers), never a particular roll. Time
-//! passes only through the server's real clock and the player gains resources only through actions.
+//! consumed = recipe materials, effective = composed modifiers), never a particular roll. Game time
+//! passes through the host's clock, which the test moves forward instead of waiting (the income a
+//! step needs), and the player gains resources only through actions.
 //!
-//! - [`play_a_fresh_account`] plays the shipped content. Three steps cannot complete in a test's wall
-//!   time under those rules, and the test checks what is feasible of them (see its comments and the
-//!   `README.md` of each plugin): unlocking a recipe needs 10 fragments at 50 000 spirit stones each
-//!   (a new account has the 1 000 of one check-in) or about 570 explorations per fragment of that recipe found; a
-//!   dungeon fight costs 2 880 × 1.2^(L−1) spirit, 48 minutes of income at level 2; enhancing needs
-//!   reinforce stones, which only dungeon wins give reliably (exploration finds them 4.2 % of the time).
+//! - [`play_a_fresh_account`] plays the shipped content. Two steps cannot complete under those rules
+//!   in a test, and the test checks what is feasible of them (see its comments and the `README.md` of
+//!   each plugin): unlocking a recipe needs 10 fragments at 50 000 spirit stones each (a new account
+//!   has the 1 000 of one check-in) or about 570 explorations per fragment of that recipe found;
+//!   enhancing needs reinforce stones, which only dungeon wins give reliably (exploration finds them
+//!   4.2 % of the time). A dungeon fight costs 2 880 × 1.2^(L−1) spirit, 48 minutes of income at
+//!   level 2: refused at first, then fought once the game clock has moved on by that income.
 //! - [`play_a_designer_economy`] plays the same rules with three prices lowered in the content tables
 //!   (what a designer edits, no recompile): a recipe fragment costs 1 stone, a dungeon fight 10 × 1.2^(L−1)
 //!   spirit, a beast hunt 1 × 1.2^(L−1) spirit, and the dungeon guardian is weaker. Everything else is
@@ -132,22 +134,20 @@ impl<'a> Player<'a> {
         assert_eq!(before, after, "a refused {plugin}/{action} changed the state");
     }
 
-    /// Calls `cultivation/gather` (which collects the spirit earned so far) until the player holds at
-    /// least `amount` spirit; spirit comes only from the server's clock, so this waits in real time.
-    async fn wait_for_spirit(&self, amount: i64, max_wait: Duration) {
-        let started = std::time::Instant::now();
-        loop {
+    /// Moves game time forward (the host's clock, not the wall clock) until `cultivation/gather`
+    /// (which collects the spirit earned so far) shows at least `amount` spirit: spirit comes only
+    /// with time, at least 1 a second.
+    async fn wait_for_spirit(&self, amount: i64) {
+        for _ in 0..10 {
             let r = self.ok("cultivation", "gather", json!({})).await;
             let spirit = r["reply"]["spirit"].as_i64().unwrap();
             if spirit >= amount {
                 return;
             }
-            assert!(
-                started.elapsed() < max_wait,
-                "spirit {spirit} did not reach {amount} within {max_wait:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let short = u64::try_from(amount - spirit).unwrap();
+            self.app.clock.advance(Duration::from_secs(short));
         }
+        panic!("spirit did not reach {amount} after moving game time forward ten times");
     }
 }
 
@@ -323,11 +323,11 @@ async fn check_in(p: &Player<'_>) {
 }
 
 /// One meditation: spirit spent = round(10 × 1.5^(L−1)), cultivation gained =
-/// round1(1.2^(L−1) × cultivation_rate × luck). Waits (in real time) for the spirit.
+/// round1(1.2^(L−1) × cultivation_rate × luck). Moves game time forward for the spirit.
 async fn meditate(p: &Player<'_>) {
     let level = stat(&p.state().await, "level");
     let cost = scaled(10.0, 1.5, level).round() as i64;
-    p.wait_for_spirit(cost, Duration::from_secs(40)).await;
+    p.wait_for_spirit(cost).await;
     let rate = num(&p.stats().await["effective"]["cultivation_rate"]);
     let before = p.state().await;
     let body = p.ok("cultivation", "meditate", json!({})).await;
@@ -446,7 +446,7 @@ async fn explore(p: &Player<'_>) -> Value {
     let before = p.state().await;
     let level = stat(&before, "level");
     let cost = scaled(88.0, 1.2, level).round() as i64;
-    p.wait_for_spirit(cost, Duration::from_secs(90)).await;
+    p.wait_for_spirit(cost).await;
     let before = p.state().await;
     let body = p.ok("cultivation", "explore", json!({})).await;
     let r = &body["reply"];
@@ -499,7 +499,7 @@ async fn hunt_herb(p: &Player<'_>, monster: i64, spirit_base: f64) -> String {
         let level = stat(&p.state().await, "level");
         let cost = scaled(spirit_base, 1.2, level).round() as i64;
         if cur(&p.state().await, "spirit") < cost {
-            p.wait_for_spirit(cost, Duration::from_secs(90)).await;
+            p.wait_for_spirit(cost).await;
         }
         let before = p.state().await;
         let body = p.ok("dungeon", "hunt", json!({"monster": monster})).await;
@@ -664,7 +664,7 @@ async fn check_pet_modifiers(p: &Player<'_>, data: &Value) {
 async fn start_run(p: &Player<'_>, spirit_base: f64) -> Value {
     let level = stat(&p.state().await, "level");
     let body = p
-        .ok("dungeon", "dungeon_start", json!({"difficulty": "normal"}))
+        .ok("dungeon", "dungeon_start", json!({"difficulty": "easy"}))
         .await;
     let run = body["reply"]["run"].clone();
     assert_eq!(run["floor"], 1);
@@ -704,7 +704,7 @@ macro_rules! both_backends {
 
 both_backends!(play_a_fresh_account, play_a_designer_economy);
 
-/// The shipped content, played from registration as far as a test's wall time allows.
+/// The shipped content, played from registration as far as its prices allow a new account.
 async fn play_a_fresh_account(backend: Backend) {
     let app = TestApp::start(backend).await;
     let p = Player::register(&app, "e2e").await;
@@ -801,6 +801,18 @@ async fn play_a_fresh_account(backend: Backend) {
     p.reject("dungeon", "dungeon_fight", json!({}), "insufficient")
         .await;
     assert_eq!(counter(&p.state().await, "best_floor"), 0);
+
+    // Game time moved on by the income it lacks: the same fight runs at the shipped price.
+    p.wait_for_spirit(3456).await;
+    let before = p.state().await;
+    let body = p.ok("dungeon", "dungeon_fight", json!({})).await;
+    assert_eq!(body["reply"]["floor"], 1, "{body}");
+    assert_eq!(
+        body["reply"]["cost"],
+        json!({"spirit": 3456, "spirit_stones": 10})
+    );
+    let after = p.state().await;
+    assert_eq!(cur(&after, "spirit"), cur(&before, "spirit") - 3456);
 }
 
 /// Lowers three prices and the dungeon guardian in the content tables (checked, so a content change
@@ -962,7 +974,7 @@ async fn play_a_designer_economy(backend: Backend) {
     p.reject("equipment", "enhance", json!({"id": piece}), "insufficient")
         .await;
 
-    // Dungeon floors 1..=3: entry round(10 × 1.2^(L−1)) spirit + 10 × floor stones; a win pays
+    // Dungeon floors 1..=3 on easy (rewards ×1): entry round(10 × 1.2^(L−1)) spirit + 10 × floor stones; a win pays
     // R = round(20 × min(3, 1 + ln(f+1)/3) × round_mod) of three currencies and R/2 refinement
     // stones, and raises `best_floor`. A lost fight ends the run; it is started again (bounded).
     start_run(&p, 10.0).await;
@@ -1029,7 +1041,7 @@ async fn play_a_designer_economy(backend: Backend) {
             p.ok(
                 "dungeon",
                 "dungeon_start",
-                json!({"difficulty": "normal", "restart": true}),
+                json!({"difficulty": "easy", "restart": true}),
             )
             .await;
         }

@@ -13,15 +13,14 @@ use cauldron_host::bus::Channel;
 use cauldron_host::cache::{Health, Services, ServicesConfig};
 use cauldron_host::game::{ActionRequest, Game, GameError};
 use cauldron_host::metrics::Metrics;
-use cauldron_host::store::{self, Role};
+use cauldron_host::store::{self, Role, Store};
 use cauldron_runtime::{Limits, PluginSource, Registry, Runtime};
 use common::{Backend, TestApp};
 use serde_json::json;
 
 /// A fresh account with a character; returns the player id.
-async fn new_player(game: &Game, name: &str) -> i64 {
-    let account = game
-        .store()
+async fn new_player(store: &dyn Store, game: &Game, name: &str) -> i64 {
+    let account = store
         .create_account(name, "not-a-real-hash", Role::Player)
         .await
         .unwrap();
@@ -72,7 +71,7 @@ both_backends!(
 /// 100 gems, 200 concurrent attempts to spend one: exactly 100 succeed, 100 are rule rejections.
 async fn double_spend(app: TestApp) {
     let game = app.state.game.clone();
-    let player = new_player(&game, "spender").await;
+    let player = new_player(app.state.store.as_ref(), &game, "spender").await;
     game.execute(req(player, "grant", json!({"n": 100})))
         .await
         .unwrap();
@@ -95,14 +94,14 @@ async fn double_spend(app: TestApp) {
     }
     assert_eq!((ok, rejected), (100, 100));
     assert_eq!(gems(&game, player).await, 0);
-    let log = game.store().action_log("probe", 0, 1000).await.unwrap();
+    let log = app.state.store.action_log("probe", 0, 1000).await.unwrap();
     assert_eq!(log.iter().filter(|a| a.entry.action == "spend").count(), 100);
 }
 
 /// A valid effect followed by an invalid one: the action is a plugin fault and nothing changes.
 async fn atomicity(app: TestApp) {
     let game = app.state.game.clone();
-    let player = new_player(&game, "atomic").await;
+    let player = new_player(app.state.store.as_ref(), &game, "atomic").await;
     game.execute(req(player, "grant", json!({"n": 3}))).await.unwrap();
     let before = game.state(player).await.unwrap();
     match game.execute(req(player, "half", json!({}))).await {
@@ -129,7 +128,7 @@ async fn atomicity(app: TestApp) {
 /// The same idempotency key twice applies once and returns the same reply.
 async fn idempotency(app: TestApp) {
     let game = app.state.game.clone();
-    let player = new_player(&game, "careful").await;
+    let player = new_player(app.state.store.as_ref(), &game, "careful").await;
     game.execute(req(player, "grant", json!({"n": 5}))).await.unwrap();
     let keyed = |key: &str| ActionRequest {
         idempotency_key: Some(key.into()),
@@ -148,9 +147,9 @@ async fn idempotency(app: TestApp) {
 /// Events go to the player's channel and the global one after the commit.
 async fn events_reach_subscribers(app: TestApp) {
     let game = app.state.game.clone();
-    let player = new_player(&game, "loud").await;
-    let mut mine = game.services().bus.subscribe(&Channel::Player(player)).await;
-    let mut all = game.services().bus.subscribe(&Channel::Global).await;
+    let player = new_player(app.state.store.as_ref(), &game, "loud").await;
+    let mut mine = app.state.services.bus.subscribe(&Channel::Player(player)).await;
+    let mut all = app.state.services.bus.subscribe(&Channel::Global).await;
     let reply = game.execute(req(player, "shout", json!({"n": 7}))).await.unwrap();
     assert_eq!(reply.events.len(), 2);
     async fn recv(s: &mut cauldron_host::bus::Subscription) -> bytes::Bytes {
@@ -175,7 +174,7 @@ async fn events_reach_subscribers(app: TestApp) {
 /// Creating a character runs each plugin's `start`; the real cultivation rules then apply.
 async fn a_new_character_is_started_by_plugins(app: TestApp) {
     let game = app.state.game.clone();
-    let player = new_player(&game, "novice").await;
+    let player = new_player(app.state.store.as_ref(), &game, "novice").await;
     let stats = game.effective_stats(player).await.unwrap();
     assert_eq!(
         stats.base.get("level"),
@@ -287,11 +286,11 @@ async fn actions_survive_a_redis_outage() {
     let game = Game::new(
         runtime,
         registry,
-        store,
+        Arc::clone(&store),
         services.clone(),
         Arc::new(Metrics::new()),
     );
-    let player = new_player(&game, "stubborn").await;
+    let player = new_player(store.as_ref(), &game, "stubborn").await;
     game.execute(req(player, "grant", json!({"n": 30})))
         .await
         .unwrap();

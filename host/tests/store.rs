@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use cauldron_host::game::effects::validate;
 use cauldron_host::json::json_to_doc;
 use cauldron_host::store::{
-    self, ApplyRequest, CheckedEffects, FullState, GroupCommit, LogEntry, Pick, Role, Sections, Store,
-    StoreError,
+    self, ApplyRequest, CheckedEffects, DEFAULT_PLAYER_NAME, FullState, GroupCommit, LogEntry, Pick,
+    RenameOutcome, RenameRequest, Role, Sections, Store, StoreError,
 };
 use cauldron_sdk::Doc;
 use cauldron_sdk::wire::{Buff, Effect, Entity, Event, Modifier, PlayerState, Scope};
@@ -176,6 +176,8 @@ both_backends!(
     top_scores_rank_players,
     scores_around_a_player_are_nearest_first_and_leave_out_a_name,
     action_log_pages_for_replay,
+    renames_are_unique_counted_and_priced,
+    named_boards_balances_and_details,
     a_load_reads_only_the_chosen_sections_in_one_snapshot,
     a_batch_commits_the_others_once_around_a_conflict_and_a_refusal,
     a_failed_statement_in_a_batch_applies_none_and_the_others_commit_alone,
@@ -1306,4 +1308,152 @@ async fn pg_killed_mid_batch_applies_none_and_answers_each_unavailable() {
         assert!(s.items.is_empty(), "player {p}");
         assert_eq!(log_rows(&*store, p).await, 0, "player {p}");
     }
+}
+
+/// A fresh account with a character still called by the default name; returns the player id.
+async fn nameless_player(store: &dyn Store, username: &str) -> i64 {
+    let account = store
+        .create_account(username, "hash", Role::Player)
+        .await
+        .unwrap();
+    store
+        .create_player(account.id, DEFAULT_PLAYER_NAME)
+        .await
+        .unwrap()
+        .id
+}
+
+fn rename_req(player_id: i64, name: &str) -> RenameRequest<'_> {
+    RenameRequest {
+        player_id,
+        name,
+        free_changes: 1,
+        currency: "spirit_stones",
+        cost: 100,
+    }
+}
+
+async fn renames_are_unique_counted_and_priced(db: TestDb) {
+    let store = &*db.store;
+    // The default name is shared by anyone; a chosen one by one player only.
+    let ann = nameless_player(store, "ann").await;
+    let bob = nameless_player(store, "bob").await;
+    let before = version(store, ann).await;
+    let first = store.rename_player(rename_req(ann, "青云")).await.unwrap();
+    assert_eq!(
+        first,
+        RenameOutcome::Renamed {
+            cost: 0,
+            name_changes: 1,
+            version: before + 1
+        }
+    );
+    assert_eq!(
+        store.rename_player(rename_req(bob, "青云")).await.unwrap(),
+        RenameOutcome::NameTaken
+    );
+    assert_eq!(full(store, bob).await.player.name, DEFAULT_PLAYER_NAME);
+    // Past the free change: refused without stones, nothing written.
+    let v = version(store, ann).await;
+    assert_eq!(
+        store.rename_player(rename_req(ann, "白鹤")).await.unwrap(),
+        RenameOutcome::Insufficient
+    );
+    assert_eq!(version(store, ann).await, v);
+    assert_eq!(full(store, ann).await.player.name, "青云");
+    // With stones, charged in the same transaction.
+    apply(
+        store,
+        ann,
+        &[Effect::AddCurrency {
+            name: "spirit_stones".into(),
+            delta: 150,
+        }],
+    )
+    .await
+    .unwrap();
+    let paid = store.rename_player(rename_req(ann, "白鹤")).await.unwrap();
+    assert!(
+        matches!(paid, RenameOutcome::Renamed { cost: 100, .. }),
+        "{paid:?}"
+    );
+    let state = full(store, ann).await;
+    assert_eq!(
+        (state.player.name.as_str(), state.currencies["spirit_stones"]),
+        ("白鹤", 50)
+    );
+    // The old name is free again.
+    assert!(matches!(
+        store.rename_player(rename_req(bob, "青云")).await.unwrap(),
+        RenameOutcome::Renamed { .. }
+    ));
+    assert!(matches!(
+        store.rename_player(rename_req(ann + bob + 1000, "无人")).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn named_boards_balances_and_details(db: TestDb) {
+    let store = &*db.store;
+    let ann = new_player(store, "ann").await;
+    let bob = new_player(store, "bob").await;
+    let nameless = nameless_player(store, "cid").await;
+    for (p, score, stones) in [(ann, 10.0, 500), (bob, 30.0, 70), (nameless, 99.0, 9_999)] {
+        apply(
+            store,
+            p,
+            &[
+                Effect::SetScore {
+                    board: "realm".into(),
+                    score,
+                },
+                Effect::AddCurrency {
+                    name: "spirit_stones".into(),
+                    delta: stones,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    let top = store.top_named_scores("realm", 10).await.unwrap();
+    let rows: Vec<_> = top.iter().map(|s| (s.name.as_str(), s.score)).collect();
+    assert_eq!(rows, [("bob", 30.0), ("ann", 10.0)], "the nameless are left off");
+    let rich = store.top_named_balances("spirit_stones", 1).await.unwrap();
+    assert_eq!((rich[0].player_id, rich[0].score), (ann, 500.0));
+
+    let names = store
+        .player_names(&[ann, nameless, ann + bob + nameless])
+        .await
+        .unwrap();
+    assert_eq!(
+        names,
+        BTreeMap::from([
+            (ann, "ann".to_owned()),
+            (nameless, DEFAULT_PLAYER_NAME.to_owned())
+        ])
+    );
+
+    // What a plugin publishes under `boards.<board>` in its state, and nothing else.
+    apply(
+        store,
+        ann,
+        &[Effect::SetState {
+            data: doc(json!({"boards": {"realm": {"title": "剑仙"}}, "secret": 1})),
+        }],
+    )
+    .await
+    .unwrap();
+    apply(
+        store,
+        bob,
+        &[Effect::SetState {
+            data: doc(json!({"boards": {"other": {"x": 1}}})),
+        }],
+    )
+    .await
+    .unwrap();
+    let details = store.board_details("realm", &[ann, bob, nameless]).await.unwrap();
+    assert_eq!(details, BTreeMap::from([(ann, json!({"title": "剑仙"}))]));
+    assert!(store.board_details("realm", &[]).await.unwrap().is_empty());
 }

@@ -111,6 +111,8 @@ both_backends!(
     plugin_reload_is_announced,
     a_client_that_never_reads_is_disconnected,
     shutdown_closes_sockets_with_a_reason,
+    the_online_list_shows_display_names_and_since_when,
+    announcements_carry_the_display_name,
 );
 
 async fn auth_failures_close_with_a_reason(backend: Backend) {
@@ -389,7 +391,7 @@ async fn a_client_that_never_reads_is_disconnected(backend: Backend) {
     next_of_type(&mut socket, "pong").await;
 
     // Push far more than the socket buffers and the bounded queue hold; the client reads nothing.
-    let bus = &app.state.game.services().bus;
+    let bus = &app.state.services.bus;
     let payload = Bytes::from(format!(
         r#"{{"topic":"flood","data":"{}"}}"#,
         "x".repeat(64 * 1024)
@@ -450,4 +452,141 @@ async fn shutdown_closes_sockets_with_a_reason(backend: Backend) {
         .expect("the server stops within the deadline")
         .unwrap();
     assert_eq!(app.state.shutdown.active(), 0);
+}
+
+/// `GET /api/v1/online/players`, polled until `want` holds for it (bounded by [`DEADLINE`]).
+async fn online_players_until(app: &TestApp, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let body: Value = app
+            .http
+            .get(app.url("/api/v1/online/players"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if want(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "online list never matched: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn the_online_list_shows_display_names_and_since_when(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (token, player_id, username) = common::cluster::register_at(&app.base).await;
+    let name = format!("在{:04x}", common::random_u64() as u16);
+    let resp = app
+        .http
+        .post(app.url("/api/v1/player/name"))
+        .bearer_auth(&token)
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let before_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let user = User { token, player_id };
+    let mut socket = connect(&app, &user).await;
+    let listed = |v: &Value| {
+        v["players"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["player_id"] == player_id))
+    };
+    let body = online_players_until(&app, listed).await;
+    let me = body["players"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["player_id"] == player_id)
+        .unwrap();
+    assert_eq!(me["name"], name.as_str(), "{body}");
+    let since = me["since_ms"].as_i64().unwrap();
+    // Came online when the socket opened (the Redis clock may differ from ours by a little).
+    assert!(
+        (since - before_ms).abs() < 60_000,
+        "since {since}, connected at {before_ms}"
+    );
+    assert!(body["count"].as_u64().unwrap() >= 1);
+    assert!(
+        !body.to_string().contains(&username),
+        "a login name is shown: {body}"
+    );
+
+    // Closing the socket takes the player off the list.
+    socket.close(None).await.unwrap();
+    online_players_until(&app, |v| !listed(v)).await;
+}
+
+/// Pets whose draws are always legendary, so every draw is announced to everyone.
+fn only_legendary_pets(plugins: &std::path::Path) {
+    let path = plugins.join("pet/pets.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in [
+        ("odds = 80.0", "odds = 0.0"),
+        ("odds = 16.5", "odds = 0.0"),
+        ("odds = 3.2", "odds = 0.0"),
+        ("odds = 0.26", "odds = 0.0"),
+        ("odds = 0.03", "odds = 100.0"),
+        ("odds = 0.01", "odds = 0.0"),
+    ] {
+        assert_eq!(text.matches(from).count(), 1, "`{from}` in pets.toml");
+        text = text.replace(from, to);
+    }
+    std::fs::write(&path, text).unwrap();
+}
+
+async fn announcements_carry_the_display_name(backend: Backend) {
+    let app = TestApp::start_prepared(backend, &[], only_legendary_pets).await;
+    let watcher = register(&app).await;
+    let (token, player_id, username) = common::cluster::register_at(&app.base).await;
+    let post = |path: &str, body: Value| {
+        app.http
+            .post(app.url(path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let name = format!("宠{:04x}", common::random_u64() as u16);
+    assert_eq!(
+        post("/api/v1/player/name", json!({"name": name}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        post("/api/v1/actions/cultivation/checkin", json!({}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut socket = connect(&app, &watcher).await;
+    send(&mut socket, &json!({"type": "ping"})).await;
+    next_of_type(&mut socket, "pong").await;
+
+    let resp = post("/api/v1/actions/pet/draw", json!({"count": 1}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let event = next_where(&mut socket, |v| {
+        v["type"] == "event" && v["event"]["topic"] == "rare_pet"
+    })
+    .await;
+    assert_eq!(event["event"]["player_id"], player_id, "{event}");
+    assert_eq!(event["event"]["data"]["player"], name.as_str(), "{event}");
+    assert!(
+        !event.to_string().contains(&username),
+        "a login name is announced: {event}"
+    );
 }

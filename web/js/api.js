@@ -84,6 +84,8 @@ export function createApi({ onUnauthorized } = {}) {
     around: (name, limit = 10, offset = 0) =>
       request('GET', `/leaderboards/${encodeURIComponent(name)}/around/me?limit=${limit}&offset=${offset}`),
     online: () => request('GET', '/online'),
+    onlinePlayers: () => request('GET', '/online/players'),
+    rename: (name) => request('POST', '/player/name', { name }),
     // A query (read-only action) needs no Idempotency-Key: repeating it is harmless and the server
     // ignores the key anyway.
     act: (plugin, action, params = {}, { query = false } = {}) => request('POST',

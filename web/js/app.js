@@ -232,7 +232,7 @@ function renderHeader() {
   if (!p) return;
   const level = p.stats.level ?? 1;
   const [cn, en] = ctx.g.realm(level);
-  $('#who').replaceChildren(h('strong', p.player.name), ' ', h('span.realm', { 'data-testid': 'realm' },
+  $('#who').replaceChildren(h('strong', { 'data-testid': 'display-name' }, p.player.name), ' ', h('span.realm', { 'data-testid': 'realm' },
     bi(cn, en)));
   $('#purse').replaceChildren(
     h('span.coin', { title: 'Spirit 灵力' }, '灵 ', h('b', { 'data-testid': 'spirit' }, fmt(p.currencies.spirit ?? 0))),

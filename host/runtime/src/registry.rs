@@ -1,5 +1,5 @@
-//! Plugin name → current version (and the previous one, for rollback), with a status per plugin and
-//! a broadcast of changes for long-lived consumers such as WebSocket sessions.
+//! Plugin name → current version (and, in memory only, the version it replaced), with a status per
+//! plugin and a broadcast of changes for long-lived consumers such as WebSocket sessions.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +23,9 @@ pub struct PluginStatus {
     pub loaded_at_ms: Option<i64>,
     /// The most recent refused load, if it came after the serving version.
     pub last_error: Option<String>,
-    /// Version that a rollback would restore.
-    pub previous_version: Option<String>,
+    /// The version the serving one replaced in this registry (in memory, since start), which
+    /// [`Registry::restore_replaced`] would serve again.
+    pub replaced_version: Option<String>,
     /// Refused loads since start.
     pub refused: u64,
 }
@@ -32,7 +33,7 @@ pub struct PluginStatus {
 /// A change to the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryEvent {
-    /// A version was published (loaded, replaced or rolled back to).
+    /// A version was published (loaded, reloaded, restored or activated by a rollout).
     Published {
         /// Plugin name.
         name: String,
@@ -58,7 +59,7 @@ pub enum RegistryEvent {
 #[derive(Default)]
 struct Entry {
     current: Option<Arc<PluginVersion>>,
-    previous: Option<Arc<PluginVersion>>,
+    replaced: Option<Arc<PluginVersion>>,
     last_error: Option<String>,
     refused: u64,
 }
@@ -88,7 +89,7 @@ impl Registry {
         }
     }
 
-    /// A number that changes whenever a plugin is published (loaded, replaced, rolled back) or
+    /// A number that changes whenever a plugin is published (loaded, reloaded, restored) or
     /// unloaded, and only then: what is computed from every serving plugin (such as the modifiers
     /// hooks' answers) stays valid while it is unchanged. See [`Registry::current_with_generation`]
     /// for the versions and their generation read together.
@@ -129,7 +130,7 @@ impl Registry {
         self.events.subscribe()
     }
 
-    /// Make `version` the serving one; the one it replaces becomes the rollback target. Publishing the
+    /// Make `version` the serving one; the one it replaces is kept as the replaced version. Publishing the
     /// bytes already serving changes nothing.
     pub fn publish(&self, version: Arc<PluginVersion>) {
         let name = version.name().to_owned();
@@ -140,7 +141,7 @@ impl Registry {
                 entry.last_error = None;
                 return;
             }
-            entry.previous = entry.current.replace(version.clone());
+            entry.replaced = entry.current.replace(version.clone());
             entry.last_error = None;
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
@@ -187,13 +188,14 @@ impl Registry {
         removed
     }
 
-    /// Swap the serving and the previous version of `name`.
-    pub fn rollback(&self, name: &str) -> Option<Arc<PluginVersion>> {
+    /// Serve again the version of `name` that the serving one replaced, and keep the serving one as
+    /// the replaced version (a swap).
+    pub fn restore_replaced(&self, name: &str) -> Option<Arc<PluginVersion>> {
         let restored = {
             let mut entries = self.write();
             let entry = entries.get_mut(name)?;
-            let previous = entry.previous.take()?;
-            entry.previous = entry.current.replace(previous.clone());
+            let previous = entry.replaced.take()?;
+            entry.replaced = entry.current.replace(previous.clone());
             self.generation.fetch_add(1, Ordering::AcqRel);
             previous
         };
@@ -215,7 +217,7 @@ impl Registry {
                 sha256: e.current.as_ref().map(|v| v.sha256.clone()),
                 loaded_at_ms: e.current.as_ref().map(|v| v.loaded_at_ms),
                 last_error: e.last_error.clone(),
-                previous_version: e.previous.as_ref().map(|v| v.version().to_owned()),
+                replaced_version: e.replaced.as_ref().map(|v| v.version().to_owned()),
                 refused: e.refused,
             })
             .collect()

@@ -165,7 +165,7 @@ async fn replacing_the_file_100_times_under_16_callers_fails_no_call() {
 }
 
 #[tokio::test]
-async fn rollback_restores_the_previous_version() {
+async fn rollback_restores_the_replaced_version() {
     let (v1, v2) = probe().clone();
     let rt = runtime();
     let registry = Registry::new();
@@ -173,9 +173,9 @@ async fn rollback_restores_the_previous_version() {
     registry.publish(rt.load(common::source(&v2)).await.unwrap());
     assert_eq!(registry.get("probe").unwrap().version(), "0.2.0");
     assert_eq!(
-        registry.status("probe").unwrap().previous_version.as_deref(),
+        registry.status("probe").unwrap().replaced_version.as_deref(),
         Some("0.1.0")
     );
-    registry.rollback("probe").unwrap();
+    registry.restore_replaced("probe").unwrap();
     assert_eq!(registry.get("probe").unwrap().version(), "0.1.0");
 }

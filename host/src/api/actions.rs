@@ -1,5 +1,7 @@
 //! `/api/v1/actions/{plugin}/{action}`: run one plugin action for the caller.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -9,7 +11,9 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppPath, Auth, IdempotencyKey, Params};
 use super::rate_limit_action;
-use crate::game::{ActionReply, ActionRequest, EventOut};
+use crate::cache::Services;
+use crate::config::Config;
+use crate::game::{ActionReply, ActionRequest, EventOut, Game};
 use crate::state::AppState;
 
 /// The action route.
@@ -118,15 +122,16 @@ impl From<ActionReply> for ActionReplyView {
     )
 )]
 async fn act(
-    State(state): State<AppState>,
+    State(game): State<Game>,
+    State(services): State<Services>,
+    State(config): State<Arc<Config>>,
     Auth(who): Auth,
     AppPath((plugin, action)): AppPath<(String, String)>,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     Params(params): Params,
 ) -> Result<axum::Json<ActionReplyView>, ApiError> {
-    rate_limit_action(&state, who.player_id, &plugin, &action).await?;
-    let reply = state
-        .game
+    rate_limit_action(&game, &services, &config, who.player_id, &plugin, &action).await?;
+    let reply = game
         .execute(ActionRequest {
             player_id: who.player_id,
             plugin,

@@ -9,6 +9,7 @@
 //! [`REVOCATIONS_RELOAD_EVERY`] and as soon as the bus reconnects. Until the first load succeeds
 //! (the database down at start-up), every request asks the database instead.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -24,10 +25,11 @@ use super::extract::{AppJson, Auth};
 use super::rate_limit;
 use crate::auth::{HashError, check_password, check_username};
 use crate::bus::{Channel, Subscription};
+use crate::cache::Services;
 use crate::game::GameError;
 use crate::json::check_text;
-use crate::state::AppState;
-use crate::store::{Account, Player, Role, StoreError};
+use crate::state::{AppState, AuthState};
+use crate::store::{Account, Player, Role, Store, StoreError};
 
 /// The auth routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -145,6 +147,7 @@ pub struct Me {
 
 fn session(state: &AppState, account: &Account, player: &Player) -> Result<Session, ApiError> {
     let issued = state
+        .auth
         .keys
         .issue(account.id, player.id, account.role)
         .map_err(ApiError::internal)?;
@@ -158,14 +161,18 @@ fn session(state: &AppState, account: &Account, player: &Player) -> Result<Sessi
 
 /// The account's character, created now if an earlier registration stopped before making it.
 async fn character(state: &AppState, account: &Account) -> Result<Player, ApiError> {
-    if let Some(player) = state.store().player_by_account(account.id).await? {
+    if let Some(player) = state.store.player_by_account(account.id).await? {
         return Ok(player);
     }
-    match state.game.create_character(account.id, &account.username).await {
+    match state
+        .game
+        .create_character(account.id, crate::store::DEFAULT_PLAYER_NAME)
+        .await
+    {
         Ok(player) => Ok(player),
         // A concurrent login created it first.
         Err(GameError::Store(StoreError::Invalid(_))) => state
-            .store()
+            .store
             .player_by_account(account.id)
             .await?
             .ok_or_else(|| ApiError::internal("character vanished after a concurrent creation")),
@@ -224,15 +231,16 @@ async fn register(
     check_username(&body.username).map_err(|m| ApiError::bad_request("invalid_username", m))?;
     check_password(&body.password).map_err(|m| ApiError::bad_request("invalid_password", m))?;
     if let Some(key) = client.key("register") {
-        rate_limit(&state, &key, state.config.register_rate).await?;
+        rate_limit(&state.services, &key, state.config.register_rate).await?;
     }
     let hash = state
+        .auth
         .hashes
         .hash(body.password)
         .await
         .map_err(|e| hash_error(&state, e))?;
     let account = state
-        .store()
+        .store
         .create_account(&body.username, &hash, Role::Player)
         .await?;
     let player = character(&state, &account).await?;
@@ -276,18 +284,19 @@ async fn login(
         check_text(field, text).map_err(|m| ApiError::bad_request("bad_text", m))?;
     }
     if let Some(key) = client.key("login") {
-        rate_limit(&state, &key, state.config.login_addr_rate).await?;
+        rate_limit(&state.services, &key, state.config.login_addr_rate).await?;
     }
     // Per name too: it protects each account from guessing spread over many addresses. Bounded in
     // length so the key cannot be made huge.
     let name: String = body.username.chars().take(64).collect::<String>().to_lowercase();
-    rate_limit(&state, &format!("login:{name}"), state.config.login_rate).await?;
+    rate_limit(&state.services, &format!("login:{name}"), state.config.login_rate).await?;
     let refused = || ApiError::Unauthorized("wrong username or password".to_owned());
     if body.password.chars().count() > crate::auth::PASSWORD_MAX {
         return Err(refused());
     }
-    let account = state.store().account_by_username(&body.username).await?;
+    let account = state.store.account_by_username(&body.username).await?;
     let ok = state
+        .auth
         .hashes
         .verify(body.password, account.as_ref().map(|a| a.password_hash.clone()))
         .await
@@ -309,14 +318,18 @@ async fn login(
         (status = 401, description = "No valid token", body = ErrorBody),
     )
 )]
-async fn logout(State(state): State<AppState>, Auth(who): Auth) -> Result<StatusCode, ApiError> {
-    state
-        .store()
+async fn logout(
+    State(store): State<Arc<dyn Store>>,
+    State(auth): State<AuthState>,
+    State(services): State<Services>,
+    Auth(who): Auth,
+) -> Result<StatusCode, ApiError> {
+    store
         .revoke_token(&who.jti, who.account_id, who.expires_ms)
         .await?;
-    state.revoked.insert(&who.jti, who.expires_ms);
-    announce_revocation(&state, who.jti, who.expires_ms).await;
-    if let Err(e) = state.game.services().presence.mark_offline(who.player_id).await {
+    auth.revoked.insert(&who.jti, who.expires_ms);
+    announce_revocation(&services, who.jti, who.expires_ms).await;
+    if let Err(e) = services.presence.mark_offline(who.player_id).await {
         tracing::debug!(error = %e, "presence: could not mark offline");
     }
     Ok(StatusCode::NO_CONTENT)
@@ -333,8 +346,7 @@ async fn logout(State(state): State<AppState>, Auth(who): Auth) -> Result<Status
         (status = 404, description = "The account was deleted", body = ErrorBody),
     )
 )]
-async fn me(State(state): State<AppState>, Auth(who): Auth) -> Result<axum::Json<Me>, ApiError> {
-    let store = state.store();
+async fn me(State(store): State<Arc<dyn Store>>, Auth(who): Auth) -> Result<axum::Json<Me>, ApiError> {
     let account = store
         .account_by_id(who.account_id)
         .await?
@@ -367,7 +379,7 @@ struct Revoked {
 
 /// Tell every host that `jti` is revoked. Best effort: a host that misses it catches up at its next
 /// reload.
-async fn announce_revocation(state: &AppState, jti: String, expires_ms: i64) {
+async fn announce_revocation(services: &Services, jti: String, expires_ms: i64) {
     let bytes = match serde_json::to_vec(&Revoked { jti, expires_ms }) {
         Ok(b) => b,
         Err(e) => {
@@ -375,7 +387,6 @@ async fn announce_revocation(state: &AppState, jti: String, expires_ms: i64) {
             return;
         }
     };
-    let services = state.game.services();
     let published = services.bus.publish(&Channel::Revocations, bytes.into()).await;
     if services.uses_redis() && !published.remote {
         tracing::warn!(
@@ -397,16 +408,16 @@ fn now_ms() -> i64 {
 /// The database could not be read; the list stays as it was.
 pub async fn reload_revocations(state: &AppState) -> Result<usize, StoreError> {
     let now = now_ms();
-    let list = state.store().unexpired_revocations(now).await?;
-    state.revoked.load(list, now);
-    Ok(state.revoked.len())
+    let list = state.store.unexpired_revocations(now).await?;
+    state.auth.revoked.load(list, now);
+    Ok(state.auth.revoked.len())
 }
 
 /// Subscribe to the `revocations` channel; the returned task loads the revoked tokens, adds each
 /// announced one, reloads them periodically and when the bus reconnects, and drops expired ones, until
 /// shutdown. Subscribing before returning means nothing announced after this call is missed.
 pub async fn follow_revocations(state: AppState) -> tokio::task::JoinHandle<()> {
-    let sub = state.game.services().bus.subscribe(&Channel::Revocations).await;
+    let sub = state.services.bus.subscribe(&Channel::Revocations).await;
     tokio::spawn(revocation_loop(state, sub))
 }
 
@@ -417,7 +428,7 @@ async fn revocation_loop(state: AppState, mut sub: Subscription) {
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut check = tokio::time::interval(REVOCATIONS_CHECK_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let services = state.game.services().clone();
+    let services = state.services.clone();
     let mut bus_up = services.bus_connected();
     let mut loaded = false;
     let mut failing = false;
@@ -427,7 +438,7 @@ async fn revocation_loop(state: AppState, mut sub: Subscription) {
             p = sub.recv() => {
                 let Some(payload) = p else { return };
                 match serde_json::from_slice::<Revoked>(&payload) {
-                    Ok(r) => state.revoked.insert(&r.jti, r.expires_ms),
+                    Ok(r) => state.auth.revoked.insert(&r.jti, r.expires_ms),
                     Err(e) => tracing::warn!(error = %e, "ignoring a malformed revocation announcement"),
                 }
                 false
@@ -462,7 +473,7 @@ async fn revocation_loop(state: AppState, mut sub: Subscription) {
                 }
                 failing = true;
                 // An expired token is refused by its signature check anyway; keep the list small.
-                state.revoked.prune(now_ms());
+                state.auth.revoked.prune(now_ms());
             }
         }
     }

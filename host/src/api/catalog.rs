@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::game::CatalogEntry;
+use crate::game::{CatalogEntry, Game};
 use crate::state::AppState;
 
 /// The catalog route.
@@ -249,13 +249,6 @@ impl From<CatalogEntry> for CatalogEntryView {
             parameters(("plugin" = "$response.body#/0/manifest/name"), ("action" = "$response.body#/0/manifest/actions/0/name")))),
     )))
 )]
-async fn catalog(State(state): State<AppState>) -> axum::Json<Vec<CatalogEntryView>> {
-    axum::Json(
-        state
-            .game
-            .catalog()
-            .into_iter()
-            .map(CatalogEntryView::from)
-            .collect(),
-    )
+async fn catalog(State(game): State<Game>) -> axum::Json<Vec<CatalogEntryView>> {
+    axum::Json(game.catalog().into_iter().map(CatalogEntryView::from).collect())
 }

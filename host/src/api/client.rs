@@ -8,13 +8,13 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
-use crate::config::Cidr;
-use crate::state::AppState;
+use crate::config::{Cidr, Config};
 
 /// The client's address, or `None` when the request did not come through a socket the server
 /// accepted (a test or an embedder driving the router directly): per-address limits then do not
@@ -38,16 +38,21 @@ impl ClientAddr {
     }
 }
 
-impl FromRequestParts<AppState> for ClientAddr {
+impl<S> FromRequestParts<S> for ClientAddr
+where
+    Arc<Config>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let config = Arc::<Config>::from_ref(state);
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
         Ok(Self(peer.map(|peer| {
-            client_ip(peer, &parts.headers, &state.config.trusted_proxies)
+            client_ip(peer, &parts.headers, &config.trusted_proxies)
         })))
     }
 }

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
@@ -16,7 +16,7 @@ use utoipa::openapi::{Ref, RefOr};
 
 use super::error::ApiError;
 use crate::auth::Identity;
-use crate::state::AppState;
+use crate::state::AuthState;
 
 /// Longest accepted `Idempotency-Key`.
 pub const IDEMPOTENCY_KEY_MAX: usize = 128;
@@ -207,10 +207,14 @@ impl utoipa::ToSchema for Params {
 #[derive(Debug, Clone)]
 pub struct Auth(pub Identity);
 
-impl FromRequestParts<AppState> for Auth {
+impl<S> FromRequestParts<S> for Auth
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -218,7 +222,7 @@ impl FromRequestParts<AppState> for Auth {
         let token = header.to_str().ok().and_then(bearer).ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".to_owned())
         })?;
-        authenticate(state, token).await.map(Self)
+        AuthState::from_ref(state).authenticate(token).await.map(Self)
     }
 }
 
@@ -231,28 +235,31 @@ pub(crate) fn bearer(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Check a token: signature, expiry, and not revoked by a logout. Shared by [`Auth`], the
-/// WebSocket upgrade and the admin credential. Revocations are answered from this host's in-memory
-/// list ([`AppState::revoked`]); only while it has never been loaded does the database answer.
-///
-/// # Errors
-/// 401 for a bad, expired or revoked token; 503 if the list was never loaded and the database cannot
-/// be read.
-pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Identity, ApiError> {
-    let identity = state
-        .keys
-        .verify(token)
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    let revoked = match state.revoked.contains(&identity.jti) {
-        Some(revoked) => revoked,
-        None => state.store().is_token_revoked(&identity.jti).await?,
-    };
-    if revoked {
-        return Err(ApiError::Unauthorized(
-            "the token was revoked by a logout; log in again".to_owned(),
-        ));
+impl AuthState {
+    /// Check a token: signature, expiry, and not revoked by a logout. Shared by [`Auth`], the
+    /// WebSocket upgrade and the admin credential. Revocations are answered from this host's
+    /// in-memory list ([`AuthState::revoked`]); only while it has never been loaded does the
+    /// database answer.
+    ///
+    /// # Errors
+    /// 401 for a bad, expired or revoked token; 503 if the list was never loaded and the database
+    /// cannot be read.
+    pub(crate) async fn authenticate(&self, token: &str) -> Result<Identity, ApiError> {
+        let identity = self
+            .keys
+            .verify(token)
+            .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        let revoked = match self.revoked.contains(&identity.jti) {
+            Some(revoked) => revoked,
+            None => self.store.is_token_revoked(&identity.jti).await?,
+        };
+        if revoked {
+            return Err(ApiError::Unauthorized(
+                "the token was revoked by a logout; log in again".to_owned(),
+            ));
+        }
+        Ok(identity)
     }
-    Ok(identity)
 }
 
 /// An idempotency key as sent (header or WebSocket field): 1 to 128 visible ASCII characters.

@@ -1,18 +1,21 @@
 //! `/healthz` (the process is alive) and `/readyz` (it can serve: database, Redis, plugins).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use cauldron_runtime::Registry;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::cache::Health;
+use crate::cache::{Health, Services};
 use crate::state::AppState;
+use crate::store::Store;
 
 /// How long the database may take to answer a readiness ping.
 const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,10 +76,10 @@ pub struct Ready {
 
 /// Is the process alive? Touches no dependency.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = Alive)))]
-async fn healthz(State(state): State<AppState>) -> axum::Json<Alive> {
+async fn healthz(State(started): State<Instant>) -> axum::Json<Alive> {
     axum::Json(Alive {
         status: "ok".to_owned(),
-        uptime_secs: state.started.elapsed().as_secs(),
+        uptime_secs: started.elapsed().as_secs(),
     })
 }
 
@@ -88,27 +91,24 @@ async fn healthz(State(state): State<AppState>) -> axum::Json<Alive> {
         (status = 503, description = "The database is down", body = Ready),
     )
 )]
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let game = &state.game;
+async fn readyz(
+    State(store): State<Arc<dyn Store>>,
+    State(services): State<Services>,
+    State(registry): State<Arc<Registry>>,
+) -> impl IntoResponse {
     let mut checks = BTreeMap::new();
-    let database = match tokio::time::timeout(DB_PING_TIMEOUT, game.store().ping()).await {
+    let database = match tokio::time::timeout(DB_PING_TIMEOUT, store.ping()).await {
         Ok(Ok(())) => Check::ok(),
-        Ok(Err(e)) => Check::with(
-            "down",
-            format!("{} is not answering: {e}", game.store().backend()),
-        ),
+        Ok(Err(e)) => Check::with("down", format!("{} is not answering: {e}", store.backend())),
         Err(_) => Check::with(
             "down",
-            format!(
-                "{} did not answer within {DB_PING_TIMEOUT:?}",
-                game.store().backend()
-            ),
+            format!("{} did not answer within {DB_PING_TIMEOUT:?}", store.backend()),
         ),
     };
     let db_up = database.status == "ok";
     checks.insert("database".to_owned(), database);
-    let redis = match game.services().health().await {
-        Health::Ok if game.services().uses_redis() => Check::ok(),
+    let redis = match services.health().await {
+        Health::Ok if services.uses_redis() => Check::ok(),
         Health::Ok => Check {
             status: "ok".to_owned(),
             detail: Some("not configured: in-process services, one node".to_owned()),
@@ -117,7 +117,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     checks.insert("redis".to_owned(), redis);
 
-    let statuses = game.registry().statuses();
+    let statuses = registry.statuses();
     let plugins: BTreeMap<String, String> = statuses
         .iter()
         .filter_map(|s| Some((s.name.clone(), s.version.clone()?)))

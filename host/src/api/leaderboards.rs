@@ -1,4 +1,7 @@
-//! `/api/v1/leaderboards/{board}`, `/api/v1/leaderboards/{board}/around/me` and `/api/v1/online`.
+//! `/api/v1/leaderboards/{board}`, `/api/v1/leaderboards/{board}/around/me`, `/api/v1/online` and
+//! `/api/v1/online/players`.
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -8,7 +11,12 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppPath, AppQuery, Auth};
+use crate::cache::Services;
 use crate::state::AppState;
+use crate::store::{DEFAULT_PLAYER_NAME, Store};
+
+/// The board the host keeps itself: spirit-stone balances, read from the currencies.
+pub const SPIRIT_STONES_BOARD: &str = "spirit_stones";
 
 /// Rows returned when no `limit` is given.
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -16,9 +24,6 @@ pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
 /// Most rows `around/me` may skip.
 pub const MAX_OFFSET: u32 = 10_000;
-/// The name every character has until its player chooses one; such players are left out of the
-/// players listed around the caller.
-pub const UNNAMED: &str = "无名修士";
 
 /// The leaderboard and presence routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -26,6 +31,30 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(board))
         .routes(routes!(around_me))
         .routes(routes!(online))
+        .routes(routes!(online_players))
+}
+
+/// Most players one online list shows.
+pub const MAX_ONLINE_LISTED: usize = 100;
+
+/// A player online.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OnlinePlayer {
+    /// Player id.
+    pub player_id: i64,
+    /// Display name (无名修士 until the player chooses one; never the login name).
+    pub name: String,
+    /// When the player came online, ms since the epoch.
+    pub since_ms: i64,
+}
+
+/// Players online now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OnlinePlayers {
+    /// How many are online.
+    pub count: u64,
+    /// Up to 100 of them, longest online first.
+    pub players: Vec<OnlinePlayer>,
 }
 
 /// How many rows.
@@ -42,10 +71,16 @@ pub struct Row {
     pub rank: u64,
     /// Player id.
     pub player_id: i64,
-    /// Player name.
+    /// The player's display name (never the login name).
     pub name: String,
     /// Score.
     pub score: f64,
+    /// What the row is about, as the plugin that keeps the board describes it (for `equipment`: the
+    /// best worn piece's name, quality and enhance level; for `pets`: the deployed pet's name, quality,
+    /// stars and level). Absent when the plugin publishes nothing for this player.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// A leaderboard's top rows.
@@ -91,7 +126,9 @@ pub struct Online {
 }
 
 /// The best scores of `board`: from the shared leaderboard service, or from the database when that is
-/// unavailable or empty (after a Redis flush, the database still has every score).
+/// unavailable or empty (after a Redis flush, the database still has every score). Rows show display
+/// names; players who have not chosen one (still 无名修士) are left off. `spirit_stones` is kept by
+/// the host: the largest spirit-stone balances.
 #[utoipa::path(
     get, path = "/leaderboards/{board}", tag = "leaderboards",
     operation_id = "getLeaderboard",
@@ -112,7 +149,8 @@ pub struct Online {
     )
 )]
 async fn board(
-    State(state): State<AppState>,
+    State(store): State<Arc<dyn Store>>,
+    State(services): State<Services>,
     AppPath(board): AppPath<String>,
     AppQuery(top): AppQuery<Top>,
 ) -> Result<axum::Json<Board>, ApiError> {
@@ -124,30 +162,9 @@ async fn board(
             format!("limit must be 1 to {MAX_LIMIT}"),
         ));
     }
-    let game = &state.game;
-    let cached = match game.services().leaderboard.top(&board, limit as usize).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            tracing::debug!(error = %e, "leaderboard service unavailable; reading the database");
-            Vec::new()
-        }
-    };
-    let mut entries = Vec::with_capacity(cached.len());
-    for r in &cached {
-        // A player deleted since is skipped; the database read below would not list them either.
-        if let Some(p) = game.store().player_by_id(r.player).await? {
-            entries.push(Row {
-                rank: r.rank,
-                player_id: r.player,
-                name: p.name,
-                score: r.score,
-            });
-        }
-    }
-    if cached.is_empty() {
-        entries = game
-            .store()
-            .top_scores(&board, limit)
+    if board == SPIRIT_STONES_BOARD {
+        let entries = store
+            .top_named_balances(SPIRIT_STONES_BOARD, limit)
             .await?
             .into_iter()
             .zip(1u64..)
@@ -156,8 +173,60 @@ async fn board(
                 player_id: s.player_id,
                 name: s.name,
                 score: s.score,
+                detail: None,
             })
             .collect();
+        return Ok(axum::Json(Board { board, entries }));
+    }
+    // Players still without a chosen name are left off, so ask the service for more rows than shown.
+    let asked = (limit as usize).saturating_mul(4);
+    let cached = match services.leaderboard.top(&board, asked).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(error = %e, "leaderboard service unavailable; reading the database");
+            Vec::new()
+        }
+    };
+    let ids: Vec<i64> = cached.iter().map(|r| r.player).collect();
+    let names = store.player_names(&ids).await?;
+    // A player deleted since is skipped; the database read below would not list them either.
+    let mut entries: Vec<Row> = cached
+        .iter()
+        .filter_map(|r| {
+            let name = names.get(&r.player)?;
+            (name != DEFAULT_PLAYER_NAME).then(|| (r, name.clone()))
+        })
+        .take(limit as usize)
+        .zip(1u64..)
+        .map(|((r, name), rank)| Row {
+            rank,
+            player_id: r.player,
+            name,
+            score: r.score,
+            detail: None,
+        })
+        .collect();
+    // The service's rows are the whole board when it returned fewer than asked; otherwise too many
+    // unnamed players may have crowded the named ones out, and the database answers exactly.
+    if cached.is_empty() || (entries.len() < limit as usize && cached.len() >= asked) {
+        entries = store
+            .top_named_scores(&board, limit)
+            .await?
+            .into_iter()
+            .zip(1u64..)
+            .map(|(s, rank)| Row {
+                rank,
+                player_id: s.player_id,
+                name: s.name,
+                score: s.score,
+                detail: None,
+            })
+            .collect();
+    }
+    let ids: Vec<i64> = entries.iter().map(|r| r.player_id).collect();
+    let mut details = store.board_details(&board, &ids).await?;
+    for row in &mut entries {
+        row.detail = details.remove(&row.player_id);
     }
     Ok(axum::Json(Board { board, entries }))
 }
@@ -189,7 +258,7 @@ async fn board(
     )
 )]
 async fn around_me(
-    State(state): State<AppState>,
+    State(store): State<Arc<dyn Store>>,
     Auth(who): Auth,
     AppPath(board): AppPath<String>,
     AppQuery(page): AppQuery<Page>,
@@ -209,16 +278,15 @@ async fn around_me(
             format!("offset must be 0 to {MAX_OFFSET}"),
         ));
     }
-    let (me, rows) = state
-        .game
-        .store()
-        .scores_around(&board, who.player_id, UNNAMED, limit, offset)
+    let (me, rows) = store
+        .scores_around(&board, who.player_id, DEFAULT_PLAYER_NAME, limit, offset)
         .await?;
     let row = |r: crate::store::RankedScore| Row {
         rank: u64::try_from(r.rank).unwrap_or(0),
         player_id: r.player_id,
         name: r.name,
         score: r.score,
+        detail: None,
     };
     Ok(axum::Json(Around {
         board,
@@ -252,10 +320,8 @@ fn check_board(board: &str) -> Result<(), ApiError> {
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-async fn online(State(state): State<AppState>) -> Result<axum::Json<Online>, ApiError> {
-    let count = state
-        .game
-        .services()
+async fn online(State(services): State<Services>) -> Result<axum::Json<Online>, ApiError> {
+    let count = services
         .presence
         .count_online()
         .await
@@ -264,4 +330,44 @@ async fn online(State(state): State<AppState>) -> Result<axum::Json<Online>, Api
             detail: e.to_string(),
         })?;
     Ok(axum::Json(Online { count }))
+}
+
+/// Who is online: display names and since when, longest online first (at most 100 listed; `count` is
+/// all of them). Public, like the leaderboards.
+#[utoipa::path(
+    get, path = "/online/players", tag = "leaderboards",
+    responses(
+        (status = 200, description = "Players online", body = OnlinePlayers),
+        (status = 503, description = "Presence or the database is unavailable", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+async fn online_players(
+    State(store): State<Arc<dyn Store>>,
+    State(services): State<Services>,
+) -> Result<axum::Json<OnlinePlayers>, ApiError> {
+    let mut online = services
+        .presence
+        .list_online_since()
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            message: "the online list is unavailable right now".to_owned(),
+            detail: e.to_string(),
+        })?;
+    let count = online.len() as u64;
+    online.sort_by_key(|&(player, since)| (since, player));
+    online.truncate(MAX_ONLINE_LISTED);
+    let ids: Vec<i64> = online.iter().map(|&(player, _)| player).collect();
+    let names = store.player_names(&ids).await?;
+    let players = online
+        .into_iter()
+        .filter_map(|(player_id, since_ms)| {
+            Some(OnlinePlayer {
+                player_id,
+                name: names.get(&player_id)?.clone(),
+                since_ms,
+            })
+        })
+        .collect();
+    Ok(axum::Json(OnlinePlayers { count, players }))
 }

@@ -9,7 +9,7 @@
 //!   `Idempotency-Key`.
 //! - `auth`, `players`, `actions`, `catalog`, `leaderboards`, `health`, `metrics`: one `router()`
 //!   each, handlers next to their routes, each annotated for the OpenAPI document.
-//! - `admin`: plugin administration (upload, rollback, unload) and the rollout follower.
+//! - `admin`: the plugin administration routes (upload, rollback, unload) over `crate::rollout`.
 //! - `ws`: the WebSocket endpoint `/ws` (outside the OpenAPI document, which describes HTTP).
 //!
 //! Every route is registered through `utoipa_axum`'s router, so a route without an OpenAPI
@@ -51,9 +51,11 @@ use utoipa_axum::router::OpenApiRouter;
 pub use error::ApiError;
 
 use crate::cache::RateLimit;
-use crate::config::{Bucket, Cors};
-use crate::metrics::LATENCY_BUCKETS;
-use crate::state::AppState;
+use crate::cache::Services;
+use crate::config::{Bucket, Config, Cors};
+use crate::game::Game;
+use crate::metrics::{LATENCY_BUCKETS, Metrics};
+use crate::state::{AppState, Surface};
 
 /// The header carrying each request's id (set if the client sent none, echoed in the response).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -154,9 +156,9 @@ pub fn openapi_json(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
     value
 }
 
-/// The whole application: routes, OpenAPI document, static web client and every layer. Tests drive
-/// it directly; [`serve`] puts it on a socket.
-pub fn app(state: AppState) -> Router {
+/// The whole application: routes, OpenAPI document, static web client and every layer; `/ws` when
+/// `surface` says so. [`serve`] puts it on a socket.
+pub fn app(state: AppState, surface: Surface) -> Router {
     let (router, doc) = routes().split_for_parts();
     let doc = Arc::new(openapi_json(&doc));
     let mut router = router
@@ -167,7 +169,11 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(doc) }
             }),
         )
-        .merge(ws::router())
+        .merge(if surface.websocket {
+            ws::router()
+        } else {
+            Router::new()
+        })
         // Unknown API paths are JSON 404s, never the web client's index.html.
         .route("/api", any(api_not_found))
         .route("/api/{*rest}", any(api_not_found))
@@ -189,7 +195,10 @@ pub fn app(state: AppState) -> Router {
             config.request_timeout,
             request_timeout,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            observe,
+        ))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(CompressionLayer::new())
         .layer(cors)
@@ -256,7 +265,7 @@ async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next
 
 /// Inside the trace span: counts the request by route and status, times it, and logs the detail of
 /// a failed response (put there by [`ApiError`]'s conversion, which itself never logs).
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -264,11 +273,11 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status();
-    state.metrics.inc(
+    metrics.inc(
         "cauldron_http_requests_total",
         &[("route", &route), ("status", status.as_str())],
     );
-    state.metrics.observe(
+    metrics.observe(
         "cauldron_http_request_seconds",
         &[("route", &route)],
         started.elapsed().as_secs_f64(),
@@ -289,22 +298,22 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
 /// its manifest) draws on the player's query bucket, every other action on the action bucket, so
 /// reading screens never uses up the budget for writes.
 pub(crate) async fn rate_limit_action(
-    state: &AppState,
+    game: &Game,
+    services: &Services,
+    config: &Config,
     player_id: i64,
     plugin: &str,
     action: &str,
 ) -> Result<(), ApiError> {
-    if state.game.is_query(plugin, action) {
-        rate_limit(state, &format!("query:{player_id}"), state.config.query_rate).await
+    if game.is_query(plugin, action) {
+        rate_limit(services, &format!("query:{player_id}"), config.query_rate).await
     } else {
-        rate_limit(state, &format!("action:{player_id}"), state.config.action_rate).await
+        rate_limit(services, &format!("action:{player_id}"), config.action_rate).await
     }
 }
 
-pub(crate) async fn rate_limit(state: &AppState, key: &str, bucket: Bucket) -> Result<(), ApiError> {
-    let decision = state
-        .game
-        .services()
+pub(crate) async fn rate_limit(services: &Services, key: &str, bucket: Bucket) -> Result<(), ApiError> {
+    let decision = services
         .rate_limiter
         .check(key, RateLimit::new(bucket.burst, bucket.per_sec))
         .await;
@@ -327,14 +336,15 @@ pub(crate) async fn rate_limit(state: &AppState, key: &str, bucket: Bucket) -> R
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    surface: Surface,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = state.config.shutdown_timeout;
-    let _rollouts = AbortOnDrop(admin::follow_rollouts(state.clone()).await);
+    let _rollouts = AbortOnDrop(state.rollout.follow(state.shutdown.clone()).await);
     let _revocations = AbortOnDrop(auth::follow_revocations(state.clone()).await);
     let _presence = AbortOnDrop(tokio::spawn(ws::poll_presence(state.clone())));
     let sessions = state.shutdown.clone();
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app(state, surface).into_make_service_with_connect_info::<SocketAddr>();
     let signalled = Arc::new(tokio::sync::Notify::new());
     let notify = Arc::clone(&signalled);
     let trigger = sessions.clone();

@@ -54,6 +54,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bus::Channel;
 use crate::cache::services::Services;
+use crate::clock::Clock;
 use crate::json::{check_json, doc_to_json, json_to_doc};
 use crate::metrics::Metrics;
 use crate::store::{ApplyRequest, FullState, LogEntry, Pick, Player, Sections, Store, StoreError};
@@ -248,13 +249,22 @@ impl Snapshot {
     }
 }
 
-/// What a call of `plugin` reading `reads` (entities of `kinds`) needs loaded. Base stats and buffs
-/// always: every call gets the effective stats, which are composed from them.
+/// What a call of `plugin` reading `reads` (entities of `kinds`) needs loaded: what it declared, and
+/// base stats and buffs always, since every call gets the effective stats, composed from them.
 fn sections_for(plugin: &str, reads: &[Section], kinds: &[String]) -> Sections {
-    let has = |s: Section| reads.contains(&s);
     Sections {
         stats: true,
         buffs: true,
+        ..declared(plugin, reads, kinds)
+    }
+}
+
+/// The sections a call of `plugin` that declared `reads` (entities of `kinds`) sees.
+fn declared(plugin: &str, reads: &[Section], kinds: &[String]) -> Sections {
+    let has = |s: Section| reads.contains(&s);
+    Sections {
+        stats: has(Section::Stats),
+        buffs: has(Section::Buffs),
         currencies: has(Section::Currencies),
         counters: has(Section::Counters),
         items: has(Section::Items),
@@ -272,25 +282,21 @@ fn sections_for(plugin: &str, reads: &[Section], kinds: &[String]) -> Sections {
     }
 }
 
-/// What every `modifiers` hook of `versions` reads.
-fn hook_sections(versions: &[Arc<PluginVersion>]) -> Sections {
+/// What the `modifiers` hooks of `versions` need loaded (`load`), or what they see (not `load`: the
+/// sections whose change can change their answer).
+fn hook_sections(versions: &[Arc<PluginVersion>], load: bool) -> Sections {
     let mut all = Sections::default();
     for version in versions {
         if let Some(hook) = version.manifest.hook(HOOK_MODIFIERS) {
-            all.add(&sections_for(
-                version.name(),
-                &hook.reads,
-                &version.manifest.entity_kinds,
-            ));
+            let (name, kinds) = (version.name(), &version.manifest.entity_kinds);
+            all.add(&if load {
+                sections_for(name, &hook.reads, kinds)
+            } else {
+                declared(name, &hook.reads, kinds)
+            });
         }
     }
     all
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The game: plugins, state and services wired into the action pipeline. Cheap to clone.
@@ -305,18 +311,38 @@ struct Inner {
     store: Arc<dyn Store>,
     services: Services,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
     locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     modifier_cache: modifier_cache::ModifierCache,
 }
 
 impl Game {
-    /// Wire the pipeline.
+    /// Wire the pipeline on the system clock.
     pub fn new(
         runtime: Runtime,
         registry: Arc<Registry>,
         store: Arc<dyn Store>,
         services: Services,
         metrics: Arc<Metrics>,
+    ) -> Self {
+        Self::with_clock(
+            runtime,
+            registry,
+            store,
+            services,
+            metrics,
+            crate::clock::system(),
+        )
+    }
+
+    /// Wire the pipeline on `clock`: every action, query and read takes its `now_ms` from it.
+    pub fn with_clock(
+        runtime: Runtime,
+        registry: Arc<Registry>,
+        store: Arc<dyn Store>,
+        services: Services,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -325,35 +351,16 @@ impl Game {
                 store,
                 services,
                 metrics,
+                clock,
                 locks: Mutex::new(HashMap::new()),
                 modifier_cache: modifier_cache::ModifierCache::new(modifier_cache::CAPACITY),
             }),
         }
     }
 
-    /// The plugin registry.
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.inner.registry
-    }
-
-    /// The plugin runtime.
-    pub fn runtime(&self) -> &Runtime {
-        &self.inner.runtime
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
-    }
-
-    /// The Redis (or in-process) services.
-    pub fn services(&self) -> &Services {
-        &self.inner.services
-    }
-
-    /// The metrics registry.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
+    /// Game time now, from the clock the game was wired with.
+    fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     /// Every loaded plugin's manifest and content, for clients.
@@ -389,14 +396,14 @@ impl Game {
     pub async fn state(&self, player_id: i64) -> Result<FullState, GameError> {
         self.inner
             .store
-            .load_full(player_id, now_ms())
+            .load_full(player_id, self.now_ms())
             .await
             .map_err(not_found_player)
     }
 
     /// The player's base and effective stats.
     pub async fn effective_stats(&self, player_id: i64) -> Result<StatsView, GameError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let base = Sections {
             stats: true,
             buffs: true,
@@ -526,7 +533,7 @@ impl Game {
             return Ok(Some(hit));
         }
         let (generation, versions) = registry.current_with_generation();
-        if !self.widen(snap, now, &hook_sections(&versions)).await? {
+        if !self.widen(snap, now, &hook_sections(&versions, true)).await? {
             return Ok(None);
         }
         let mut all = Vec::new();
@@ -696,7 +703,7 @@ impl Game {
                     replayed: true,
                 });
             }
-            let now = now_ms();
+            let now = self.now_ms();
             let (mut snap, modifiers) = self.prepare(req.player_id, now, &planned.sections()).await?;
             let other = self.other_player(planned, now).await?;
             let call = planned.call(&snap, &modifiers, now, other);
@@ -795,9 +802,9 @@ impl Game {
             .inc("cauldron_action_conflicts_total", &[("plugin", plugin)]);
     }
 
-    /// What the serving plugins' `modifiers` hooks read.
+    /// What the serving plugins' `modifiers` hooks see.
     fn hooks_read(&self) -> Sections {
-        hook_sections(&self.inner.registry.current())
+        hook_sections(&self.inner.registry.current(), false)
     }
 
     /// After a commit: mirror scores to the leaderboards, publish events.
@@ -877,7 +884,7 @@ impl Game {
     /// written. Rejections and faults are answered as for any action.
     async fn query(&self, planned: &Planned<'_>) -> Result<ActionReply, GameError> {
         let Planned { req, version, .. } = *planned;
-        let now = now_ms();
+        let now = self.now_ms();
         let (snap, modifiers) = self.prepare(req.player_id, now, &planned.sections()).await?;
         let other = self.other_player(planned, now).await?;
         let call = planned.call(&snap, &modifiers, now, other);

@@ -529,6 +529,74 @@ pub trait Store: Send + Sync {
 
     /// Every revocation whose token has not expired at `now_ms`.
     async fn unexpired_revocations(&self, now_ms: i64) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Give the player the display name `req.name`, in one transaction: the name, the player's
+    /// change count and version, and the price when the change is not free. The unique index on
+    /// display names decides between two players asking for one name at once.
+    /// [`StoreError::NotFound`] if there is no such player.
+    async fn rename_player(&self, req: RenameRequest<'_>) -> Result<RenameOutcome, StoreError>;
+
+    /// The best `limit` scores of `board` among players who chose a display name (the
+    /// [`DEFAULT_PLAYER_NAME`] is left out), highest first (ties by player id).
+    async fn top_named_scores(&self, board: &str, limit: u32) -> Result<Vec<ScoreEntry>, StoreError>;
+
+    /// The largest `limit` balances of `currency` among players who chose a display name, as scores,
+    /// highest first (ties by player id). A board the host keeps from the currencies themselves.
+    async fn top_named_balances(&self, currency: &str, limit: u32) -> Result<Vec<ScoreEntry>, StoreError>;
+
+    /// The display names of the players among `ids` that exist, by id.
+    async fn player_names(&self, ids: &[i64]) -> Result<BTreeMap<i64, String>, StoreError>;
+
+    /// What the players among `ids` publish about their row on `board`: the object a plugin keeps
+    /// under `boards.<board>` in its state ([`BOARD_DETAILS_KEY`]), by player id. Players whose
+    /// plugins publish nothing for the board are absent.
+    async fn board_details(
+        &self,
+        board: &str,
+        ids: &[i64],
+    ) -> Result<BTreeMap<i64, serde_json::Value>, StoreError>;
+}
+
+/// The key of a plugin's state under which it publishes, per leaderboard, what a row is about (the
+/// item, the pet, ...): `{"boards": {"<board>": {...}}}`. Everything else in plugin state stays
+/// private.
+pub const BOARD_DETAILS_KEY: &str = "boards";
+
+/// The display name every character starts with ("nameless cultivator"). Players who still carry it
+/// are left off leaderboards, and any number of players may share it.
+pub const DEFAULT_PLAYER_NAME: &str = "无名修士";
+
+/// A display-name change: who, the new name, and its price after the free changes.
+#[derive(Debug, Clone, Copy)]
+pub struct RenameRequest<'a> {
+    /// The player.
+    pub player_id: i64,
+    /// The new display name, already checked by the caller.
+    pub name: &'a str,
+    /// How many changes cost nothing.
+    pub free_changes: i64,
+    /// The currency a later change is paid in.
+    pub currency: &'a str,
+    /// The price of a change past the free ones.
+    pub cost: i64,
+}
+
+/// How a rename ended. Every refusal leaves the database as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenameOutcome {
+    /// The name is the player's now.
+    Renamed {
+        /// What was charged (0 for a free change).
+        cost: i64,
+        /// Changes made so far, this one included.
+        name_changes: i64,
+        /// The player's new version.
+        version: i64,
+    },
+    /// Another player has this name.
+    NameTaken,
+    /// The change is not free and the balance does not cover it.
+    Insufficient,
 }
 
 /// Open the database named by `url` (`postgres://`, `postgresql://` or `sqlite:`), committing actions

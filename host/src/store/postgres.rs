@@ -23,6 +23,11 @@ const MAX_CONNECTIONS: u32 = 10;
 /// after PostgreSQL's return a waiting request still waits.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// How long a pooled connection may sit idle before it is checked on its way out of the pool. A
+/// connection used within this time is handed out as it is: if the server restarted in that moment, a
+/// request may still meet the dead connection and answer 503 once, and the pool replaces it.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// What is particular to PostgreSQL.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PgBackend;
@@ -60,14 +65,24 @@ impl SqlStore<PgBackend> {
     /// Connect a pool to `url` (`postgres://` or `postgresql://`). Fails after `ACQUIRE_TIMEOUT` (1.5 s) if
     /// the server does not answer; the caller decides whether to try again.
     ///
-    /// The pool outlives a restart of the server: every idle connection is checked before it is handed
-    /// out (`test_before_acquire`), so the dead ones left by a restart are closed and replaced rather
-    /// than failing a request; none is kept open or idle forever (lifetime and idle limits).
+    /// The pool outlives a restart of the server: a connection that sat idle for `PING_AFTER_IDLE`
+    /// or longer is checked with a ping before it is handed out, so the dead ones a restart leaves in
+    /// the pool are closed and replaced rather than failing a request; none is kept open or idle
+    /// forever (lifetime and idle limits). Under load connections are never idle that long, so the
+    /// busy path pays no ping (a round trip on both sides for every acquire).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .test_before_acquire(true)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .idle_timeout(Duration::from_secs(600))
             .max_lifetime(Duration::from_secs(1800))
             .connect(url)

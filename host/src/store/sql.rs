@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::group::{self, Batched, GroupCommit, Pending};
 use super::{
     Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, FullState, IdempotentReply,
-    LogRow, LoggedAction, Pick, Player, RankedScore, Revocation, Role, ScoreEntry, Sections, Store,
-    StoreError, StoredEntity, db_err, seed_to_db, sha256_hex, wall_clock_ms,
+    LogRow, LoggedAction, Pick, Player, RankedScore, RenameOutcome, RenameRequest, Revocation, Role,
+    ScoreEntry, Sections, Store, StoreError, StoredEntity, db_err, seed_to_db, sha256_hex, wall_clock_ms,
 };
 
 /// What differs between the databases a [`SqlStore`] runs on.
@@ -1084,6 +1084,125 @@ for_every_backend! {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err)
+        }
+
+        async fn rename_player(&self, req: RenameRequest<'_>) -> Result<RenameOutcome, StoreError> {
+            let mut w = self.begin_write().await?;
+            // The name first: the unique index refuses a name another player holds (on PostgreSQL a
+            // concurrent claim waits for the other transaction and then fails). Counting the change in
+            // the same statement means two renames of one player cannot both be the free one.
+            let renamed: Result<Option<(i64, i64)>, sqlx::Error> = sqlx::query_as(
+                "update players set name = $2, name_changes = name_changes + 1, version = version + 1
+                 where id = $1 returning name_changes, version",
+            )
+            .bind(req.player_id)
+            .bind(req.name)
+            .fetch_optional(&mut *w.tx)
+            .await;
+            let (name_changes, version) = match renamed {
+                Ok(Some(row)) => row,
+                Ok(None) => return Err(StoreError::NotFound),
+                Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
+                    return Ok(RenameOutcome::NameTaken);
+                }
+                Err(e) => return Err(db_err(e)),
+            };
+            let cost = if name_changes > req.free_changes { req.cost } else { 0 };
+            if cost > 0 {
+                let paid = sqlx::query(
+                    "update currencies set amount = amount - $3
+                     where player_id = $1 and name = $2 and amount >= $3",
+                )
+                .bind(req.player_id)
+                .bind(req.currency)
+                .bind(cost)
+                .execute(&mut *w.tx)
+                .await
+                .map_err(db_err)?;
+                if B::rows_affected(&paid) == 0 {
+                    return Ok(RenameOutcome::Insufficient);
+                }
+            }
+            w.tx.commit().await.map_err(db_err)?;
+            Ok(RenameOutcome::Renamed {
+                cost,
+                name_changes,
+                version,
+            })
+        }
+
+        async fn top_named_scores(&self, board: &str, limit: u32) -> Result<Vec<ScoreEntry>, StoreError> {
+            sqlx::query_as(
+                "select s.player_id, p.name, s.score from scores s join players p on p.id = s.player_id
+                 where s.board = $1 and p.name <> $3 order by s.score desc, s.player_id limit $2",
+            )
+            .bind(board)
+            .bind(i64::from(limit))
+            .bind(super::DEFAULT_PLAYER_NAME)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+        }
+
+        async fn top_named_balances(&self, currency: &str, limit: u32) -> Result<Vec<ScoreEntry>, StoreError> {
+            sqlx::query_as(
+                "select c.player_id, p.name, cast(c.amount as double precision) as score
+                 from currencies c join players p on p.id = c.player_id
+                 where c.name = $1 and p.name <> $3 order by c.amount desc, c.player_id limit $2",
+            )
+            .bind(currency)
+            .bind(i64::from(limit))
+            .bind(super::DEFAULT_PLAYER_NAME)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+        }
+
+        async fn board_details(
+            &self,
+            board: &str,
+            ids: &[i64],
+        ) -> Result<std::collections::BTreeMap<i64, serde_json::Value>, StoreError> {
+            let mut details = std::collections::BTreeMap::new();
+            if ids.is_empty() {
+                return Ok(details);
+            }
+            // Placeholders are numbered, never the values: `$1, $2, ...` for at most a page of ids.
+            let placeholders = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "select player_id, data from plugin_state where player_id in ({placeholders}) order by player_id, plugin"
+            );
+            let mut query = sqlx::query_as::<_, (i64, Json<serde_json::Value>)>(&sql);
+            for &id in ids {
+                query = query.bind(id);
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
+            for (player_id, Json(data)) in rows {
+                if let Some(detail) = data
+                    .get(super::BOARD_DETAILS_KEY)
+                    .and_then(|b| b.get(board))
+                    .filter(|d| d.is_object())
+                {
+                    details.entry(player_id).or_insert_with(|| detail.clone());
+                }
+            }
+            Ok(details)
+        }
+
+        async fn player_names(&self, ids: &[i64]) -> Result<std::collections::BTreeMap<i64, String>, StoreError> {
+            let mut names = std::collections::BTreeMap::new();
+            // One indexed read per id: callers ask for a page of rows at most (100).
+            for &id in ids {
+                let name: Option<String> = sqlx::query_scalar("select name from players where id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                if let Some(name) = name {
+                    names.insert(id, name);
+                }
+            }
+            Ok(names)
         }
     }
 }

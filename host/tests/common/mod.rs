@@ -20,12 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use cauldron_host::cache::{Services, ServicesConfig};
+use cauldron_host::clock::ShiftedClock;
 use cauldron_host::config::{Config, Settings};
-use cauldron_host::game::Game;
-use cauldron_host::metrics::Metrics;
-use cauldron_host::state::{self, AppState};
-use cauldron_runtime::{Registry, Runtime, watcher};
+use cauldron_host::state::{self, AppState, Overrides};
 use sqlx::Connection;
 use tracing_subscriber::Layer as _;
 
@@ -189,7 +186,21 @@ impl Drop for RedisKeys {
     }
 }
 
-/// A running host.
+/// What a test may change about the host beyond its environment variables.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    /// Serve `/ws` (default yes).
+    pub(crate) websocket: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { websocket: true }
+    }
+}
+
+/// A running host, built by `state::build_with` exactly as `main` builds it (stored plugin
+/// artifacts included), with a game clock the test can move.
 pub(crate) struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub(crate) base: String,
@@ -199,6 +210,10 @@ pub(crate) struct TestApp {
     pub(crate) backend: Backend,
     /// The state it serves (to reach the store directly).
     pub(crate) state: AppState,
+    /// The game clock: a test moves game time with `clock.advance(..)` instead of sleeping.
+    pub(crate) clock: Arc<ShiftedClock>,
+    /// How many active stored plugin artifacts the host loaded at start-up.
+    pub(crate) stored_artifacts: usize,
     /// The database URL (for tests that break it).
     pub(crate) database_url: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -227,6 +242,16 @@ impl TestApp {
         backend: Backend,
         vars: &[(&str, &str)],
         prepare: impl FnOnce(&Path),
+    ) -> Self {
+        Self::start_full(backend, vars, prepare, Options::default()).await
+    }
+
+    /// [`TestApp::start_prepared`] with `options`.
+    pub(crate) async fn start_full(
+        backend: Backend,
+        vars: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+        options: Options,
     ) -> Self {
         init_logs();
 
@@ -279,50 +304,48 @@ impl TestApp {
         for (k, v) in vars {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
+        if redis.is_some() {
+            let prefix = format!("cauldron-api-test:{:016x}:", random_u64());
+            env.entry("REDIS_KEY_PREFIX".into()).or_insert(prefix);
+            redis_keys = Some(RedisKeys {
+                prefix: env["REDIS_KEY_PREFIX"].clone(),
+            });
+        }
         let config =
             Arc::new(Config::from_settings(&Settings::from_lookup(|k| env.get(k).cloned())).unwrap());
 
-        let store = state::connect_store(&config).await.unwrap();
-        store.migrate().await.unwrap();
-        let services = match &config.redis_url {
-            Some(url) => {
-                let prefix = format!("cauldron-api-test:{:016x}:", random_u64());
-                redis_keys = Some(RedisKeys {
-                    prefix: prefix.clone(),
-                });
-                Services::connect_with(ServicesConfig {
-                    redis_url: Some(url.clone()),
-                    key_prefix: prefix,
-                    startup_attempts: 3,
-                })
-                .await
-                .unwrap()
-            }
-            None => Services::in_process(),
-        };
-        let runtime = Runtime::new(state::runtime_limits(&config)).unwrap();
-        let registry = Arc::new(Registry::new());
-        let loaded = watcher::load_all(&runtime, &registry, &config.plugins_dir).await;
-        assert!(loaded >= 2, "plugins did not load: {:?}", registry.statuses());
-        let metrics = Arc::new(Metrics::new());
-        let game = Game::new(runtime, registry, store, services, Arc::clone(&metrics));
-        let app_state = AppState::new(game, Arc::clone(&config), metrics);
+        // The host `main` runs, built by the same function, on a clock the test can move.
+        let clock = Arc::new(ShiftedClock::new());
+        let app = state::build_with(
+            Arc::clone(&config),
+            Overrides {
+                clock: Arc::clone(&clock) as Arc<dyn cauldron_host::clock::Clock>,
+                websocket: options.websocket,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            app.plugin_files >= 2,
+            "plugins did not load: {:?}",
+            app.state.registry.statuses()
+        );
+        let stored_artifacts = app.stored_artifacts;
+        let app_state = app.state.clone();
 
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(cauldron_host::api::serve(
-            listener,
-            app_state.clone(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let server = tokio::spawn(app.serve(listener, async move {
+            let _ = rx.await;
+        }));
         TestApp {
             base,
             http: reqwest::Client::new(),
             backend,
             state: app_state,
+            clock,
+            stored_artifacts,
             database_url,
             shutdown: Some(tx),
             server: Some(server),

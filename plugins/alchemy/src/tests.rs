@@ -75,7 +75,7 @@ fn manifest_is_valid_and_every_action_declares_its_params_and_tables() {
 }
 
 #[test]
-fn the_book_lists_15_herbs_13_recipes_and_6_open_with_the_seed_numbers() {
+fn the_book_lists_15_herbs_13_recipes_and_6_open_with_their_numbers() {
     let h = harness();
     let run = h.action("recipes").player(PlayerState::default()).run();
     let reply: RecipesReply = run.reply();

@@ -244,7 +244,7 @@ pub enum HighTarget {
     /// The player's cultivation.
     #[default]
     Cultivation,
-    /// The breakthrough threshold (the original game's behaviour).
+    /// The breakthrough threshold itself (which makes the next breakthrough harder).
     MaxCultivation,
 }
 

@@ -2,7 +2,7 @@
 //! breakthroughs, the tribulation, exploration and the daily check-in.
 //!
 //! All numbers come from the content tables in `content/`; see the crate's README for the rules and
-//! for where they deliberately differ from the original game.
+//! for the design choices behind them.
 
 use std::collections::BTreeMap;
 

@@ -481,7 +481,7 @@ fn formation_above_the_tribulation_level_adds_a_share_of_the_threshold() {
 }
 
 #[test]
-fn formation_original_mode_raises_the_threshold_instead() {
+fn formation_threshold_mode_raises_the_threshold_instead() {
     let text = content_text("cultivation").replace(
         "high_target = \"cultivation\"",
         "high_target = \"max_cultivation\"",

@@ -64,6 +64,13 @@ pub(crate) struct EnemyScaling {
     stun_rate: Linear,
     vampire_rate: Linear,
     resist: Linear,
+    heal_boost: Linear,
+    crit_damage_boost: Linear,
+    crit_damage_reduce: Linear,
+    final_damage_boost: Linear,
+    final_damage_reduce: Linear,
+    combat_boost: Linear,
+    resistance_boost: Linear,
 }
 
 /// A dungeon difficulty.
@@ -122,7 +129,8 @@ impl DungeonTable {
     pub(crate) fn enemy_at(&self, floor: u32, enemy_mod: f64) -> Fighter {
         let e = &self.enemy;
         let f = f64::from(floor);
-        let resist = e.resist.at(f);
+        // `resistance_boost` is folded into the resists, as it is for the player.
+        let resist = e.resist.at(f) * (1.0 + e.resistance_boost.at(f).max(0.0));
         Fighter {
             name: format!("{} {floor}", e.name),
             health: (e.health.at(f) * enemy_mod).round(),
@@ -141,7 +149,12 @@ impl DungeonTable {
             stun_resist: resist,
             dodge_resist: resist,
             vampire_resist: resist,
-            ..Fighter::default()
+            heal_boost: e.heal_boost.at(f),
+            crit_damage_boost: e.crit_damage_boost.at(f),
+            crit_damage_reduce: e.crit_damage_reduce.at(f),
+            final_damage_boost: e.final_damage_boost.at(f),
+            final_damage_reduce: e.final_damage_reduce.at(f),
+            combat_boost: e.combat_boost.at(f),
         }
     }
 

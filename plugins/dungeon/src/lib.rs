@@ -1,7 +1,7 @@
 //! The dungeon plugin: 秘境 dungeon floors with buffs, 降服妖兽 beast hunts and 除魔卫道 demon slaying,
 //! all fought by the turn-based [`battle`] engine on server-side effective stats.
 //!
-//! See `README.md` next to this crate for the actions, the state and every difference from the seed.
+//! See `README.md` next to this crate for the actions, the state and the design choices behind them.
 
 /// The battle engine, shared with the other fighting plugins (the `cauldron-battle` crate).
 pub use cauldron_battle as battle;

@@ -143,10 +143,11 @@ fn start_begins_at_floor_one_with_three_distinct_buffs() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3);
-    // Floor 1 guardian: 1000·1·1.1, 50·1·1.08, 30·1·1.07 (rounded), speed 10·1.03.
-    assert_eq!(r.run.enemy.health, 1100.0);
-    assert_eq!(r.run.enemy.attack, 54.0);
-    assert_eq!(r.run.enemy.defense, 32.0);
+    // Floor 1 guardian on normal (×5): 1000·1·1.1, 50·1·1.08, 30·1·1.07 (each ×5, rounded),
+    // speed 10·1.03 (difficulty leaves speed alone).
+    assert_eq!(r.run.enemy.health, 5500.0);
+    assert_eq!(r.run.enemy.attack, 270.0);
+    assert_eq!(r.run.enemy.defense, 160.0);
     assert_eq!(r.run.enemy.speed, 10.0);
     assert_eq!(
         r.run.cost,
@@ -189,8 +190,8 @@ fn start_continues_a_run_in_progress_and_restart_replaces_it() {
         .run();
     let r: RunReply = run.reply();
     assert_eq!((r.run.floor, r.run.difficulty.as_str()), (1, "hard"));
-    // Hard multiplies the guardian's health/attack/defense by 1.2.
-    assert_eq!(r.run.enemy.health, 1320.0);
+    // Hard multiplies the guardian's health/attack/defense by 10.
+    assert_eq!(r.run.enemy.health, 11000.0);
 }
 
 #[test]
@@ -296,22 +297,22 @@ fn winning_a_floor_pays_costs_and_rewards_and_advances() {
     let r: FightReply = run.reply();
     assert!(r.won);
     assert_eq!(r.battle.rounds, 1);
-    // R = round(20 × 1 × (1 + ln 2 / 3) × 1.3) = 32 for a 1-round win on floor 1.
+    // Normal pays ×2: R = round(20 × 2 × (1 + ln 2 / 3) × 1.3) = 64 for a 1-round win on floor 1.
     assert_eq!(
         r.rewards,
         DungeonRewards {
-            spirit_stones: 32,
-            reinforce_stones: 32,
-            pet_essence: 32,
-            refinement_stones: 16
+            spirit_stones: 64,
+            reinforce_stones: 64,
+            pet_essence: 64,
+            refinement_stones: 32
         }
     );
     let after = run.player_after();
     assert_eq!(after.currencies["spirit"], 10_000_000 - 2880);
-    assert_eq!(after.currencies["spirit_stones"], 100_000 - 10 + 32);
-    assert_eq!(after.currencies["reinforce_stones"], 32);
-    assert_eq!(after.currencies["pet_essence"], 32);
-    assert_eq!(after.currencies["refinement_stones"], 16);
+    assert_eq!(after.currencies["spirit_stones"], 100_000 - 10 + 64);
+    assert_eq!(after.currencies["reinforce_stones"], 64);
+    assert_eq!(after.currencies["pet_essence"], 64);
+    assert_eq!(after.currencies["refinement_stones"], 32);
     assert_eq!(after.counters["best_floor"], 1);
     assert_eq!(score(&run, "dungeon"), Some(1.0));
     let s = state_of(&run);
@@ -401,36 +402,73 @@ fn client_params_cannot_change_the_fight() {
     assert!(!run.reply::<FightReply>().won);
 }
 
-/// A player who lands exactly `base` damage on the floor-1 guardian every round and never misses.
+/// A player whose attack exceeds the easy floor-1 guardian's defense (round(32.1 × 0.8) = 26) by
+/// `base`, who never misses, crits, combos or is stunned, and whom the guardian cannot drain. The
+/// guardian's final damage reduction on floor 1 (0.05 + 0.02) lets round(0.93 × base) through.
 fn steady(base: f64) -> BTreeMap<String, f64> {
     let mut s = strong();
-    s.insert("attack".into(), 32.0 + base);
-    s.insert("dodge_resist".into(), 1.0);
-    s.insert("stun_resist".into(), 1.0);
-    s.insert("crit_resist".into(), 1.0);
-    s.insert("combo_resist".into(), 1.0);
+    s.insert("attack".into(), 26.0 + base);
+    for resist in [
+        "dodge_resist",
+        "stun_resist",
+        "crit_resist",
+        "combo_resist",
+        "vampire_resist",
+    ] {
+        s.insert(resist.into(), 1.0);
+    }
     s
 }
 
 #[test]
-fn reward_follows_depth_and_fight_length() {
-    let fight = |floor: u32, stats: BTreeMap<String, f64>| -> FightReply {
+fn reward_follows_difficulty_depth_and_fight_length() {
+    let fight = |difficulty: &str, floor: u32, stats: BTreeMap<String, f64>| -> FightReply {
+        let mut run = run_at(floor);
+        run.difficulty = difficulty.into();
         h().action("dungeon_fight")
-            .player(with_run(rich(1.0), run_at(floor)))
+            .player(with_run(rich(1.0), run))
             .effective_stats(stats)
             .run()
             .reply()
     };
-    // Floor 10 in one round: 20 × (1 + ln 11 / 3) × 1.3 = 46.8 → 47.
-    let r = fight(10, strong());
-    assert_eq!((r.battle.rounds, r.rewards.spirit_stones), (1, 47));
-    // Floor 1 (1100 HP) at 100 a hit: 11 rounds pay ×1.1: 20 × 1.231 × 1.1 = 27.1 → 27.
-    let r = fight(1, steady(100.0));
+    // Floor 10 in one round on normal (reward ×2): 20 × 2 × (1 + ln 11 / 3) × 1.3 = 93.6 → 94.
+    let r = fight("normal", 10, strong());
+    assert_eq!((r.battle.rounds, r.rewards.spirit_stones), (1, 94));
+    // The same on expert (×5): 233.9 → 234; on hard (×3.5): 163.7 → 164.
+    let r = fight("expert", 10, strong());
+    assert_eq!((r.battle.rounds, r.rewards.spirit_stones), (1, 234));
+    let r = fight("hard", 10, strong());
+    assert_eq!((r.battle.rounds, r.rewards.spirit_stones), (1, 164));
+    // Easy (reward ×1) floor 1 has 880 HP. At round(0.93 × 86) = 80 a hit: 11 rounds pay ×1.1:
+    // 20 × 1.231 × 1.1 = 27.1 → 27.
+    let r = fight("easy", 1, steady(86.0));
     assert_eq!((r.battle.rounds, r.rewards.spirit_stones), (11, 27));
-    // At 35 a hit: 32 rounds pay ×1.0: 24.6 → 25, and half of it in refinement stones.
-    let r = fight(1, steady(35.0));
+    // At round(0.93 × 30) = 28 a hit: 32 rounds pay ×1.0: 24.6 → 25, and half of it in
+    // refinement stones.
+    let r = fight("easy", 1, steady(30.0));
     assert_eq!((r.battle.rounds, r.rewards.spirit_stones), (32, 25));
     assert_eq!(r.rewards.refinement_stones, 12);
+}
+
+#[test]
+fn the_guardian_grows_specials_with_the_floor() {
+    // Floor 5: final damage reduction 0.05 + 0.02 × 5 = 0.15, so a strong player's blow of
+    // 1e7 − defence (never dodged) lands at 85 %.
+    let mut run = run_at(5);
+    run.difficulty = "easy".into();
+    let mut stats = strong();
+    stats.insert("dodge_resist".into(), 1.0);
+    let r: FightReply = h()
+        .action("dungeon_fight")
+        .player(with_run(rich(1.0), run))
+        .effective_stats(stats)
+        .run()
+        .reply();
+    assert!(r.won);
+    let first = &r.battle.log[0].actions[0];
+    assert_eq!(first.actor, battle::Side::Player);
+    // Easy floor 5 defence: round(30 × 5 × 1.35 × 0.8) = 162.
+    assert_eq!(first.damage, ((1e7 - 162.0) * 0.85_f64).round());
 }
 
 // ---------------------------------------------------------------------------------------------

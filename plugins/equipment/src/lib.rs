@@ -96,8 +96,18 @@ pub struct OddsView {
 /// Reply of `list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListReply {
-    /// Every piece, equipped first, then by quality (best first).
+    /// The page of pieces that pass the filters, equipped first, then by quality (best first).
     pub items: Vec<ItemView>,
+    /// Pieces in the bag, whatever the filters.
+    pub total: usize,
+    /// Pieces that pass the filters (on every page).
+    pub matched: usize,
+    /// This page, from 1.
+    pub page: usize,
+    /// Pages of `page_size` the matches fill (1 when no `page_size` was asked for).
+    pub pages: usize,
+    /// The page size asked for; `None` lists every match on one page.
+    pub page_size: Option<usize>,
     /// Slot key → equipped entity id.
     pub equipped: BTreeMap<String, String>,
     /// Leaderboard score of the best equipped piece.
@@ -160,6 +170,32 @@ pub struct ReforgeReply {
     pub kept: Option<bool>,
 }
 
+/// One piece sold by `batch_sell`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoldPiece {
+    /// The id sold.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its quality key.
+    pub quality: String,
+    /// Stones it fetched.
+    pub price: i64,
+}
+
+/// Reply of `batch_sell`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchSellReply {
+    /// Every piece sold.
+    pub sold: Vec<SoldPiece>,
+    /// How many.
+    pub count: usize,
+    /// Stones received in all.
+    pub price: i64,
+    /// Stones afterwards.
+    pub balance: i64,
+}
+
 /// Reply of `sell`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SellReply {
@@ -186,6 +222,69 @@ struct DrawParams {
     count: i64,
 }
 
+/// Keys given as a list (`["common", "rare"]`) or as one comma-separated string (`"common,rare"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Keys {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl Keys {
+    /// The keys, trimmed, without empty ones.
+    fn keys(&self) -> Vec<String> {
+        let raw: Vec<&str> = match self {
+            Keys::List(v) => v.iter().map(String::as_str).collect(),
+            Keys::Text(t) => t.split(',').collect(),
+        };
+        raw.into_iter()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Quality keys from `keys`, each checked against the table; at least one.
+fn quality_keys(c: &Tables, keys: &Keys, param: &str) -> Result<Vec<String>, Error> {
+    let keys = keys.keys();
+    if keys.is_empty() {
+        return Err(Error::bad_params(format!("`{param}` names no quality")));
+    }
+    for k in &keys {
+        c.quality(k)
+            .map_err(|_| Error::bad_params(format!("`{param}`: unknown quality `{k}`")))?;
+    }
+    Ok(keys)
+}
+
+/// A slot key, checked against the table.
+fn slot_key(c: &Tables, slot: Option<String>) -> Result<Option<String>, Error> {
+    if let Some(k) = &slot {
+        c.slot(k)
+            .map_err(|_| Error::bad_params(format!("`slot`: unknown slot `{k}`")))?;
+    }
+    Ok(slot)
+}
+
+/// Most pieces one page of `list` may hold.
+pub const MAX_PAGE_SIZE: usize = 100;
+
+#[derive(Debug, Default, Deserialize)]
+struct ListParams {
+    slot: Option<String>,
+    quality: Option<Keys>,
+    equipped: Option<bool>,
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchSellParams {
+    qualities: Keys,
+    slot: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 struct ConfirmParams {
     id: String,
@@ -203,6 +302,45 @@ fn id_param() -> ParamSpec {
         of: KIND.into(),
         description: "The piece of equipment".into(),
     }
+}
+
+fn slot_param() -> ParamSpec {
+    ParamSpec {
+        name: "slot".into(),
+        ty: ParamType::String,
+        required: false,
+        of: "faqi,guanjin,daopao,yunlv,fabao".into(),
+        description: "Only pieces of this slot".into(),
+    }
+}
+
+fn list_params() -> Vec<ParamSpec> {
+    let optional = |name: &str, ty: ParamType, description: &str| ParamSpec {
+        name: name.into(),
+        ty,
+        required: false,
+        of: String::new(),
+        description: description.into(),
+    };
+    vec![
+        slot_param(),
+        optional(
+            "quality",
+            ParamType::String,
+            "Only these qualities, comma-separated",
+        ),
+        optional(
+            "equipped",
+            ParamType::Bool,
+            "true: only worn pieces; false: only pieces in the bag",
+        ),
+        optional("page", ParamType::Integer, "Page, from 1 (default 1)"),
+        optional(
+            "page_size",
+            ParamType::Integer,
+            "Pieces per page, 1 to 100 (default: every match)",
+        ),
+    ]
 }
 
 fn action(
@@ -262,8 +400,8 @@ impl Plugin for EquipmentPlugin {
                     ..action(
                         "list",
                         "背包 Equipment bag",
-                        "Every piece, what is worn, and the true odds.",
-                        vec![],
+                        "The pieces (filtered and paged if asked), what is worn, and the true odds.",
+                        list_params(),
                         &[Entities],
                     )
                 },
@@ -323,6 +461,24 @@ impl Plugin for EquipmentPlugin {
                     vec![id_param()],
                     &[Currencies, Entities],
                 ),
+                action(
+                    "batch_sell",
+                    "批量出售 Sell in bulk",
+                    "Sell every unworn piece of the given qualities (and slot), each at its quality's price.",
+                    vec![
+                        ParamSpec {
+                            name: "qualities".into(),
+                            ty: ParamType::String,
+                            required: true,
+                            of: String::new(),
+                            description:
+                                "Quality keys, comma-separated (common,uncommon,rare,epic,legendary,mythic)"
+                                    .into(),
+                        },
+                        slot_param(),
+                    ],
+                    &[Currencies, Entities],
+                ),
             ],
             hooks: vec![HookSpec {
                 name: "modifiers".into(),
@@ -344,6 +500,7 @@ impl Plugin for EquipmentPlugin {
             "reforge" => reforge(ctx, &c),
             "reforge_confirm" => reforge_confirm(ctx, &c),
             "sell" => sell(ctx, &c),
+            "batch_sell" => batch_sell(ctx, &c),
             other => Err(Error::unknown_action(other)),
         }
     }
@@ -512,9 +669,67 @@ pub fn score(c: &Tables, items: &[(String, Equipment)]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// What the `equipment` leaderboard row shows: the best worn piece.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoardRow {
+    /// Chinese name.
+    pub name: String,
+    /// English name.
+    pub name_en: String,
+    /// Slot name (Chinese).
+    pub slot_name: String,
+    /// Slot name (English).
+    pub slot_name_en: String,
+    /// Quality key.
+    pub quality: String,
+    /// Quality name (Chinese).
+    pub quality_name: String,
+    /// Quality name (English).
+    pub quality_name_en: String,
+    /// Quality colour.
+    pub colour: String,
+    /// Times enhanced.
+    pub enhance_level: i64,
+}
+
+/// The plugin's state: only what it publishes next to its leaderboard row (`boards.equipment`,
+/// shown by the host's leaderboard route); the pieces themselves are entities.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Board name → what the row is about; empty with nothing worn.
+    #[serde(default)]
+    pub boards: BTreeMap<String, BoardRow>,
+}
+
+/// Sets the leaderboard score and publishes the best worn piece as the row's description.
 fn update_score(ctx: &mut Ctx, c: &Tables) -> Result<f64, Error> {
-    let s = score(c, &bag(ctx)?);
+    let items = bag(ctx)?;
+    let s = score(c, &items);
     ctx.set_score(BOARD, s);
+    let best = items.iter().filter(|(_, i)| i.equipped).max_by_key(|(id, i)| {
+        let rank = c.quality(&i.quality).map(|q| q.rank).unwrap_or(0);
+        // The smallest id wins a tie, so the description does not depend on storage order.
+        (rank, i.enhance_level, std::cmp::Reverse(id.clone()))
+    });
+    let mut state = State::default();
+    if let Some((id, item)) = best {
+        let v = view(c, id, item)?;
+        state.boards.insert(
+            BOARD.into(),
+            BoardRow {
+                name: item.name.clone(),
+                name_en: item.name_en.clone(),
+                slot_name: v.slot_name,
+                slot_name_en: v.slot_name_en,
+                quality: item.quality.clone(),
+                quality_name: v.quality_name,
+                quality_name_en: v.quality_name_en,
+                colour: v.colour,
+                enhance_level: item.enhance_level,
+            },
+        );
+    }
+    ctx.set_state(&state)?;
     Ok(s)
 }
 
@@ -561,9 +776,32 @@ fn create_pieces(ctx: &mut Ctx, c: &Tables, n: i64) -> Result<Vec<ItemView>, Err
 // Actions
 
 fn list(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+    let p: ListParams = ctx.params()?;
+    let slot = slot_key(c, p.slot)?;
+    let qualities = p
+        .quality
+        .as_ref()
+        .map(|q| quality_keys(c, q, "quality"))
+        .transpose()?;
+    let page = usize::try_from(p.page.unwrap_or(1))
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| Error::bad_params("`page` counts from 1"))?;
+    let page_size = p
+        .page_size
+        .map(|n| {
+            usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                .ok_or_else(|| Error::bad_params(format!("`page_size` must be 1 to {MAX_PAGE_SIZE}")))
+        })
+        .transpose()?;
     let items = bag(ctx)?;
     let mut views = items
         .iter()
+        .filter(|(_, i)| slot.as_ref().is_none_or(|s| &i.slot == s))
+        .filter(|(_, i)| qualities.as_ref().is_none_or(|q| q.contains(&i.quality)))
+        .filter(|(_, i)| p.equipped.is_none_or(|e| i.equipped == e))
         .map(|(id, item)| view(c, id, item))
         .collect::<Result<Vec<_>, _>>()?;
     views.sort_by(|a, b| {
@@ -574,8 +812,26 @@ fn list(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
             &b.id,
         ))
     });
+    let matched = views.len();
+    let (pages, views) = match page_size {
+        Some(size) => (
+            matched.div_ceil(size).max(1),
+            views
+                .into_iter()
+                .skip((page - 1).saturating_mul(size))
+                .take(size)
+                .collect(),
+        ),
+        None if page == 1 => (1, views),
+        None => (1, Vec::new()),
+    };
     let total: f64 = c.qualities().iter().map(|q| q.odds.max(0.0)).sum();
     let reply = ListReply {
+        total: items.len(),
+        matched,
+        page,
+        pages,
+        page_size,
         equipped: items
             .iter()
             .filter(|(_, i)| i.equipped)
@@ -801,6 +1057,45 @@ fn sell(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     let reply = SellReply {
         id,
         name: item.name,
+        price,
+        balance: ctx.currency(&currency),
+    };
+    ctx.reply(&reply)
+}
+
+fn batch_sell(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+    let p: BatchSellParams = ctx.params()?;
+    let qualities = quality_keys(c, &p.qualities, "qualities")?;
+    let slot = slot_key(c, p.slot)?;
+    let mut sold = Vec::new();
+    for (id, item) in bag(ctx)? {
+        if item.equipped
+            || !qualities.contains(&item.quality)
+            || slot.as_ref().is_some_and(|s| &item.slot != s)
+        {
+            continue;
+        }
+        let price = c.quality(&item.quality)?.sell_price;
+        ctx.delete_entity(&id);
+        sold.push(SoldPiece {
+            id,
+            name: item.name,
+            quality: item.quality,
+            price,
+        });
+    }
+    if sold.is_empty() {
+        return Err(Error::reject(
+            "nothing_to_sell",
+            "no unworn piece of those qualities",
+        ));
+    }
+    let price: i64 = sold.iter().map(|s| s.price).fold(0, i64::saturating_add);
+    let currency = c.rules().sell_currency.clone();
+    ctx.add_currency(&currency, price);
+    let reply = BatchSellReply {
+        count: sold.len(),
+        sold,
         price,
         balance: ctx.currency(&currency),
     };

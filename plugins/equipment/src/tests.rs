@@ -101,7 +101,8 @@ fn manifest_declares_the_kind_the_hook_and_every_param() {
         ("reforge_confirm", vec!["id", "keep"]),
         ("sell", vec!["id"]),
         ("open_chest", vec![]),
-        ("list", vec![]),
+        ("list", vec!["slot", "quality", "equipped", "page", "page_size"]),
+        ("batch_sell", vec!["qualities", "slot"]),
     ] {
         let spec = m.action(action).unwrap_or_else(|| panic!("{action} declared"));
         let names: Vec<&str> = spec.params.iter().map(|p| p.name.as_str()).collect();
@@ -357,7 +358,7 @@ fn quality_odds_match_the_table_over_100_000_drawn_pieces() {
             n * p
         );
     }
-    // The top tiers must actually occur, and not at the fake 10 %/4 %/1 % the original UI showed.
+    // The top tiers must actually occur, at their listed odds (not at 10 %/4 %/1 %).
     assert!(counts.get("mythic").copied().unwrap_or(0) < 100);
     assert!(counts.get("legendary").copied().unwrap_or(0) > 0);
     assert_eq!(slots.len(), 5);
@@ -787,4 +788,230 @@ fn the_list_shows_worn_pieces_first_and_the_true_odds() {
     }
     assert_eq!(reply.items[1].colour, "#e91e63");
     assert_eq!(reply.items[1].sell_price, 500);
+}
+
+/// A bag of seven: a worn common robe, commons and uncommons in two slots, a rare sword.
+fn mixed_bag() -> PlayerState {
+    PlayerState::default()
+        .with_currency("spirit_stones", 10)
+        .with_entity(
+            "c1",
+            KIND,
+            &piece("faqi", "common", &[("attack", 20.0)], false, 0),
+        )
+        .with_entity("c2", KIND, &piece("yunlv", "common", &[("speed", 9.0)], false, 0))
+        .with_entity(
+            "c3",
+            KIND,
+            &piece("faqi", "common", &[("attack", 30.0)], false, 2),
+        )
+        .with_entity(
+            "u1",
+            KIND,
+            &piece("yunlv", "uncommon", &[("speed", 40.0)], false, 0),
+        )
+        .with_entity(
+            "u2",
+            KIND,
+            &piece("faqi", "uncommon", &[("attack", 60.0)], false, 0),
+        )
+        .with_entity("r1", KIND, &sword(false))
+        .with_entity(
+            "worn",
+            KIND,
+            &piece("daopao", "common", &[("health", 150.0)], true, 0),
+        )
+}
+
+fn ids_of(player: &PlayerState) -> Vec<&str> {
+    player.entities.iter().map(|e| e.id.as_str()).collect()
+}
+
+#[test]
+fn batch_sell_sells_every_unworn_piece_of_the_qualities_at_their_prices() {
+    #[derive(Serialize)]
+    struct P<'a> {
+        qualities: &'a [&'a str],
+    }
+    let h = harness();
+    let run = h
+        .action("batch_sell")
+        .params(&P {
+            qualities: &["common", "uncommon"],
+        })
+        .player(mixed_bag())
+        .run();
+    let reply: BatchSellReply = run.reply();
+    // Three commons at 50 and two uncommons at 80; the worn common robe stays.
+    assert_eq!(reply.count, 5);
+    assert_eq!(reply.price, 3 * 50 + 2 * 80);
+    assert_eq!(reply.balance, 10 + 310);
+    let after = run.player_after();
+    assert_eq!(after.currencies["spirit_stones"], 320);
+    let mut left = ids_of(&after);
+    left.sort_unstable();
+    assert_eq!(left, ["r1", "worn"]);
+}
+
+#[test]
+fn batch_sell_can_keep_to_one_slot_and_takes_a_comma_list() {
+    let h = harness();
+    let run = h
+        .action("batch_sell")
+        .params(&BTreeMap::from([("qualities", "common, rare"), ("slot", "faqi")]))
+        .player(mixed_bag())
+        .run();
+    let reply: BatchSellReply = run.reply();
+    let mut sold: Vec<&str> = reply.sold.iter().map(|s| s.id.as_str()).collect();
+    sold.sort_unstable();
+    assert_eq!(sold, ["c1", "c3", "r1"]);
+    assert_eq!(reply.price, 50 + 50 + 100);
+    assert_eq!(run.player_after().currencies["spirit_stones"], 210);
+}
+
+#[test]
+fn batch_sell_refuses_nothing_to_sell_and_unknown_keys() {
+    let h = harness();
+    let sell =
+        |params: BTreeMap<&str, &str>| h.action("batch_sell").params(&params).player(mixed_bag()).run();
+    // Mythic: none held. The only common robe is worn.
+    sell(BTreeMap::from([("qualities", "mythic")])).rejected("nothing_to_sell");
+    sell(BTreeMap::from([("qualities", "common"), ("slot", "daopao")])).rejected("nothing_to_sell");
+    sell(BTreeMap::from([("qualities", "shiny")])).rejected("bad_params");
+    sell(BTreeMap::from([("qualities", " , ")])).rejected("bad_params");
+    sell(BTreeMap::from([("qualities", "common"), ("slot", "hat")])).rejected("bad_params");
+    h.action("batch_sell")
+        .player(mixed_bag())
+        .run()
+        .rejected("bad_params");
+}
+
+#[derive(Serialize, Default)]
+struct ListP<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slot: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    equipped: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page_size: Option<i64>,
+}
+
+fn list_of(p: &ListP<'_>) -> ListReply {
+    harness()
+        .action("list")
+        .params(p)
+        .player(mixed_bag())
+        .run()
+        .reply()
+}
+
+#[test]
+fn the_list_filters_and_pages_with_counts() {
+    // No params: everything on one page, worn first.
+    let all = list_of(&ListP::default());
+    assert_eq!(
+        (all.total, all.matched, all.page, all.pages, all.page_size),
+        (7, 7, 1, 1, None)
+    );
+    assert_eq!(all.items[0].id, "worn");
+
+    let faqi = list_of(&ListP {
+        slot: Some("faqi"),
+        ..ListP::default()
+    });
+    assert_eq!((faqi.total, faqi.matched), (7, 4));
+    assert!(faqi.items.iter().all(|i| i.item.slot == "faqi"));
+
+    let cheap = list_of(&ListP {
+        quality: Some("common,uncommon"),
+        equipped: Some(false),
+        ..ListP::default()
+    });
+    assert_eq!(cheap.matched, 5);
+    assert!(cheap.items.iter().all(|i| !i.item.equipped && i.rank <= 2));
+    let worn = list_of(&ListP {
+        equipped: Some(true),
+        ..ListP::default()
+    });
+    assert_eq!(worn.items.len(), 1);
+    // The worn map and score do not depend on the filters.
+    assert_eq!(worn.equipped, cheap.equipped);
+    assert_eq!(worn.score, cheap.score);
+
+    // Pages of 3: 3 + 3 + 1, in the list's order; past the end is empty.
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let r = list_of(&ListP {
+            page: Some(page),
+            page_size: Some(3),
+            ..ListP::default()
+        });
+        assert_eq!((r.matched, r.pages, r.page), (7, 3, page as usize));
+        seen.extend(r.items.into_iter().map(|i| i.id));
+    }
+    let order: Vec<String> = all.items.iter().map(|i| i.id.clone()).collect();
+    assert_eq!(seen, order);
+    let past = list_of(&ListP {
+        page: Some(4),
+        page_size: Some(3),
+        ..ListP::default()
+    });
+    assert!(past.items.is_empty());
+}
+
+#[test]
+fn the_list_refuses_bad_filters() {
+    let h = harness();
+    let bad = |p: &ListP<'_>| {
+        h.action("list")
+            .params(p)
+            .player(mixed_bag())
+            .run()
+            .rejected("bad_params");
+    };
+    bad(&ListP {
+        page: Some(0),
+        ..ListP::default()
+    });
+    bad(&ListP {
+        page_size: Some(101),
+        ..ListP::default()
+    });
+    bad(&ListP {
+        quality: Some("gold"),
+        ..ListP::default()
+    });
+    bad(&ListP {
+        slot: Some("ring"),
+        ..ListP::default()
+    });
+}
+
+#[test]
+fn the_board_row_describes_the_best_worn_piece() {
+    let h = harness();
+    let player = PlayerState::default()
+        .with_entity(
+            "boots",
+            KIND,
+            &piece("yunlv", "common", &[("speed", 10.0)], true, 7),
+        )
+        .with_entity("r1", KIND, &sword(false));
+    // Wearing the rare sword makes it the best worn piece: rare beats common whatever the level.
+    let run = with_id(&h, "equip", "r1", player);
+    let state: State = run.player_after().state.decode().expect("state decodes");
+    let row = &state.boards[BOARD];
+    assert_eq!((row.name.as_str(), row.quality.as_str()), ("rare faqi", "rare"));
+    assert_eq!((row.quality_name.as_str(), row.enhance_level), ("灵器", 0));
+    assert_eq!(row.slot_name, "法宝");
+    assert_eq!(score_of(&run), Some(3000.0));
+    // Taking everything off leaves nothing to describe.
+    let run = with_id(&h, "unequip", "r1", run.player_after());
+    let run = with_id(&h, "unequip", "boots", run.player_after());
+    let state: State = run.player_after().state.decode().expect("state decodes");
+    assert!(state.boards.is_empty());
 }

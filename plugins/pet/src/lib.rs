@@ -2,7 +2,7 @@
 //! flat stats and percentage bonuses, upgraded with pet essence, starred up by feeding other pets, and
 //! released for stones.
 //!
-//! See `README.md` next to this crate for the actions, the entity data and every difference from the seed.
+//! See `README.md` next to this crate for the actions, the entity data and the design choices behind them.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -308,6 +308,38 @@ pub struct ReleaseReply {
     pub spirit_stones: i64,
 }
 
+/// Reply of `batch_release`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchReleaseReply {
+    /// Every pet released, each with the stones it fetched.
+    pub released: Vec<ReleaseReply>,
+    /// How many.
+    pub count: usize,
+    /// Spirit stones received in all.
+    pub spirit_stones: i64,
+}
+
+/// Reply of `list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListReply {
+    /// The page of pets that pass the filters: the deployed one first, then by quality, stars and
+    /// level (best first).
+    pub pets: Vec<PetView>,
+    /// Pets held, whatever the filters.
+    pub total: usize,
+    /// Pets that pass the filters (on every page).
+    pub matched: usize,
+    /// This page, from 1.
+    pub page: usize,
+    /// Pages of `page_size` the matches fill (1 when no `page_size` was asked for).
+    pub pages: usize,
+    /// The page size asked for; `None` lists every match on one page.
+    pub page_size: Option<usize>,
+}
+
+/// Most pets one page of `list` may hold.
+pub const MAX_PAGE_SIZE: usize = 100;
+
 /// Payload of the `rare_pet` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RarePet {
@@ -337,6 +369,48 @@ struct StarParams {
     food: Option<String>,
 }
 
+/// Keys given as a list (`["common", "rare"]`) or as one comma-separated string (`"common,rare"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Keys {
+    List(Vec<String>),
+    Text(String),
+}
+
+/// Quality keys from `keys`, each checked against the table; at least one.
+fn quality_keys(table: &PetsTable, keys: &Keys, param: &str) -> Result<Vec<String>, Error> {
+    let raw: Vec<&str> = match keys {
+        Keys::List(v) => v.iter().map(String::as_str).collect(),
+        Keys::Text(t) => t.split(',').collect(),
+    };
+    let keys: Vec<String> = raw
+        .into_iter()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if keys.is_empty() {
+        return Err(Error::bad_params(format!("`{param}` names no quality")));
+    }
+    if let Some(k) = keys.iter().find(|k| table.rank(k) == 0) {
+        return Err(Error::bad_params(format!("`{param}`: unknown quality `{k}`")));
+    }
+    Ok(keys)
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    quality: Option<Keys>,
+    active: Option<bool>,
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct BatchReleaseParams {
+    qualities: Option<Keys>,
+}
+
 fn required<T>(v: Option<T>, name: &str) -> Result<T, Error> {
     v.ok_or_else(|| Error::bad_params(format!("`{name}` is required")))
 }
@@ -352,6 +426,34 @@ fn id_param(name: &str, description: &str) -> ParamSpec {
         of: KIND.into(),
         description: description.into(),
     }
+}
+
+fn list_params() -> Vec<ParamSpec> {
+    let optional = |name: &str, ty: ParamType, description: &str| ParamSpec {
+        name: name.into(),
+        ty,
+        required: false,
+        of: String::new(),
+        description: description.into(),
+    };
+    vec![
+        optional(
+            "quality",
+            ParamType::String,
+            "Only these qualities, comma-separated.",
+        ),
+        optional(
+            "active",
+            ParamType::Bool,
+            "true: only the deployed pet; false: only pets not deployed.",
+        ),
+        optional("page", ParamType::Integer, "Page, from 1 (default 1)."),
+        optional(
+            "page_size",
+            ParamType::Integer,
+            "Pets per page, 1 to 100 (default: every match).",
+        ),
+    ]
 }
 
 fn spec(name: &str, title: &str, description: &str, params: Vec<ParamSpec>, reads: &[Section]) -> ActionSpec {
@@ -453,6 +555,31 @@ impl Plugin for Pets {
                     vec![id_param("id", "The pet to release.")],
                     &[Entities],
                 ),
+                spec(
+                    "batch_release",
+                    "批量放生 Release in bulk",
+                    "Release every pet of the given qualities that is not deployed, each for its quality's price.",
+                    vec![ParamSpec {
+                        name: "qualities".into(),
+                        ty: ParamType::String,
+                        required: true,
+                        of: String::new(),
+                        description:
+                            "Quality keys, comma-separated (common,uncommon,rare,epic,legendary,mythic)."
+                                .into(),
+                    }],
+                    &[Entities],
+                ),
+                ActionSpec {
+                    query: true,
+                    ..spec(
+                        "list",
+                        "灵宠列表 Pet list",
+                        "The pets held, filtered and paged if asked, with counts.",
+                        list_params(),
+                        &[Entities],
+                    )
+                },
             ],
             hooks: vec![HookSpec {
                 name: "modifiers".into(),
@@ -475,6 +602,8 @@ impl Plugin for Pets {
             "upgrade" => upgrade(ctx),
             "star_up" => star_up(ctx),
             "release" => release(ctx),
+            "batch_release" => batch_release(ctx),
+            "list" => list(ctx),
             other => Err(Error::unknown_action(other)),
         }
     }
@@ -528,13 +657,60 @@ fn deployed(ctx: &Ctx) -> Option<Pet> {
     active.into_iter().next().map(|(_, p)| p)
 }
 
-/// Leaderboard `pets`: the deployed pet's quality rank, then star, then level.
-fn update_score(ctx: &mut Ctx, table: &PetsTable) {
-    let score = deployed(ctx).map_or(0.0, |p| {
+/// What the `pets` leaderboard row shows: the deployed pet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PetBoardRow {
+    /// Pet name.
+    pub name: String,
+    /// Quality key.
+    pub quality: String,
+    /// Quality's Chinese name.
+    pub quality_name: String,
+    /// Quality's English name.
+    pub quality_name_en: String,
+    /// Quality colour.
+    pub colour: String,
+    /// Stars.
+    pub star: u32,
+    /// Level.
+    pub level: u32,
+}
+
+/// The plugin's state: only what it publishes next to its leaderboard row (`boards.pets`, shown by
+/// the host's leaderboard route); pets themselves are entities.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Board name → what the row is about; empty with no pet deployed.
+    #[serde(default)]
+    pub boards: BTreeMap<String, PetBoardRow>,
+}
+
+/// Leaderboard `pets`: the deployed pet's quality rank, then star, then level; and the row's
+/// description in the plugin state.
+fn update_score(ctx: &mut Ctx, table: &PetsTable) -> Result<(), Error> {
+    let pet = deployed(ctx);
+    let score = pet.as_ref().map_or(0.0, |p| {
         let rank = table.rank(&p.quality) as f64;
         rank * 1e6 + f64::from(p.star.min(999)) * 1e3 + f64::from(p.level.min(999))
     });
     ctx.set_score("pets", score);
+    let mut state = State::default();
+    if let Some(p) = pet {
+        let q = table.quality(&p.quality)?;
+        state.boards.insert(
+            "pets".into(),
+            PetBoardRow {
+                name: p.name,
+                quality: q.key.clone(),
+                quality_name: q.name.clone(),
+                quality_name_en: q.name_en.clone(),
+                colour: q.color.clone(),
+                star: p.star,
+                level: p.level,
+            },
+        );
+    }
+    ctx.set_state(&state)
 }
 
 fn create_pets(ctx: &mut Ctx, table: &PetsTable, n: i64) -> Result<Vec<PetView>, Error> {
@@ -624,7 +800,7 @@ fn deploy(ctx: &mut Ctx) -> Result<(), Error> {
     }
     pet.active = true;
     ctx.update_entity(&id, &pet)?;
-    update_score(ctx, &table);
+    update_score(ctx, &table)?;
     ctx.reply(&PetReply {
         message: format!("{} is deployed", pet.name),
         pet: PetView { id, pet },
@@ -645,7 +821,7 @@ fn recall(ctx: &mut Ctx) -> Result<(), Error> {
     }
     pet.active = false;
     ctx.update_entity(&id, &pet)?;
-    update_score(ctx, &table);
+    update_score(ctx, &table)?;
     ctx.reply(&PetReply {
         message: format!("{} is recalled", pet.name),
         pet: PetView { id, pet },
@@ -673,7 +849,7 @@ fn upgrade(ctx: &mut Ctx) -> Result<(), Error> {
     pet.refresh_bonus(table.quality(&pet.quality)?);
     ctx.update_entity(&id, &pet)?;
     if pet.active {
-        update_score(ctx, &table);
+        update_score(ctx, &table)?;
     }
     ctx.reply(&PetReply {
         message: format!("{} reached level {}", pet.name, pet.level),
@@ -713,7 +889,7 @@ fn star_up(ctx: &mut Ctx) -> Result<(), Error> {
     if success {
         ctx.update_entity(&id, &pet)?;
         if pet.active {
-            update_score(ctx, &table);
+            update_score(ctx, &table)?;
         }
     }
     ctx.reply(&StarUpReply {
@@ -742,6 +918,115 @@ fn release(ctx: &mut Ctx) -> Result<(), Error> {
         id,
         name: pet.name,
         spirit_stones: stones,
+    })
+}
+
+/// Every pet held, decoded (a pet whose data does not decode is a fault).
+fn all_pets(ctx: &Ctx) -> Result<Vec<PetView>, Error> {
+    ctx.entities(KIND)
+        .map(|e| {
+            e.data
+                .decode::<Pet>()
+                .map(|pet| PetView {
+                    id: e.id.clone(),
+                    pet,
+                })
+                .map_err(|err| {
+                    Error::fault(
+                        cauldron_sdk::abi::fault_codes::INTERNAL,
+                        format!("pet `{}` data: {err}", e.id),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn batch_release(ctx: &mut Ctx) -> Result<(), Error> {
+    let p: BatchReleaseParams = ctx.params()?;
+    let table = PetsTable::load(ctx)?;
+    let qualities = quality_keys(&table, &required(p.qualities, "qualities")?, "qualities")?;
+    let mut released = Vec::new();
+    for PetView { id, pet } in all_pets(ctx)? {
+        if pet.active || !qualities.contains(&pet.quality) {
+            continue;
+        }
+        let stones = table.quality(&pet.quality)?.release;
+        ctx.delete_entity(&id);
+        released.push(ReleaseReply {
+            id,
+            name: pet.name,
+            spirit_stones: stones,
+        });
+    }
+    if released.is_empty() {
+        return Err(Error::reject(
+            "nothing_to_release",
+            "no pet of those qualities is waiting to be released (the deployed pet never is)",
+        ));
+    }
+    let stones = released
+        .iter()
+        .map(|r| r.spirit_stones)
+        .fold(0, i64::saturating_add);
+    ctx.add_currency("spirit_stones", stones);
+    ctx.reply(&BatchReleaseReply {
+        count: released.len(),
+        released,
+        spirit_stones: stones,
+    })
+}
+
+fn list(ctx: &mut Ctx) -> Result<(), Error> {
+    let p: ListParams = ctx.params()?;
+    let table = PetsTable::load(ctx)?;
+    let qualities = p
+        .quality
+        .as_ref()
+        .map(|q| quality_keys(&table, q, "quality"))
+        .transpose()?;
+    let page = usize::try_from(p.page.unwrap_or(1))
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| Error::bad_params("`page` counts from 1"))?;
+    let page_size = p
+        .page_size
+        .map(|n| {
+            usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                .ok_or_else(|| Error::bad_params(format!("`page_size` must be 1 to {MAX_PAGE_SIZE}")))
+        })
+        .transpose()?;
+    let all = all_pets(ctx)?;
+    let total = all.len();
+    let mut pets: Vec<PetView> = all
+        .into_iter()
+        .filter(|v| qualities.as_ref().is_none_or(|q| q.contains(&v.pet.quality)))
+        .filter(|v| p.active.is_none_or(|a| v.pet.active == a))
+        .collect();
+    pets.sort_by(|a, b| {
+        let key = |v: &PetView| (v.pet.active, table.rank(&v.pet.quality), v.pet.star, v.pet.level);
+        key(b).cmp(&key(a)).then_with(|| a.id.cmp(&b.id))
+    });
+    let matched = pets.len();
+    let (pages, pets) = match page_size {
+        Some(size) => (
+            matched.div_ceil(size).max(1),
+            pets.into_iter()
+                .skip((page - 1).saturating_mul(size))
+                .take(size)
+                .collect(),
+        ),
+        None if page == 1 => (1, pets),
+        None => (1, Vec::new()),
+    };
+    ctx.reply(&ListReply {
+        pets,
+        total,
+        matched,
+        page,
+        pages,
+        page_size,
     })
 }
 

@@ -469,7 +469,7 @@ fn star_up_rejections() {
 }
 
 #[test]
-fn bonus_formula_matches_the_seed() {
+fn bonus_formula_matches_the_listed_numbers() {
     let t = table();
     let mythic = t.quality.iter().find(|q| q.key == "mythic").expect("mythic");
     // 0.15 + 10 × 0.02 + 4 × 0.015 + 2 × 0.075 = 0.56
@@ -530,4 +530,163 @@ fn same_call_same_outcome() {
         .run()
         .outcome;
     assert_ne!(call(), other);
+}
+
+/// Six pets: the deployed common, two idle commons, an uncommon, a rare and a 2-star rare.
+fn kennel() -> PlayerState {
+    PlayerState::default()
+        .with_currency("spirit_stones", 5)
+        .with_entity("a", "pet", &pet("白狐", "common", 1, 0, true))
+        .with_entity("b", "pet", &pet("灰狼", "common", 3, 0, false))
+        .with_entity("c", "pet", &pet("黄牛", "common", 1, 0, false))
+        .with_entity("d", "pet", &pet("妖猴", "uncommon", 1, 0, false))
+        .with_entity("e", "pet", &pet("灵狐", "rare", 1, 0, false))
+        .with_entity("f", "pet", &pet("灵鹿", "rare", 1, 2, false))
+}
+
+#[test]
+fn batch_release_frees_every_idle_pet_of_the_qualities_at_the_single_price() {
+    #[derive(Serialize)]
+    struct P<'a> {
+        qualities: &'a [&'a str],
+    }
+    let run = h()
+        .action("batch_release")
+        .params(&P {
+            qualities: &["common", "rare"],
+        })
+        .player(kennel())
+        .run();
+    let reply: BatchReleaseReply = run.reply();
+    let mut ids: Vec<&str> = reply.released.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    // The deployed common stays; each released pet pays what `release` pays for it.
+    assert_eq!(ids, ["b", "c", "e", "f"]);
+    assert_eq!(reply.count, 4);
+    assert_eq!(reply.spirit_stones, 50 + 50 + 100 + 100);
+    let single: ReleaseReply = h()
+        .action("release")
+        .params(&id("e"))
+        .player(kennel())
+        .run()
+        .reply();
+    let batch_e = reply.released.iter().find(|r| r.id == "e").unwrap();
+    assert_eq!(batch_e, &single);
+    let after = run.player_after();
+    assert_eq!(after.currencies["spirit_stones"], 5 + 300);
+    let mut left: Vec<&str> = after.entities.iter().map(|e| e.id.as_str()).collect();
+    left.sort_unstable();
+    assert_eq!(left, ["a", "d"]);
+}
+
+#[test]
+fn batch_release_refuses_nothing_to_release_and_bad_qualities() {
+    let run = |q: &str| {
+        h().action("batch_release")
+            .params(&BTreeMap::from([("qualities", q)]))
+            .player(kennel())
+            .run()
+    };
+    run("mythic").rejected("nothing_to_release");
+    // The deployed pet is never released.
+    let lone = PlayerState::default().with_entity("a", "pet", &pet("白狐", "common", 1, 0, true));
+    h().action("batch_release")
+        .params(&BTreeMap::from([("qualities", "common")]))
+        .player(lone)
+        .run()
+        .rejected("nothing_to_release");
+    run("golden").rejected("bad_params");
+    run(",").rejected("bad_params");
+    h().action("batch_release")
+        .player(kennel())
+        .run()
+        .rejected("bad_params");
+}
+
+#[derive(Serialize, Default)]
+struct ListP<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page_size: Option<i64>,
+}
+
+fn list_of(p: &ListP<'_>) -> ListReply {
+    h().action("list").params(p).player(kennel()).run().reply()
+}
+
+#[test]
+fn the_pet_list_filters_pages_and_counts() {
+    let all = list_of(&ListP::default());
+    let order: Vec<&str> = all.pets.iter().map(|v| v.id.as_str()).collect();
+    // Deployed first, then quality, stars, level (best first), then id.
+    assert_eq!(order, ["a", "f", "e", "d", "b", "c"]);
+    assert_eq!(
+        (all.total, all.matched, all.pages, all.page_size),
+        (6, 6, 1, None)
+    );
+
+    let commons = list_of(&ListP {
+        quality: Some("common"),
+        active: Some(false),
+        ..ListP::default()
+    });
+    assert_eq!((commons.total, commons.matched), (6, 2));
+    assert!(
+        commons
+            .pets
+            .iter()
+            .all(|v| v.pet.quality == "common" && !v.pet.active)
+    );
+
+    let page2 = list_of(&ListP {
+        page: Some(2),
+        page_size: Some(4),
+        ..ListP::default()
+    });
+    assert_eq!((page2.page, page2.pages, page2.matched), (2, 2, 6));
+    let ids: Vec<&str> = page2.pets.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["b", "c"]);
+
+    for bad in [
+        ListP {
+            page: Some(0),
+            ..ListP::default()
+        },
+        ListP {
+            page_size: Some(0),
+            ..ListP::default()
+        },
+        ListP {
+            quality: Some("shiny"),
+            ..ListP::default()
+        },
+    ] {
+        h().action("list")
+            .params(&bad)
+            .player(kennel())
+            .run()
+            .rejected("bad_params");
+    }
+}
+
+#[test]
+fn the_board_row_describes_the_deployed_pet() {
+    let run = h().action("deploy").params(&id("f")).player(kennel()).run();
+    let state: State = run.player_after().state.decode().expect("state decodes");
+    let row = &state.boards["pets"];
+    assert_eq!((row.name.as_str(), row.quality.as_str()), ("灵鹿", "rare"));
+    assert_eq!((row.star, row.level), (2, 1));
+    assert_eq!(row.quality_name, "灵兽");
+    let run = h()
+        .action("recall")
+        .params(&id("f"))
+        .player(run.player_after())
+        .run();
+    let state: State = run.player_after().state.decode().expect("state decodes");
+    assert!(state.boards.is_empty());
 }

@@ -1,6 +1,41 @@
 // 角色 Character: realm, cultivation progress, spirit, currencies, effective stats with their sources, buffs.
 import { h, bi, fmt, bar, statValue } from '../ui.js';
 
+/** The name every character has until it chooses one. */
+export const NAMELESS = '无名修士';
+
+function renameCard(ctx) {
+  const current = ctx.state.player.player.name;
+  const input = h('input', { 'data-testid': 'rename-input', 'aria-label': 'new display name', maxlength: 6,
+    placeholder: '1–6 字 characters', value: ctx.memo.renameDraft ?? '' });
+  input.addEventListener('input', () => { ctx.memo.renameDraft = input.value; });
+  const go = h('button.small', { type: 'submit', 'data-testid': 'rename-btn' }, bi('改名', 'Rename'));
+  const form = h('form.row', { onsubmit: async (e) => {
+    e.preventDefault();
+    const name = input.value.trim();
+    if (!name) return;
+    go.disabled = true;
+    try {
+      const r = await ctx.api.rename(name);
+      ctx.memo.renameDraft = '';
+      ctx.memo.renameLog = r.cost ? `道号改为 ${r.name} (−${fmt(r.cost)} 灵石 stones).` : `道号改为 ${r.name} (free).`;
+      await ctx.refresh();
+    } catch (err) {
+      ctx.memo.renameLog = err.message;
+      ctx.rerender();
+    } finally {
+      go.disabled = false;
+    }
+  } }, input, go);
+  return h('div.card', { 'data-testid': 'rename' },
+    h('h3', bi('道号', 'Display name')),
+    h('p', h('b', current), current === NAMELESS
+      ? h('span.muted', ' — 尚未取名, 不上排行榜 Not on the leaderboards until you choose a name.') : null),
+    form,
+    h('p.small.muted', '1–6 字, 不可重名; 首次免费, 之后每次 100 灵石. 1–6 characters, unique; the first change is free, later ones cost 100 spirit stones. Others see this name, never your login.'),
+    h('p.log', { 'data-testid': 'rename-log' }, ctx.memo.renameLog ?? ''));
+}
+
 const MAIN_STATS = ['attack', 'health', 'defense', 'speed', 'spirit_rate', 'cultivation_rate', 'luck', 'du_jie_rate'];
 
 export default {
@@ -29,6 +64,7 @@ export default {
           h('span', '灵力 Spirit ', h('b', { 'data-testid': 'char-spirit' }, fmt(p.currencies.spirit ?? 0))),
           h('span.muted', `+${fmt(eff.spirit_rate ?? p.stats.spirit_rate ?? 0, 2)} / s`))),
       h('div.grid2',
+        renameCard(ctx),
         h('div.card',
           h('h3', bi('财物', 'Currencies')),
           h('dl.kv', Object.entries(p.currencies).flatMap(([k, v]) => [h('dt', g.label(k)), h('dd', fmt(v))]))),

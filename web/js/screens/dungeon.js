@@ -80,7 +80,7 @@ export default {
     const me = p.player.name;
     const run = st.run;
     const diff = h('select#difficulty', { 'aria-label': 'difficulty', 'data-testid': 'difficulty' },
-      st.difficulties.map((d) => h('option', { value: d.key, selected: (run?.difficulty ?? ctx.memo.difficulty ?? 'normal') === d.key },
+      st.difficulties.map((d) => h('option', { value: d.key, selected: (run?.difficulty ?? ctx.memo.difficulty ?? 'easy') === d.key },
         `${d.name} ${d.name_en} (enemies ×${d.enemy_mod}, rewards ×${d.reward_mod})`)));
     diff.addEventListener('change', () => { ctx.memo.difficulty = diff.value; });
     const start = h('button', { 'data-testid': 'dungeon-start', onclick: async () => {

@@ -1,12 +1,37 @@
-// 装备 Equipment: draws, chests, five slots, equip/unequip, enhance, reforge (keep or discard), sell.
-import { h, bi, fmt, pct, statValue, qualityTag, confirmDialog } from '../ui.js';
+// 装备 Equipment: draws, chests, five slots, equip/unequip, enhance, reforge (keep or discard), sell
+// one piece or every unworn piece of some qualities; the bag is filtered and paged by the server.
+import { h, bi, fmt, pct, statValue, qualityTag, confirmDialog, QUALITY_ORDER } from '../ui.js';
 
 const SLOTS = ['faqi', 'guanjin', 'daopao', 'yunlv', 'fabao'];
+const PAGE_SIZE = 20;
+
+/** The bag filters: slot, quality, worn (all / yes / no), page. */
+function filters(ctx) {
+  ctx.memo.equipFilters ??= { slot: 'all', quality: 'all', worn: 'all', page: 1 };
+  return ctx.memo.equipFilters;
+}
 
 async function load(ctx) {
-  const r = await ctx.act('equipment', 'list', {}, { quiet: true, refresh: false });
+  const f = filters(ctx);
+  const params = { page: f.page, page_size: PAGE_SIZE };
+  if (f.slot !== 'all') params.slot = f.slot;
+  if (f.quality !== 'all') params.quality = f.quality;
+  if (f.worn !== 'all') params.equipped = f.worn === 'yes';
+  const [r, worn] = await Promise.all([
+    ctx.act('equipment', 'list', params, { quiet: true, refresh: false }),
+    // The worn pieces for the slot panel, whatever page the bag shows.
+    ctx.act('equipment', 'list', { equipped: true }, { quiet: true, refresh: false }),
+  ]);
   if (r) ctx.memo.equipment = r;
+  if (worn) ctx.memo.equipWorn = worn.items;
   ctx.rerender();
+}
+
+function setFilter(ctx, key, value) {
+  const f = filters(ctx);
+  f[key] = value;
+  if (key !== 'page') f.page = 1;
+  load(ctx);
 }
 
 function statsList(ctx, stats, compare) {
@@ -95,7 +120,7 @@ export default {
       root.replaceChildren(h('div.card', h('p.muted', '打开行囊… Opening your bag…')));
       return;
     }
-    const byId = new Map(data.items.map((it) => [it.id, it]));
+    const byId = new Map([...(ctx.memo.equipWorn ?? []), ...data.items].map((it) => [it.id, it]));
     const draw = (n) => {
       const b = h('button', { 'data-testid': `draw-${n}`, onclick: async () => {
         const r = await ctx.act('equipment', 'draw', { count: n }, { button: b, label: `抽取 Drawing ${n}` });
@@ -111,9 +136,12 @@ export default {
       await load(ctx);
     } }, bi('开宝箱', `Open chest (${chests})`));
     const best = h('button.ghost', { 'data-testid': 'equip-best', onclick: async () => {
+      // The whole bag, not just this page.
+      const all = await ctx.act('equipment', 'list', {}, { quiet: true, refresh: false });
+      if (!all) return;
       let n = 0;
       for (const slot of SLOTS) {
-        const cands = data.items.filter((i) => i.item.slot === slot);
+        const cands = all.items.filter((i) => i.item.slot === slot);
         if (!cands.length) continue;
         const top = cands.reduce((a, b) => (b.rank > a.rank || (b.rank === a.rank && Object.values(b.item.stats).reduce((x, y) => x + y, 0) > Object.values(a.item.stats).reduce((x, y) => x + y, 0)) ? b : a));
         if (top.item.equipped) continue;
@@ -124,8 +152,31 @@ export default {
       await load(ctx);
     } }, bi('一键穿戴最佳', 'Equip best'));
 
-    const filter = ctx.memo.equipFilter ?? 'all';
-    const items = data.items.filter((i) => filter === 'all' || i.item.slot === filter);
+    const f = filters(ctx);
+    const items = data.items;
+    const sellUpTo = h('select', { 'aria-label': 'qualities to sell', 'data-testid': 'batch-sell-quality' },
+      QUALITY_ORDER.slice(0, 4).map((q, i) => h('option', { value: QUALITY_ORDER.slice(0, i + 1).join(',') },
+        `≤ ${ctx.g.text(q)}`)));
+    const batch = h('button.ghost.small', { 'data-testid': 'batch-sell', onclick: async () => {
+      const qualities = sellUpTo.value;
+      const where = f.slot === 'all' ? '' : ` (${ctx.g.text(f.slot)})`;
+      const ok = await confirmDialog({ title: '批量出售 Sell in bulk',
+        body: `Sell every unworn piece of ${qualities.split(',').map((q) => ctx.g.text(q)).join(', ')}${where}? Worn pieces are kept.`,
+        confirm: '出售 Sell', danger: true });
+      if (!ok) return;
+      const params = { qualities };
+      if (f.slot !== 'all') params.slot = f.slot;
+      const r = await ctx.act('equipment', 'batch_sell', params, { button: batch, label: '批量出售 Selling in bulk' });
+      if (r) say(`批量出售 Sold ${r.count} piece(s) for ${fmt(r.price)} stones.`);
+      await load(ctx);
+    } }, bi('批量出售', 'Sell all unworn'));
+    const select = (key, label, options) => h('select', { 'aria-label': label, 'data-testid': `equip-filter-${key}`,
+      onchange: (e) => setFilter(ctx, key, e.target.value) },
+    options.map(([value, text]) => h('option', { value, selected: f[key] === value }, text)));
+    const prev = h('button.ghost.small', { 'data-testid': 'equip-prev', disabled: data.page <= 1,
+      onclick: () => setFilter(ctx, 'page', data.page - 1) }, '‹ 上页 Prev');
+    const next = h('button.ghost.small', { 'data-testid': 'equip-next', disabled: data.page >= data.pages,
+      onclick: () => setFilter(ctx, 'page', data.page + 1) }, '下页 Next ›');
     root.replaceChildren(
       h('div.card',
         h('h2', bi('装备', 'Equipment')),
@@ -143,12 +194,15 @@ export default {
             it ? h('b.iname', it.item.name, it.item.enhance_level ? ` +${it.item.enhance_level}` : '') : h('span.muted', '空 Empty'));
         }))),
       h('div.card',
-        h('div.row.space', h('h3', bi('行囊', `Bag (${data.items.length})`)),
-          h('select', { 'aria-label': 'filter by slot', onchange: (e) => { ctx.memo.equipFilter = e.target.value; ctx.rerender(); } },
-            h('option', { value: 'all', selected: filter === 'all' }, '全部 All'),
-            SLOTS.map((s) => h('option', { value: s, selected: filter === s }, ctx.g.text(s))))),
-        items.length ? h('ul.items', items.slice(0, 60).map((it) => itemCard(ctx, it, say)))
-          : h('p.muted', 'No equipment. Draw some with spirit stones.'),
-        items.length > 60 ? h('p.muted', `…and ${items.length - 60} more (best first).`) : null));
+        h('div.row.space', h('h3', bi('行囊', `Bag (${fmt(data.total)})`)),
+          h('div.actions',
+            select('slot', 'filter by slot', [['all', '全部部位 All slots'], ...SLOTS.map((s) => [s, ctx.g.text(s)])]),
+            select('quality', 'filter by quality', [['all', '全部品质 All qualities'], ...QUALITY_ORDER.map((q) => [q, ctx.g.text(q)])]),
+            select('worn', 'filter by worn', [['all', '全部 All'], ['yes', '已穿戴 Worn'], ['no', '未穿戴 In the bag']]))),
+        h('div.actions', sellUpTo, batch),
+        items.length ? h('ul.items', items.map((it) => itemCard(ctx, it, say)))
+          : h('p.muted', data.total ? 'Nothing matches these filters.' : 'No equipment. Draw some with spirit stones.'),
+        h('div.row.space', { 'data-testid': 'equip-pages' }, prev,
+          h('span.small.muted', `第 ${data.page} / ${data.pages} 页 · ${fmt(data.matched)} 件 match of ${fmt(data.total)}`), next)));
   },
 };

@@ -1,5 +1,31 @@
-// 灵宠 Pets: draw, hatch, deploy/recall, upgrade, star-up, release.
+// 灵宠 Pets: draw, hatch, deploy/recall, upgrade, star-up, release one or every idle pet of some
+// qualities; the list is filtered and paged by the server.
 import { h, bi, fmt, pct, statValue, qualityTag, confirmDialog, QUALITY_ORDER } from '../ui.js';
+
+const PAGE_SIZE = 20;
+
+/** The list filters: quality, deployed (all / yes / no), page. */
+function filters(ctx) {
+  ctx.memo.petFilters ??= { quality: 'all', active: 'all', page: 1 };
+  return ctx.memo.petFilters;
+}
+
+async function loadList(ctx) {
+  const f = filters(ctx);
+  const params = { page: f.page, page_size: PAGE_SIZE };
+  if (f.quality !== 'all') params.quality = f.quality;
+  if (f.active !== 'all') params.active = f.active === 'yes';
+  const r = await ctx.act('pet', 'list', params, { quiet: true, refresh: false });
+  if (r) ctx.memo.petList = r;
+  ctx.rerender();
+}
+
+function setFilter(ctx, key, value) {
+  const f = filters(ctx);
+  f[key] = value;
+  if (key !== 'page') f.page = 1;
+  loadList(ctx);
+}
 
 async function loadInfo(ctx) {
   if (ctx.memo.petInfo) return;
@@ -24,6 +50,7 @@ export default {
   title: ['灵宠', 'Pets'],
   enter(ctx) {
     loadInfo(ctx);
+    loadList(ctx);
   },
   render(ctx, root) {
     const p = ctx.state.player;
@@ -34,6 +61,7 @@ export default {
     const draw = (n) => {
       const b = h('button', { 'data-testid': `pet-draw-${n}`, onclick: async () => {
         const r = await ctx.act('pet', 'draw', { count: n }, { button: b, label: `召唤 Summoning ${n}` });
+        await loadList(ctx);
         if (r) say(`召唤 New pets: ${r.pets.map((x) => `${x.pet.name} (${ctx.g.text(x.pet.quality)})`).join(', ')}.`);
       } }, bi(`召唤 ×${n}`, `Draw ${n} (${fmt(100 * n)} stones)`));
       return b;
@@ -41,6 +69,7 @@ export default {
     const eggs = p.items['egg:pet'] ?? 0;
     const hatch = h('button.ghost', { 'data-testid': 'pet-hatch', disabled: !eggs, onclick: async () => {
       const r = await ctx.act('pet', 'hatch', {}, { button: hatch, label: '孵化 Hatching an egg' });
+      await loadList(ctx);
       if (r) say(`孵化 Out came ${r.pets.map((x) => x.pet.name).join(', ')}!`);
     } }, bi('孵化', `Hatch egg (${eggs})`));
 
@@ -48,7 +77,11 @@ export default {
       const pet = e.data;
       const en = petEnglish(ctx, pet);
       const q = qualityOf(ctx, pet.quality);
-      const act = (action, params, label, button) => ctx.act('pet', action, { id: e.id, ...params }, { button, label });
+      const act = async (action, params, label, button) => {
+        const r = await ctx.act('pet', action, { id: e.id, ...params }, { button, label });
+        await loadList(ctx);
+        return r;
+      };
       const deploy = pet.active
         ? h('button.ghost.small', { onclick: async () => { if (await act('recall', {}, `召回 Recalling ${pet.name}`, deploy)) say(`召回 ${pet.name} is resting.`); } }, bi('召回', 'Recall'))
         : h('button.small', { 'data-testid': 'pet-deploy', onclick: async () => { if (await act('deploy', {}, `出战 Deploying ${pet.name}`, deploy)) say(`出战 ${pet.name} fights at your side.`); } }, bi('出战', 'Deploy'));
@@ -84,6 +117,29 @@ export default {
       h('div.actions', deploy, upgrade, foods.length ? [foodSel, star] : null, release));
     };
 
+    const f = filters(ctx);
+    const list = ctx.memo.petList;
+    const shown = (list?.pets ?? []).map((v) => ({ id: v.id, data: v.pet }));
+    const releaseUpTo = h('select', { 'aria-label': 'qualities to release', 'data-testid': 'batch-release-quality' },
+      QUALITY_ORDER.slice(0, 4).map((q, i) => h('option', { value: QUALITY_ORDER.slice(0, i + 1).join(',') },
+        `≤ ${qualityOf(ctx, q)?.name ?? ctx.g.text(q)}`)));
+    const batch = h('button.ghost.small', { 'data-testid': 'batch-release', onclick: async () => {
+      const qualities = releaseUpTo.value;
+      const ok = await confirmDialog({ title: '批量放生 Release in bulk',
+        body: `Release every pet of ${qualities.split(',').map((q) => qualityOf(ctx, q)?.name ?? q).join(', ')} that is not deployed? They leave for good; each pays its spirit stones.`,
+        confirm: '放生 Release', danger: true });
+      if (!ok) return;
+      const r = await ctx.act('pet', 'batch_release', { qualities }, { button: batch, label: '批量放生 Releasing in bulk' });
+      await loadList(ctx);
+      if (r) say(`批量放生 ${r.count} pet(s) returned to the wild; +${fmt(r.spirit_stones)} stones.`);
+    } }, bi('批量放生', 'Release all idle'));
+    const select = (key, label, options) => h('select', { 'aria-label': label, 'data-testid': `pet-filter-${key}`,
+      onchange: (ev) => setFilter(ctx, key, ev.target.value) },
+    options.map(([value, text]) => h('option', { value, selected: f[key] === value }, text)));
+    const prev = h('button.ghost.small', { 'data-testid': 'pet-prev', disabled: !list || list.page <= 1,
+      onclick: () => setFilter(ctx, 'page', list.page - 1) }, '‹ 上页 Prev');
+    const next = h('button.ghost.small', { 'data-testid': 'pet-next', disabled: !list || list.page >= list.pages,
+      onclick: () => setFilter(ctx, 'page', list.page + 1) }, '下页 Next ›');
     const info = ctx.memo.petInfo;
     const odds = (info?.qualities ?? info?.quality ?? []).map((q) => h('span.odds', { style: { color: q.colour } },
       `${q.name} ${q.name_en ?? ''} ${fmt(q.odds ?? q.percent, 2)}%`));
@@ -95,7 +151,16 @@ export default {
         odds.length ? h('p.small.muted', '真实概率 True odds: ', odds) : null,
         h('p.log', { 'data-testid': 'pet-log' }, ctx.memo.petLog ?? '')),
       h('div.card',
-        h('h3', bi('灵宠园', `Your pets (${pets.length})`)),
-        pets.length ? h('ul.items', pets.slice(0, 60).map(card)) : h('p.muted', 'No pets yet.')));
+        h('div.row.space', h('h3', bi('灵宠园', `Your pets (${fmt(list?.total ?? pets.length)})`)),
+          h('div.actions',
+            select('quality', 'filter by quality', [['all', '全部品质 All qualities'],
+              ...QUALITY_ORDER.map((q) => [q, qualityOf(ctx, q)?.name ?? ctx.g.text(q)])]),
+            select('active', 'filter by deployed', [['all', '全部 All'], ['yes', '出战 Deployed'], ['no', '休息 Resting']]))),
+        h('div.actions', releaseUpTo, batch),
+        !list ? h('p.muted', 'Loading…')
+          : shown.length ? h('ul.items', shown.map(card))
+            : h('p.muted', list.total ? 'No pet matches these filters.' : 'No pets yet.'),
+        list ? h('div.row.space', { 'data-testid': 'pet-pages' }, prev,
+          h('span.small.muted', `第 ${list.page} / ${list.pages} 页 · ${fmt(list.matched)} match of ${fmt(list.total)}`), next) : null));
   },
 };

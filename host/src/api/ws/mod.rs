@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use self::protocol::{ActionMsg, ServerMsg};
 use self::session::{CLOSE_UNAUTHORIZED, Dispatch, Feeds, PRESENCE_TTL, SessionConfig};
 use super::ApiError;
-use super::extract::{AppQuery, Upgrade, authenticate, bearer, check_idempotency_key};
+use super::extract::{AppQuery, Upgrade, bearer, check_idempotency_key};
 use crate::auth::Identity;
 use crate::bus::Channel;
 use crate::game::ActionRequest;
@@ -113,7 +113,7 @@ async fn upgrade(
         None => Err(ApiError::Unauthorized(
             "log in first: pass the token as ?token= or an Authorization header".to_owned(),
         )),
-        Some(t) => authenticate(&state, &t).await,
+        Some(t) => state.auth.authenticate(&t).await,
     };
     let ws = ws
         .read_buffer_size(READ_BUFFER)
@@ -168,12 +168,12 @@ async fn connected(state: AppState, who: Identity, socket: WebSocket) {
         metrics: Arc::clone(&state.metrics),
     };
     let player_id = who.player_id;
-    let bus = &state.game.services().bus;
+    let bus = &state.services.bus;
     let mine = bus.subscribe(&Channel::Player(player_id)).await;
     let global = bus.subscribe(&Channel::Global).await;
     let feeds = Feeds {
         events: futures_util::stream::select(mine.into_stream(), global.into_stream()).boxed(),
-        registry: state.game.registry().subscribe(),
+        registry: state.registry.subscribe(),
         online: state.ws.online.subscribe(),
         shutdown: state.shutdown.wait().boxed(),
     };
@@ -196,7 +196,7 @@ async fn connected(state: AppState, who: Identity, socket: WebSocket) {
         .metrics
         .inc("cauldron_ws_disconnects_total", &[("reason", end.label())]);
     // Another socket of the same player renews presence on its next ping.
-    if let Err(e) = state.game.services().presence.mark_offline(player_id).await {
+    if let Err(e) = state.services.presence.mark_offline(player_id).await {
         tracing::debug!(player_id, error = %e, "presence: could not mark offline");
     }
 }
@@ -225,7 +225,15 @@ impl Dispatch for AppDispatch {
                     .as_deref()
                     .map(check_idempotency_key)
                     .transpose()?;
-                super::rate_limit_action(&state, player_id, &plugin, &action).await?;
+                super::rate_limit_action(
+                    &state.game,
+                    &state.services,
+                    &state.config,
+                    player_id,
+                    &plugin,
+                    &action,
+                )
+                .await?;
                 let reply = state
                     .game
                     .execute(ActionRequest {
@@ -252,7 +260,7 @@ impl Dispatch for AppDispatch {
     }
 
     fn heartbeat(&self) -> BoxFuture<'static, ()> {
-        let presence = Arc::clone(&self.state.game.services().presence);
+        let presence = Arc::clone(&self.state.services.presence);
         let player_id = self.player_id;
         async move {
             if let Err(e) = presence.heartbeat(player_id, PRESENCE_TTL).await {
@@ -275,7 +283,7 @@ pub async fn poll_presence(state: AppState) {
             () = &mut stop => return,
             _ = every.tick() => {}
         }
-        match state.game.services().presence.count_online().await {
+        match state.services.presence.count_online().await {
             Ok(n) => state.ws.set_online(n),
             Err(e) => tracing::debug!(error = %e, "presence: cannot count online players"),
         }
