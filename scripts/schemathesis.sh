@@ -116,7 +116,7 @@ import copy, json, sys
 doc = json.load(open(sys.argv[1]))
 catalog = json.load(open(sys.argv[2]))
 generic = doc["paths"]["/api/v1/actions/{plugin}/{action}"]["post"]
-types = {"integer": "integer", "number": "number", "string": "string", "bool": "boolean", "entity": "string"}
+types = {"integer": "integer", "number": "number", "string": "string", "bool": "boolean", "entity": "string", "player": "integer"}
 for entry in catalog:
     plugin = entry["manifest"]["name"]
     for action in entry["manifest"]["actions"]:

@@ -212,7 +212,40 @@ both_backends!(
     openapi_states_constraints_and_links,
     stored_plugin_versions_serve_after_a_restart,
     game_time_is_the_clock_the_test_moves,
+    another_players_view_is_public_only_and_effects_stay_with_the_actor,
+    reading_a_player_needs_the_declaration_and_a_real_player,
+    players_around_me_are_paged_nearest_first_and_named_only,
 );
+
+/// Generates `pg_redis_duel::case` and `sqlite_local_duel::case` for each `async fn case(app)`, on
+/// an app whose duel content lets new characters duel at once (level 1, no spirit cost).
+macro_rules! both_backends_easy_duels {
+    ($($case:ident),* $(,)?) => {
+        mod pg_redis_duel {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let app = super::TestApp::start_prepared(super::Backend::PgRedis, &[], super::easy_duels)
+                        .await;
+                    super::$case(app).await;
+                }
+            )*
+        }
+        mod sqlite_local_duel {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let app =
+                        super::TestApp::start_prepared(super::Backend::SqliteLocal, &[], super::easy_duels)
+                            .await;
+                    super::$case(app).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends_easy_duels!(two_players_duel_and_only_the_challenger_changes);
 
 /// `POST /api/v1/player/name`.
 async fn rename(app: &TestApp, user: &User, name: &str) -> (StatusCode, Value) {
@@ -2093,4 +2126,295 @@ async fn board_rows_say_what_they_are_about(app: TestApp) {
             .all(|r| r.get("detail").is_none()),
         "{realm}"
     );
+}
+
+// ---- another player's view and duels -------------------------------------------------------------
+
+/// The duel content with the level gate at 1 and no spirit cost, so two new characters can duel.
+fn easy_duels(plugins: &std::path::Path) {
+    let path = plugins.join("duel").join("duel.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace("min_level = 7", "min_level = 1")
+        .replace("spirit_base = 720.0", "spirit_base = 0.0");
+    assert!(text.contains("min_level = 1") && text.contains("spirit_base = 0.0"));
+    std::fs::write(&path, text).unwrap();
+}
+
+/// The player's full state without what every action moves (the version).
+fn without_version(mut state: Value) -> Value {
+    state["player"]["version"] = Value::Null;
+    state
+}
+
+async fn another_players_view_is_public_only_and_effects_stay_with_the_actor(app: TestApp) {
+    let me = register(&app, "seer").await;
+    let rival = register(&app, "seen").await;
+    // The rival holds private things: items (gems), a plugin state (cultivation's), currencies, and
+    // an entity of the probe's kind (a trinket).
+    let (status, body) = act(&app, &rival, "probe", "grant", &json!({"n": 3})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = act(&app, &rival, "probe", "stash", &json!({"bytes": 4})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rival_before = without_version(full_state(&app, &rival).await);
+    assert!(
+        !rival_before["plugin_state"]["cultivation"].is_null(),
+        "{rival_before}"
+    );
+    let (_, rival_stats) = get(&app, "/api/v1/player/stats", Some(&rival.token)).await;
+
+    let (status, body) = act(&app, &me, "probe", "rival", &json!({"opponent": rival.player_id})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // What the plugin received, echoed: exactly the public view.
+    let other = &body["reply"]["other"];
+    let mut keys: Vec<&str> = other.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["effective_stats", "entities", "id", "name", "stats"],
+        "{other}"
+    );
+    assert_eq!(other["id"], rival.player_id);
+    assert_eq!(other["name"], rival_before["player"]["name"]);
+    assert_eq!(other["stats"], rival_stats["base"], "base stats");
+    assert_eq!(
+        other["effective_stats"], rival_stats["effective"],
+        "after the modifiers hooks"
+    );
+    let entities = other["entities"].as_array().unwrap();
+    assert_eq!(entities.len(), 1, "{other}");
+    assert_eq!(entities[0][1], "trinket");
+    let text = other.to_string();
+    for private in ["gem", "spirit_stones", "started", "last_accrual_ms"] {
+        assert!(!text.contains(private), "`{private}` reached the plugin: {text}");
+    }
+
+    // The actor got the gem; the rival is exactly as before.
+    let mine = full_state(&app, &me).await;
+    assert_eq!(mine["items"]["gem"], 1, "{mine}");
+    assert_eq!(without_version(full_state(&app, &rival).await), rival_before);
+    // An action that declares the read but is given no player sees nobody.
+    let (status, body) = act(&app, &me, "probe", "rival", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["reply"]["other"].is_null(), "{body}");
+}
+
+async fn reading_a_player_needs_the_declaration_and_a_real_player(app: TestApp) {
+    let me = register(&app, "blind").await;
+    let rival = register(&app, "hidden").await;
+    // A `player` param the action does not declare reading: refused before any plugin runs.
+    let r = act(
+        &app,
+        &me,
+        "probe",
+        "rival_blind",
+        &json!({"opponent": rival.player_id}),
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_params");
+    assert!(
+        r.1["error"]["message"].as_str().unwrap().contains("opponent"),
+        "{}",
+        r.1
+    );
+    // Not a whole number.
+    for bad in [json!("x"), json!(1.5), json!([1])] {
+        let r = act(&app, &me, "probe", "rival", &json!({"opponent": bad})).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_params");
+    }
+    // Nobody by that id: a clean 404, and nothing ran.
+    let r = act(&app, &me, "probe", "rival", &json!({"opponent": i64::MAX})).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = act(&app, &me, "duel", "challenge", &json!({"opponent": i64::MAX})).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    assert!(full_state(&app, &me).await["items"]["gem"].is_null());
+    // The real duel refuses a new character (below realm level 7) and a duel with oneself.
+    let r = act(
+        &app,
+        &me,
+        "duel",
+        "challenge",
+        &json!({"opponent": rival.player_id}),
+    )
+    .await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "level_too_low");
+    let (status, catalog) = get(&app, "/api/v1/catalog", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let duel = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["manifest"]["name"] == "duel")
+        .expect("the duel plugin is loaded");
+    let challenge = duel["manifest"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "challenge")
+        .unwrap();
+    assert_eq!(challenge["reads_player"], "opponent");
+    assert_eq!(challenge["params"][0]["type"], "player");
+}
+
+async fn two_players_duel_and_only_the_challenger_changes(app: TestApp) {
+    let me = register(&app, "duelist").await;
+    rename_to_unique(&app, &me, "斗").await;
+    let rival = register(&app, "target").await;
+    let rival_before = without_version(full_state(&app, &rival).await);
+    let me_before = full_state(&app, &me).await;
+
+    let r = act(&app, &me, "duel", "challenge", &json!({"opponent": me.player_id})).await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "self_duel");
+
+    let (status, body) = act(
+        &app,
+        &me,
+        "duel",
+        "challenge",
+        &json!({"opponent": rival.player_id}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reply = &body["reply"];
+    assert_eq!(reply["opponent"]["id"], rival.player_id);
+    assert_eq!(reply["opponent"]["name"], rival_before["player"]["name"]);
+    assert_eq!(reply["used_today"], 1);
+    let battle = &reply["battle"];
+    assert!(!battle["log"].as_array().unwrap().is_empty(), "{battle}");
+    let won = reply["won"].as_bool().unwrap();
+    assert_eq!(battle["winner"], if won { "player" } else { "enemy" });
+    // The fight used both players' effective stats.
+    let (_, rival_stats) = get(&app, "/api/v1/player/stats", Some(&rival.token)).await;
+    assert_eq!(
+        reply["opponent"]["fighter"]["attack"],
+        rival_stats["effective"]["attack"]
+    );
+
+    let me_after = full_state(&app, &me).await;
+    let stones = |s: &Value| s["currencies"]["spirit_stones"].as_i64().unwrap_or(0);
+    assert_eq!(
+        stones(&me_after) - stones(&me_before),
+        reply["spirit_stones"].as_i64().unwrap()
+    );
+    assert_eq!(me_after["plugin_state"]["duel"]["wins"], u32::from(won));
+    assert_eq!(me_after["plugin_state"]["duel"]["losses"], u32::from(!won));
+    // The opponent is exactly as before: no record, no currency, no score.
+    assert_eq!(without_version(full_state(&app, &rival).await), rival_before);
+
+    let (status, body) = act(&app, &me, "duel", "records", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["reply"]["stats"]["total"], 1);
+    assert_eq!(body["reply"]["records"][0]["opponent_id"], rival.player_id);
+    if won {
+        let (status, board) = get(&app, "/api/v1/leaderboards/duel", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(board["entries"][0]["player_id"], me.player_id, "{board}");
+    }
+}
+
+async fn players_around_me_are_paged_nearest_first_and_named_only(app: TestApp) {
+    let me = register(&app, "center").await;
+    let mut others = Vec::new();
+    for i in 0..5 {
+        others.push(register(&app, &format!("near{i}")).await);
+    }
+    // A board of our own: me at 50; others at 10, 40, 55, 90 and one nameless at 51.
+    let scores = [10.0, 40.0, 55.0, 90.0, 51.0];
+    let insert = "insert into scores (board, player_id, score) values ('trial', $1, $2)";
+    sql(&app, insert, me.player_id, 50.0).await;
+    for (user, score) in others.iter().zip(scores) {
+        sql(&app, insert, user.player_id, score).await;
+    }
+    // Every character but the last chooses a name; the last stays 无名修士.
+    for user in &others[..4] {
+        rename_to_unique(&app, user, "近").await;
+    }
+
+    let (status, body) = get(
+        &app,
+        "/api/v1/leaderboards/trial/around/me?limit=2",
+        Some(&me.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["me"]["player_id"], me.player_id);
+    assert_eq!(body["me"]["rank"], 3, "{body}");
+    let ids = |b: &Value| -> Vec<i64> {
+        b["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["player_id"].as_i64().unwrap())
+            .collect()
+    };
+    // Nearest first (55, then 40), the nameless 51 left out.
+    assert_eq!(ids(&body), [others[2].player_id, others[1].player_id]);
+    // Ranks count named players only: 90 is first, 55 second, me (50) third.
+    assert_eq!(body["entries"][0]["rank"], 2, "{body}");
+    let (_, page2) = get(
+        &app,
+        "/api/v1/leaderboards/trial/around/me?limit=2&offset=2",
+        Some(&me.token),
+    )
+    .await;
+    // 90 and 10 are both 40 away: the higher score first.
+    assert_eq!(ids(&page2), [others[3].player_id, others[0].player_id]);
+    let (_, page3) = get(
+        &app,
+        "/api/v1/leaderboards/trial/around/me?limit=2&offset=4",
+        Some(&me.token),
+    )
+    .await;
+    assert!(ids(&page3).is_empty());
+    // The realm board (set by the cultivation plugin's start) lists the other characters too.
+    let (status, realm) = get(&app, "/api/v1/leaderboards/realm/around/me", Some(&me.token)).await;
+    assert_eq!(status, StatusCode::OK, "{realm}");
+    assert!(ids(&realm).contains(&others[0].player_id));
+    assert!(!ids(&realm).contains(&me.player_id));
+    assert!(!ids(&realm).contains(&others[4].player_id));
+    // Errors.
+    let r = get(&app, "/api/v1/leaderboards/trial/around/me", None).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    for (query, code) in [
+        ("limit=0", "bad_limit"),
+        ("limit=101", "bad_limit"),
+        ("offset=10001", "bad_offset"),
+        ("offset=-1", "bad_query"),
+    ] {
+        let r = get(
+            &app,
+            &format!("/api/v1/leaderboards/trial/around/me?{query}"),
+            Some(&me.token),
+        )
+        .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, code);
+    }
+    // A board without the caller: no `me`, rows by distance from 0.
+    let (status, empty) = get(&app, "/api/v1/leaderboards/nothing/around/me", Some(&me.token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(empty["me"].is_null() && ids(&empty).is_empty(), "{empty}");
+}
+
+/// Run `statement` with a player id and a number straight on the app's database.
+async fn sql(app: &TestApp, statement: &str, player_id: i64, value: f64) {
+    match app.backend {
+        Backend::PgRedis => {
+            let mut c = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+            sqlx::query(statement)
+                .bind(player_id)
+                .bind(value)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        Backend::SqliteLocal => {
+            let mut c = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();
+            sqlx::query(statement)
+                .bind(player_id)
+                .bind(value)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
 }

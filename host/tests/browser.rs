@@ -542,6 +542,8 @@ async fn the_web_client_plays_the_game_in_chromium() {
                 "rate_base = 1.0",
                 "rate_base = 1000.0",
             );
+            // Duels open at realm level 1 here, so a new character can fight one in this test.
+            tweak(&plugins.join("duel/duel.toml"), "min_level = 7", "min_level = 1");
             tweak(
                 &plugins.join("cultivation/checkin.toml"),
                 "rewards = [1000, 2000, 3000, 4000, 5000, 6000, 10000]",
@@ -884,6 +886,58 @@ async fn the_web_client_plays_the_game_in_chromium() {
     )
     .await;
     a.shot(&shots.join("all-actions.png")).await;
+
+    // Duels: a cultivator registered elsewhere shows up among the opponents near this realm; the duel
+    // is played back round by round and lands in the records.
+    let rival_login = format!("rival{}", std::process::id());
+    let rival = format!("对手{:04}", std::process::id() % 10_000);
+    let registered: Value = http
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"username": rival_login, "password": "jade-river-4242"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rival_token = registered["token"]
+        .as_str()
+        .expect("the rival registered")
+        .to_owned();
+    // Players still named 无名修士 are not listed: the rival chooses a name.
+    let renamed = http
+        .post(format!("{base}/api/v1/player/name"))
+        .bearer_auth(&rival_token)
+        .json(&json!({"name": rival}))
+        .send()
+        .await
+        .unwrap();
+    assert!(renamed.status().is_success(), "rename: {}", renamed.status());
+    while stat(&a, "currencies", "spirit").await < 5000.0 {
+        app.clock.advance(Duration::from_secs(3));
+        a.act("cultivation", "gather", json!({})).await;
+    }
+    a.click("[data-testid=tab-duel]").await;
+    a.wait_css("[data-testid=duel-status]", 15).await;
+    a.wait(
+        "the rival among the opponents",
+        &format!("document.querySelector('[data-testid=opponents]')?.textContent.includes('{rival}')"),
+        15,
+    )
+    .await;
+    a.click("[data-testid=opponents] [data-testid=challenge]").await;
+    a.wait_css(
+        "[data-testid=duel-battle] [data-testid=battle-result]:not([hidden])",
+        90,
+    )
+    .await;
+    a.wait(
+        "the duel in the records",
+        &format!("document.querySelector('[data-testid=duel-records]').textContent.includes('vs {rival}')"),
+        15,
+    )
+    .await;
+    a.shot(&shots.join("duel.png")).await;
     a.click("[data-testid=tab-character]").await;
     a.wait_css("[data-testid=stats-table]", 10).await;
     a.idle().await;

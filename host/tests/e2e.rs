@@ -1071,7 +1071,7 @@ async fn play_a_designer_economy(backend: Backend) {
 
 // ---- one plugin removed -------------------------------------------------------------------------
 
-const PLUGINS: [&str; 5] = ["cultivation", "alchemy", "equipment", "pet", "dungeon"];
+const PLUGINS: [&str; 6] = ["cultivation", "alchemy", "equipment", "pet", "dungeon", "duel"];
 
 /// A read-only action and a state-changing one of each plugin.
 fn probe_actions(plugin: &str) -> [(&'static str, Value); 2] {
@@ -1087,12 +1087,14 @@ fn probe_actions(plugin: &str) -> [(&'static str, Value); 2] {
         "equipment" => [("list", json!({})), ("draw", json!({"count": 1}))],
         "pet" => [("info", json!({})), ("draw", json!({"count": 1}))],
         "dungeon" => [("status", json!({})), ("hunt", json!({"monster": 1}))],
+        // The opponent is filled in with the player's own id (a new character is refused either way).
+        "duel" => [("status", json!({})), ("challenge", json!({}))],
         other => panic!("unknown plugin {other}"),
     }
 }
 
 /// Starts a host whose plugins folder lacks `removed` (module and content): the catalog lists the
-/// other four, the removed one's actions are 404, and each remaining plugin answers a read-only
+/// other five, the removed one's actions are 404, and each remaining plugin answers a read-only
 /// action with 200 and a state-changing one with 200 or a rule rejection (422), never a fault.
 async fn without_one_plugin(removed: &str) {
     let app = TestApp::start_prepared(Backend::PgRedis, &[], |dir| {
@@ -1122,11 +1124,14 @@ async fn without_one_plugin(removed: &str) {
     let (status, body) = p.act(removed, probe_actions(removed)[0].0, &json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     // Check in first (when cultivation is there) so the spending actions can succeed.
-    for plugin in ["cultivation", "alchemy", "equipment", "pet", "dungeon"] {
+    for plugin in PLUGINS {
         if plugin == removed {
             continue;
         }
-        let [(read, read_params), (write, write_params)] = probe_actions(plugin);
+        let [(read, read_params), (write, mut write_params)] = probe_actions(plugin);
+        if plugin == "duel" {
+            write_params = json!({"opponent": p.state().await["player"]["id"]});
+        }
         let (status, body) = p.act(plugin, read, &read_params).await;
         assert_eq!(
             status,
@@ -1159,4 +1164,4 @@ macro_rules! without {
     };
 }
 
-without!(cultivation, alchemy, equipment, pet, dungeon);
+without!(cultivation, alchemy, equipment, pet, dungeon, duel);

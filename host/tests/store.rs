@@ -174,6 +174,7 @@ both_backends!(
     concurrent_removals_never_oversell,
     artifacts_activate_rollback_deactivate,
     top_scores_rank_players,
+    scores_around_a_player_are_nearest_first_and_leave_out_a_name,
     action_log_pages_for_replay,
     renames_are_unique_counted_and_priced,
     named_boards_balances_and_details,
@@ -845,6 +846,38 @@ async fn top_scores_rank_players(db: TestDb) {
     assert_eq!(store.top_scores("realm", 10).await.unwrap().len(), 3);
     assert_eq!(store.top_scores("wealth", 10).await.unwrap().len(), 1);
     assert!(store.top_scores("nothing", 10).await.unwrap().is_empty());
+}
+
+async fn scores_around_a_player_are_nearest_first_and_leave_out_a_name(db: TestDb) {
+    let store = &*db.store;
+    let score = |s: f64| Effect::SetScore {
+        board: "realm".into(),
+        score: s,
+    };
+    let me = new_player(store, "me").await;
+    let far = new_player(store, "far").await;
+    let near = new_player(store, "near").await;
+    let low = new_player(store, "low").await;
+    let account = store
+        .create_account("hidden", "hash", Role::Player)
+        .await
+        .unwrap();
+    let hidden = store.create_player(account.id, "无名").await.unwrap().id;
+    for (p, s) in [(me, 20.0), (far, 90.0), (near, 22.0), (low, 10.0), (hidden, 21.0)] {
+        apply(store, p, &[score(s)]).await.unwrap();
+    }
+    let (mine, rows) = store.scores_around("realm", me, "无名", 10, 0).await.unwrap();
+    let mine = mine.unwrap();
+    assert_eq!((mine.player_id, mine.score, mine.rank), (me, 20.0, 3));
+    let got: Vec<_> = rows.iter().map(|r| (r.player_id, r.rank)).collect();
+    assert_eq!(got, [(near, 2), (low, 4), (far, 1)]);
+    let (_, page) = store.scores_around("realm", me, "无名", 1, 1).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.player_id).collect::<Vec<_>>(), [low]);
+    // Someone without a score: no own row, the others by their distance from 0.
+    let fresh = new_player(store, "fresh").await;
+    let (mine, rows) = store.scores_around("realm", fresh, "无名", 2, 0).await.unwrap();
+    assert!(mine.is_none());
+    assert_eq!(rows.iter().map(|r| r.player_id).collect::<Vec<_>>(), [low, me]);
 }
 
 async fn action_log_pages_for_replay(db: TestDb) {

@@ -65,8 +65,8 @@ pub mod prelude {
     pub use crate::abi::{LogLevel, reject_codes};
     pub use crate::rng::Rng;
     pub use crate::wire::{
-        ActionSpec, Buff, Effect, Entity, HookSpec, Manifest, Modifier, ParamSpec, ParamType, PlayerState,
-        Scope, Section,
+        ActionSpec, Buff, Effect, Entity, HookSpec, Manifest, Modifier, OtherPlayer, ParamSpec, ParamType,
+        PlayerState, Scope, Section,
     };
     pub use crate::{Content, Ctx, Doc, Error, Plugin, Table, export, log};
 }

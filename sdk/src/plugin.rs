@@ -9,7 +9,7 @@ use crate::abi::{fault_codes, reject_codes};
 use crate::content::{Content, Table};
 use crate::doc::Doc;
 use crate::rng::Rng;
-use crate::wire::{Buff, Call, Effect, Entity, Manifest, Modifier, PlayerState, Scope};
+use crate::wire::{Buff, Call, Effect, Entity, Manifest, Modifier, OtherPlayer, PlayerState, Scope};
 
 /// A game plugin. Register it with [`crate::export!`].
 ///
@@ -203,6 +203,13 @@ impl Ctx {
     /// The player's state as declared by the action, with this call's effects applied.
     pub fn player(&self) -> &PlayerState {
         &self.call.player
+    }
+
+    /// The other player's public view, when the action declares `reads_player` and the client named
+    /// a player in that param (see [`crate::wire::ActionSpec::reads_player`]). Read-only: effects
+    /// apply to [`Ctx::player`] alone.
+    pub fn other_player(&self) -> Option<&OtherPlayer> {
+        self.call.other_player.as_ref()
     }
 
     /// A base stat (0 when unset).

@@ -4,7 +4,11 @@
 //! mirrors what the host does around a call: the plugin is prepared once with every content table
 //! (as `cauldron_init` is at load time), the action must be in the manifest, the player state is
 //! cut down to the sections the action declares, and a query action (`ActionSpec::query`) that
-//! returns effects is a fault ([`crate::abi::QUERY_EFFECTS`]), as the host counts it.
+//! returns effects is a fault ([`crate::abi::QUERY_EFFECTS`]), as the host counts it. Another
+//! player's view ([`CallBuilder::other_player`]) reaches the plugin only when the action declares
+//! `reads_player`, cut down to what the host sends (id, name, stats, effective stats, entities of the
+//! action's kinds); a `player` param the action does not declare is refused with `bad_params`, as the
+//! host refuses it.
 //!
 //! ```ignore
 //! let h = Harness::<Cultivation>::with_content_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/content"));
@@ -29,7 +33,10 @@ use crate::content::Content;
 use crate::doc::Doc;
 use crate::export;
 use crate::plugin::{Error, Plugin};
-use crate::wire::{Buff, Call, CallKind, Effect, Entity, Init, Manifest, Modifier, Outcome, PlayerState};
+use crate::wire::{
+    ActionSpec, Buff, Call, CallKind, Effect, Entity, Init, Manifest, Modifier, OtherPlayer, Outcome,
+    ParamType, PlayerState,
+};
 
 /// Loads content tables and runs calls against plugin `P`.
 pub struct Harness<P> {
@@ -153,13 +160,13 @@ impl<P: Plugin> Harness<P> {
             CallKind::Action => self
                 .manifest
                 .action(&call.action)
-                .map(|a| (a.reads.clone(), a.kinds.clone(), a.query)),
+                .map(|a| (a.reads.clone(), a.kinds.clone(), a.query, Some(a.clone()))),
             CallKind::Hook => self
                 .manifest
                 .hook(&call.action)
-                .map(|h| (h.reads.clone(), Vec::new(), false)),
+                .map(|h| (h.reads.clone(), Vec::new(), false, None)),
         };
-        let Some((reads, kinds, query)) = declared else {
+        let Some((reads, kinds, query, spec)) = declared else {
             let outcome = Outcome::Rejected {
                 code: reject_codes::UNKNOWN_ACTION.into(),
                 message: format!("`{}` is not in the manifest", call.action),
@@ -173,6 +180,26 @@ impl<P: Plugin> Harness<P> {
         let mut visible_kinds = self.manifest.entity_kinds.clone();
         visible_kinds.extend(kinds);
         call.player = call.player.only(&reads, &visible_kinds);
+        if let Some(message) = spec
+            .as_ref()
+            .and_then(|spec| undeclared_player_param(spec, &call.params))
+        {
+            return Run {
+                outcome: Outcome::Rejected {
+                    code: reject_codes::BAD_PARAMS.into(),
+                    message,
+                },
+                before,
+                logs: Vec::new(),
+            };
+        }
+        call.other_player = match (&spec, call.other_player.take()) {
+            (Some(spec), Some(mut other)) if spec.reads_other_player() => {
+                other.entities.retain(|e| visible_kinds.contains(&e.kind));
+                Some(other)
+            }
+            _ => None,
+        };
         let prepared = match self.prepared() {
             Ok(content) => content,
             Err(Error::Reject { code, message } | Error::Fault { code, message }) => {
@@ -210,6 +237,22 @@ impl<P: Plugin> Harness<P> {
     }
 }
 
+/// A `player` param set in `params` that `spec` does not name in `reads_player`: the host refuses
+/// such a request with `bad_params` before any plugin runs.
+fn undeclared_player_param(spec: &ActionSpec, params: &Doc) -> Option<String> {
+    let map: BTreeMap<String, serde::de::IgnoredAny> = params.decode().ok()?;
+    spec.params
+        .iter()
+        .filter(|p| p.ty == ParamType::Player && p.name != spec.reads_player)
+        .find(|p| map.contains_key(&p.name))
+        .map(|p| {
+            format!(
+                "`{}` names another player, but action `{}` does not declare reading one",
+                p.name, spec.name
+            )
+        })
+}
+
 fn blank_call(action: &str, kind: CallKind) -> Call {
     Call {
         action: action.to_owned(),
@@ -224,6 +267,7 @@ fn blank_call(action: &str, kind: CallKind) -> Call {
         now_ms: 1_700_000_000_000,
         seed: 1,
         content: BTreeMap::new(),
+        other_player: None,
     }
 }
 
@@ -267,6 +311,23 @@ impl<P: Plugin> CallBuilder<'_, P> {
     /// Set one effective stat.
     pub fn effective(mut self, stat: &str, value: f64) -> Self {
         self.call.effective_stats.insert(stat.to_owned(), value);
+        self
+    }
+
+    /// Give the call another player's public view, built from `player` (its stats as effective
+    /// stats too, until [`CallBuilder::other_effective`] changes one). It reaches the plugin only if
+    /// the action declares `reads_player`, with entities of the action's kinds only.
+    pub fn other_player(mut self, player: &PlayerState) -> Self {
+        let kinds: Vec<String> = player.entities.iter().map(|e| e.kind.clone()).collect();
+        self.call.other_player = Some(OtherPlayer::view(player, player.stats.clone(), &kinds));
+        self
+    }
+
+    /// Set one of the other player's effective stats (after [`CallBuilder::other_player`]).
+    pub fn other_effective(mut self, stat: &str, value: f64) -> Self {
+        if let Some(other) = &mut self.call.other_player {
+            other.effective_stats.insert(stat.to_owned(), value);
+        }
         self
     }
 
@@ -439,6 +500,7 @@ mod tests {
                 kinds: vec![],
                 content: vec![],
                 query,
+                reads_player: String::new(),
             };
             Manifest {
                 name: "reader".into(),
@@ -458,6 +520,92 @@ mod tests {
             }
             ctx.reply(&ctx.item("gem"))
         }
+    }
+
+    /// Reads another player through `opponent`; `peek` has a `player` param it does not declare.
+    struct Watcher;
+
+    impl Plugin for Watcher {
+        fn manifest() -> Manifest {
+            let player_param = |name: &str| crate::wire::ParamSpec {
+                name: name.into(),
+                ty: ParamType::Player,
+                required: false,
+                of: String::new(),
+                description: String::new(),
+            };
+            let spec = |name: &str, reads_player: &str, params| ActionSpec {
+                name: name.into(),
+                title: String::new(),
+                description: String::new(),
+                params,
+                reads: vec![Section::Entities],
+                kinds: vec!["pet".into()],
+                content: vec![],
+                query: true,
+                reads_player: reads_player.into(),
+            };
+            Manifest {
+                name: "watcher".into(),
+                version: "1.0.0".into(),
+                abi: crate::abi::ABI_VERSION,
+                title: String::new(),
+                description: String::new(),
+                entity_kinds: vec![],
+                actions: vec![
+                    spec("look", "opponent", vec![player_param("opponent")]),
+                    spec("peek", "", vec![player_param("opponent")]),
+                ],
+                hooks: vec![],
+            }
+        }
+
+        fn handle(ctx: &mut crate::plugin::Ctx) -> Result<(), Error> {
+            let other = ctx.other_player().cloned();
+            ctx.reply(&other)
+        }
+    }
+
+    #[test]
+    fn another_player_is_seen_only_through_the_declared_param_and_only_in_public() {
+        let h = Harness::<Watcher>::new();
+        h.manifest().validate().expect("valid");
+        let other = PlayerState {
+            id: 9,
+            name: "rival".into(),
+            ..PlayerState::default()
+        }
+        .with_stat("attack", 3.0)
+        .with_currency("spirit_stones", 50)
+        .with_entity("p1", "pet", &1)
+        .with_entity("s1", "secret", &2);
+        let run = h
+            .action("look")
+            .other_player(&other)
+            .other_effective("attack", 5.0)
+            .params(&BTreeMap::from([("opponent", 9)]))
+            .run();
+        let seen: Option<OtherPlayer> = run.reply();
+        let seen = seen.expect("the declared read gets the view");
+        assert_eq!((seen.id, seen.name.as_str()), (9, "rival"));
+        assert_eq!(seen.effective_stats["attack"], 5.0);
+        assert_eq!(seen.entities.len(), 1, "only the action's kinds");
+        let run = h
+            .action("peek")
+            .other_player(&other)
+            .params(&BTreeMap::from([("opponent", 9)]))
+            .run();
+        assert!(run.rejected(reject_codes::BAD_PARAMS).contains("opponent"));
+        // Without the param the undeclared action runs, and still sees nobody.
+        let run = h.action("peek").other_player(&other).run();
+        assert_eq!(run.reply::<Option<OtherPlayer>>(), None);
+    }
+
+    #[test]
+    fn a_player_param_the_action_does_not_have_fails_validation() {
+        let mut m = Watcher::manifest();
+        m.actions[0].reads_player = "rival".into();
+        assert!(m.validate().unwrap_err().contains("rival"));
     }
 
     #[test]

@@ -75,6 +75,50 @@ pub struct Call {
     /// Empty when the plugin was pre-initialised: it got every table once, through [`Init`].
     #[serde(default, deserialize_with = "sorted_map")]
     pub content: BTreeMap<String, Doc>,
+    /// Another player's public view, for an action that declares [`ActionSpec::reads_player`] and was
+    /// given that param; `None` (nil) otherwise. Read-only: effects still apply to `player` alone.
+    #[serde(default)]
+    pub other_player: Option<OtherPlayer>,
+}
+
+/// What a call may see of another player (ABI.md §6.2): who they are, their stats before and after
+/// every plugin's modifiers, and their entities of the action's kinds. Never their private plugin
+/// state, currencies, counters, items or buffs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OtherPlayer {
+    /// Their player id.
+    pub id: i64,
+    /// Their display name.
+    #[serde(default)]
+    pub name: String,
+    /// Their base stats.
+    #[serde(default, deserialize_with = "sorted_map")]
+    pub stats: BTreeMap<String, f64>,
+    /// Their stats after every plugin's `modifiers` hook and their active buffs, as for the actor.
+    #[serde(default, deserialize_with = "sorted_map")]
+    pub effective_stats: BTreeMap<String, f64>,
+    /// Their entities of the kinds the action reads (the plugin's own plus the action's `kinds`).
+    #[serde(default)]
+    pub entities: Vec<Entity>,
+}
+
+impl OtherPlayer {
+    /// The public view of `player` for an action that reads entities of `kinds`, with its effective
+    /// stats: id, name, base stats and those entities; nothing else of the state is copied.
+    pub fn view(player: &PlayerState, effective_stats: BTreeMap<String, f64>, kinds: &[String]) -> Self {
+        Self {
+            id: player.id,
+            name: player.name.clone(),
+            stats: player.stats.clone(),
+            effective_stats,
+            entities: player
+                .entities
+                .iter()
+                .filter(|e| kinds.contains(&e.kind))
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 /// What the host gives a plugin once per load, through the optional `cauldron_init` export, before
@@ -501,6 +545,9 @@ pub enum ParamType {
     Bool,
     /// The id of one of the player's entities.
     Entity,
+    /// The id of another player (an integer). Only the param an action names in
+    /// [`ActionSpec::reads_player`] may be given; the host refuses any other with `bad_params`.
+    Player,
 }
 
 /// One parameter of an action.
@@ -551,6 +598,18 @@ pub struct ActionSpec {
     /// written). Optional, default `false`.
     #[serde(default)]
     pub query: bool,
+    /// The name of the param (of type [`ParamType::Player`]) that names another player whose
+    /// public view the call receives as [`Call::other_player`]; empty when the action reads no other
+    /// player. Optional, default empty.
+    #[serde(default)]
+    pub reads_player: String,
+}
+
+impl ActionSpec {
+    /// Whether the action reads another player.
+    pub fn reads_other_player(&self) -> bool {
+        !self.reads_player.is_empty()
+    }
 }
 
 /// A hook a plugin implements.
@@ -666,6 +725,17 @@ impl Manifest {
             check_name("action name", &action.name)?;
             if !seen.insert(action.name.as_str()) {
                 return Err(format!("action `{}` is declared twice", action.name));
+            }
+            if action.reads_other_player()
+                && !action
+                    .params
+                    .iter()
+                    .any(|p| p.name == action.reads_player && p.ty == ParamType::Player)
+            {
+                return Err(format!(
+                    "action `{}` reads the player named by `{}`, which is not one of its `player` params",
+                    action.name, action.reads_player
+                ));
             }
         }
         for kind in &self.entity_kinds {

@@ -81,6 +81,8 @@ export function createApi({ onUnauthorized } = {}) {
     stats: () => request('GET', '/player/stats'),
     catalog: () => request('GET', '/catalog'),
     board: (name, limit = 20) => request('GET', `/leaderboards/${encodeURIComponent(name)}?limit=${limit}`),
+    around: (name, limit = 10, offset = 0) =>
+      request('GET', `/leaderboards/${encodeURIComponent(name)}/around/me?limit=${limit}&offset=${offset}`),
     online: () => request('GET', '/online'),
     onlinePlayers: () => request('GET', '/online/players'),
     rename: (name) => request('POST', '/player/name', { name }),

@@ -9,11 +9,12 @@ import alchemy from './screens/alchemy.js';
 import equipment from './screens/equipment.js';
 import pets from './screens/pets.js';
 import dungeon from './screens/dungeon.js';
+import duel from './screens/duel.js';
 import ranks from './screens/ranks.js';
 import generic from './screens/generic.js';
 import { describeEvent } from './events.js';
 
-const SCREENS = [character, cultivation, explore, alchemy, equipment, pets, dungeon, ranks, generic];
+const SCREENS = [character, cultivation, explore, alchemy, equipment, pets, dungeon, duel, ranks, generic];
 const $ = (sel) => document.querySelector(sel);
 
 const ctx = {

@@ -22,6 +22,8 @@ export function describeEvent(ev, ctx) {
       return { tone: 'rare', text: `${who} 获得 obtained ${d.name ?? ''} — ${g.text(d.quality ?? '')}` };
     case 'dungeon_floor_cleared':
       return { tone: 'good', text: `${who} 秘境 cleared dungeon floor ${d.floor} (${d.difficulty ?? ''})` };
+    case 'duel_won':
+      return { tone: 'good', text: `${who} 斗法 won a duel against ${d.opponent_name ?? 'a rival'} in ${d.rounds} rounds${d.multiplier > 1 ? ` (rewards ×${d.multiplier})` : ''}` };
     case 'plugin_reloaded':
       return { tone: 'info', text: `玩法更新 The ${d.plugin ?? ev.plugin} rules were updated${d.version ? ` to ${d.version}` : ''}` };
     case 'plugin_unloaded':

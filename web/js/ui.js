@@ -91,6 +91,7 @@ const BASE_NAMES = {
   equipment: ['装备榜', 'Equipment'],
   pets: ['灵宠榜', 'Pets'],
   dungeon: ['秘境榜', 'Dungeon'],
+  duel: ['斗法榜', 'Duel wins'],
   common: ['凡品', 'Common'],
   uncommon: ['良品', 'Uncommon'],
   rare: ['上品', 'Rare'],

@@ -100,12 +100,21 @@ fn ensure_wasm_target() -> Result<()> {
     }
 }
 
-/// Plugin crate folders under `plugins/`, by plugin name.
+/// Plugin crate folders under `plugins/`, by plugin name: the crates named `cauldron-plugin-NAME`.
+/// Library crates beside them (the shared battle engine) are dependencies, not plugins.
 fn plugin_names() -> Result<Vec<String>> {
+    let is_plugin = |dir: &Path, name: &str| {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|text| text.contains(&format!("name = \"cauldron-plugin-{name}\"")))
+    };
     let mut names: Vec<String> = std::fs::read_dir(root().join("plugins"))
         .map_err(|e| format!("plugins/: {e}"))?
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("Cargo.toml").exists())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|name| is_plugin(&e.path(), name))
+        })
         .filter_map(|e| e.file_name().to_str().map(str::to_owned))
         .collect();
     names.sort();

@@ -83,6 +83,7 @@ impl Plugin for Fortune {
                 kinds: vec![],
                 content: vec![Fortunes::NAME.into()],
                 query: false,
+                reads_player: String::new(),
             }],
             hooks: vec![],
         }

@@ -66,6 +66,7 @@ fn call(action: &str, player: PlayerState, plugin: &PluginVersion) -> Call {
         now_ms: 1_700_000_000_000,
         seed: 7,
         content: plugin.content_for(&spec.content),
+        other_player: None,
     }
 }
 

@@ -53,6 +53,53 @@ fn manifests_are_read_at_load() {
 }
 
 #[test]
+fn another_players_view_crosses_the_sandbox_only_for_the_declared_read() {
+    use cauldron_sdk::wire::{Entity, OtherPlayer, ParamType};
+    let rt = runtime();
+    let p = load(&rt, &probe().0);
+    let rival = p.manifest.action("rival").expect("rival");
+    assert_eq!(rival.reads_player, "opponent");
+    assert_eq!(rival.params[0].ty, ParamType::Player);
+    assert!(!p.manifest.action("rival_blind").unwrap().reads_other_player());
+
+    let mut c = call("rival", &BTreeMap::from([("opponent", 9)]));
+    c.other_player = Some(OtherPlayer {
+        id: 9,
+        name: "rival".into(),
+        stats: BTreeMap::from([("attack".to_owned(), 3.0)]),
+        effective_stats: BTreeMap::from([("attack".to_owned(), 4.5)]),
+        entities: vec![Entity {
+            id: "t1".into(),
+            kind: "trinket".into(),
+            data: cauldron_sdk::Doc::encode(&"x").unwrap(),
+        }],
+    });
+    // The probe's reply: the view it received, entities as (id, kind).
+    #[derive(serde::Deserialize)]
+    struct View {
+        id: i64,
+        name: String,
+        effective_stats: BTreeMap<String, f64>,
+        entities: Vec<(String, String)>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        other: Option<View>,
+    }
+    let seen: Reply = reply(rt.call_blocking(&p, &c).expect("rival runs"));
+    let view = seen.other.expect("the view reached the guest");
+    assert_eq!((view.id, view.name.as_str()), (9, "rival"));
+    assert_eq!(view.effective_stats["attack"], 4.5);
+    assert_eq!(view.entities, [("t1".to_owned(), "trinket".to_owned())]);
+    // A call that names nobody: the guest sees nobody.
+    let seen: Reply = reply(
+        rt.call_blocking(&p, &call("rival", &BTreeMap::<String, i64>::new()))
+            .unwrap(),
+    );
+    assert!(seen.other.is_none());
+}
+
+#[test]
 fn no_state_carries_from_one_call_to_the_next() {
     let rt = runtime();
     // Many calls in a row, as the pooling allocator hands the same slots out again and again.

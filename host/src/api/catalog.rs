@@ -68,6 +68,8 @@ pub enum ParamTypeView {
     Bool,
     /// The id of one of the player's entities.
     Entity,
+    /// The id of another player (a whole number); only the param the action's `reads_player` names.
+    Player,
 }
 
 impl From<ParamType> for ParamTypeView {
@@ -78,6 +80,7 @@ impl From<ParamType> for ParamTypeView {
             ParamType::String => Self::String,
             ParamType::Bool => Self::Bool,
             ParamType::Entity => Self::Entity,
+            ParamType::Player => Self::Player,
         }
     }
 }
@@ -132,6 +135,8 @@ pub struct ActionSpecView {
     pub content: Vec<String>,
     /// A read-only action: it writes nothing (no log row, no new version).
     pub query: bool,
+    /// The `player` param naming another player whose public view the action reads (empty: none).
+    pub reads_player: String,
 }
 
 impl From<ActionSpec> for ActionSpecView {
@@ -145,6 +150,7 @@ impl From<ActionSpec> for ActionSpecView {
             kinds: a.kinds,
             content: a.content,
             query: a.query,
+            reads_player: a.reads_player,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `/api/v1/leaderboards/{board}`, `/api/v1/online` and `/api/v1/online/players`.
+//! `/api/v1/leaderboards/{board}`, `/api/v1/leaderboards/{board}/around/me`, `/api/v1/online` and
+//! `/api/v1/online/players`.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AppPath, AppQuery};
+use super::extract::{AppPath, AppQuery, Auth};
 use crate::cache::Services;
 use crate::state::AppState;
 use crate::store::{DEFAULT_PLAYER_NAME, Store};
@@ -21,11 +22,14 @@ pub const SPIRIT_STONES_BOARD: &str = "spirit_stones";
 pub const DEFAULT_LIMIT: u32 = 20;
 /// Most rows one request may ask for.
 pub const MAX_LIMIT: u32 = 100;
+/// Most rows `around/me` may skip.
+pub const MAX_OFFSET: u32 = 10_000;
 
 /// The leaderboard and presence routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(board))
+        .routes(routes!(around_me))
         .routes(routes!(online))
         .routes(routes!(online_players))
 }
@@ -88,6 +92,32 @@ pub struct Board {
     pub entries: Vec<Row>,
 }
 
+/// Which rows around the caller.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    /// 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// Rows to skip, 0 to 10 000 (default 0).
+    pub offset: Option<u32>,
+}
+
+/// The players nearest the caller on a board.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Around {
+    /// Board name.
+    pub board: String,
+    /// The caller's own row; null when they have no score on the board (then rows are ordered by
+    /// their distance from 0).
+    pub me: Option<Row>,
+    /// Nearest score first (then the higher score, then the lower id); never the caller, never a
+    /// player still named 无名修士.
+    pub entries: Vec<Row>,
+    /// The limit applied.
+    pub limit: u32,
+    /// The offset applied.
+    pub offset: u32,
+}
+
 /// Players online now.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Online {
@@ -124,16 +154,7 @@ async fn board(
     AppPath(board): AppPath<String>,
     AppQuery(top): AppQuery<Top>,
 ) -> Result<axum::Json<Board>, ApiError> {
-    let len = board.chars().count();
-    if len == 0 || len > crate::game::effects::MAX_NAME || board.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "bad_board",
-            format!(
-                "`board` must be 1 to {} printable characters",
-                crate::game::effects::MAX_NAME
-            ),
-        ));
-    }
+    check_board(&board)?;
     let limit = top.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -208,6 +229,86 @@ async fn board(
         row.detail = details.remove(&row.player_id);
     }
     Ok(axum::Json(Board { board, entries }))
+}
+
+/// The players nearest the caller's score on `board`, paged: for finding opponents of a similar
+/// realm, for example. Read from the database (the durable copy of every board); players who have
+/// not chosen a display name (still 无名修士) are left out, and so is the caller.
+#[utoipa::path(
+    get, path = "/leaderboards/{board}/around/me", tag = "leaderboards",
+    operation_id = "getLeaderboardAroundMe",
+    security(("bearer" = [])),
+    params(
+        ("board" = String, Path, description = "Board name, as plugins set it: 1 to 128 characters, \
+            none of them a control character", min_length = 1, max_length = 128,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"),
+        ("limit" = Option<u32>, Query, description = "Rows, 1 to 100 (default 20)",
+            minimum = 1, maximum = 100),
+        ("offset" = Option<u32>, Query, description = "Rows to skip, 0 to 10000 (default 0)",
+            minimum = 0, maximum = 10000),
+    ),
+    responses(
+        (status = 200, description = "The caller's row and the rows nearest it", body = Around),
+        (status = 400, description = "A limit or offset that is not a whole number (`bad_query`) or out \
+            of range (`bad_limit`, `bad_offset`), a board name that is not UTF-8 once decoded \
+            (`bad_path`) or breaks its rule (`bad_board`)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+async fn around_me(
+    State(store): State<Arc<dyn Store>>,
+    Auth(who): Auth,
+    AppPath(board): AppPath<String>,
+    AppQuery(page): AppQuery<Page>,
+) -> Result<axum::Json<Around>, ApiError> {
+    check_board(&board)?;
+    let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let offset = page.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::bad_request(
+            "bad_offset",
+            format!("offset must be 0 to {MAX_OFFSET}"),
+        ));
+    }
+    let (me, rows) = store
+        .scores_around(&board, who.player_id, DEFAULT_PLAYER_NAME, limit, offset)
+        .await?;
+    let row = |r: crate::store::RankedScore| Row {
+        rank: u64::try_from(r.rank).unwrap_or(0),
+        player_id: r.player_id,
+        name: r.name,
+        score: r.score,
+        detail: None,
+    };
+    Ok(axum::Json(Around {
+        board,
+        me: me.map(row),
+        entries: rows.into_iter().map(row).collect(),
+        limit,
+        offset,
+    }))
+}
+
+fn check_board(board: &str) -> Result<(), ApiError> {
+    let len = board.chars().count();
+    if len == 0 || len > crate::game::effects::MAX_NAME || board.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "bad_board",
+            format!(
+                "`board` must be 1 to {} printable characters",
+                crate::game::effects::MAX_NAME
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// How many players are online.

@@ -16,6 +16,12 @@
 //! conflict, reload and re-run, a bounded number of times) → invalidate the cache, update
 //! leaderboards, publish events.
 //!
+//! An action that declares `reads_player` and names another player in that param also gets that
+//! player's public view (`Call::other_player`): their base stats and buffs (and entities of the
+//! action's kinds, when it reads entities) are loaded with the same one-statement load, their
+//! effective stats come from the same modifiers step, and nothing else of theirs is read into the
+//! call or written.
+//!
 //! A **query** (an action its manifest marks `query`) stops after the call: it reads the player's
 //! current state (cached when current), gets the modifiers, calls the plugin and returns the reply with
 //! the version it read. No player lock, no transaction, no log row, no new version, no events; its
@@ -40,7 +46,8 @@ use cauldron_runtime::{PluginError, PluginVersion, Registry, Runtime};
 use cauldron_sdk::Doc;
 use cauldron_sdk::abi::{QUERY_EFFECTS, reject_codes};
 use cauldron_sdk::wire::{
-    Call, CallKind, Effect, Entity, HOOK_MODIFIERS, Manifest, Modifier, Outcome, PlayerState, Scope, Section,
+    ActionSpec, Call, CallKind, Effect, Entity, HOOK_MODIFIERS, Manifest, Modifier, OtherPlayer, Outcome,
+    ParamType, PlayerState, Scope, Section,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -544,6 +551,7 @@ impl Game {
                 now_ms: now,
                 seed: rand::random(),
                 content: version.content_for(&hook.content),
+                other_player: None,
             };
             match self.call_plugin(&version, &call).await {
                 Ok((Outcome::Ok { modifiers, .. }, _)) => all.extend(modifiers),
@@ -649,6 +657,7 @@ impl Game {
             return Err(GameError::BadParams("params must be a JSON object".into()));
         }
         check_json("params", &req.params).map_err(GameError::BadParams)?;
+        let other_id = other_player_id(&spec, &req.params)?;
         let params = json_to_doc(&req.params);
         let mut kinds = version.manifest.entity_kinds.clone();
         kinds.extend(spec.kinds.iter().cloned());
@@ -659,6 +668,7 @@ impl Game {
             spec: &spec,
             params: &params,
             kinds: &kinds,
+            other_id,
         };
         if spec.query {
             return self.query(&planned).await;
@@ -695,7 +705,8 @@ impl Game {
             }
             let now = self.now_ms();
             let (mut snap, modifiers) = self.prepare(req.player_id, now, &planned.sections()).await?;
-            let call = planned.call(&snap, &modifiers, now);
+            let other = self.other_player(planned, now).await?;
+            let call = planned.call(&snap, &modifiers, now, other);
             let (outcome, raw) = match self.call_plugin(version, &call).await {
                 Ok(called) => called,
                 Err(PluginError::Rejected { code, message }) => {
@@ -836,13 +847,47 @@ impl Game {
 }
 
 impl Game {
+    /// The public view of the other player the action names (see [`other_player_id`]), or `None`
+    /// when it names nobody. Only their base stats, buffs (for the effective stats) and, when the
+    /// action reads entities, their entities of the action's kinds are loaded, in one statement
+    /// (plus what the `modifiers` hooks read when their answer is not cached); the view keeps the
+    /// id, name, base and effective stats and those entities. A player who does not exist is
+    /// [`GameError::NotFound`].
+    async fn other_player(&self, planned: &Planned<'_>, now: i64) -> Result<Option<OtherPlayer>, GameError> {
+        let Some(id) = planned.other_id else {
+            return Ok(None);
+        };
+        let entities = planned.spec.reads.contains(&Section::Entities);
+        let sections = Sections {
+            stats: true,
+            buffs: true,
+            entities: if entities {
+                Pick::Only(planned.kinds.to_vec())
+            } else {
+                Pick::None
+            },
+            ..Sections::default()
+        };
+        let (snap, modifiers) = self.prepare(id, now, &sections).await.map_err(|e| match e {
+            GameError::NotFound(_) => GameError::NotFound(format!("no player with id {id}")),
+            other => other,
+        })?;
+        let kinds: &[String] = if entities { planned.kinds } else { &[] };
+        Ok(Some(OtherPlayer::view(
+            &snap.state,
+            stats::compose(&snap.state.stats, &modifiers),
+            kinds,
+        )))
+    }
+
     /// Run a query action (see the module docs): the call on the current state, its reply, nothing
     /// written. Rejections and faults are answered as for any action.
     async fn query(&self, planned: &Planned<'_>) -> Result<ActionReply, GameError> {
         let Planned { req, version, .. } = *planned;
         let now = self.now_ms();
         let (snap, modifiers) = self.prepare(req.player_id, now, &planned.sections()).await?;
-        let call = planned.call(&snap, &modifiers, now);
+        let other = self.other_player(planned, now).await?;
+        let call = planned.call(&snap, &modifiers, now, other);
         let outcome = match self.call_plugin(version, &call).await {
             Ok((o, _raw)) => o,
             Err(PluginError::Rejected { code, message }) => return Err(rejection(req, code, message)),
@@ -881,9 +926,11 @@ impl Game {
 struct Planned<'a> {
     req: &'a ActionRequest,
     version: &'a Arc<PluginVersion>,
-    spec: &'a cauldron_sdk::wire::ActionSpec,
+    spec: &'a ActionSpec,
     params: &'a Doc,
     kinds: &'a [String],
+    /// The other player the action reads, by the param its `reads_player` names.
+    other_id: Option<i64>,
 }
 
 impl Planned<'_> {
@@ -893,8 +940,8 @@ impl Planned<'_> {
     }
 
     /// The plugin call for this action on `snap`: only the sections, entity kinds and content tables
-    /// the action declared, the effective stats, the time and a fresh seed.
-    fn call(&self, snap: &Snapshot, modifiers: &[Modifier], now: i64) -> Call {
+    /// the action declared, the effective stats, the time, a fresh seed and the other player's view.
+    fn call(&self, snap: &Snapshot, modifiers: &[Modifier], now: i64, other: Option<OtherPlayer>) -> Call {
         Call {
             action: self.req.action.clone(),
             kind: CallKind::Action,
@@ -904,7 +951,40 @@ impl Planned<'_> {
             now_ms: now,
             seed: rand::random(),
             content: self.version.content_for(&self.spec.content),
+            other_player: other,
         }
+    }
+}
+
+/// The id of the other player an action reads: the param its `reads_player` names, when present
+/// and not null. A `player` param the action does not name there is refused (`bad_params`) before any
+/// plugin runs, and so is a named param that is not a whole number: a plugin sees another player
+/// only through a read its manifest declares.
+fn other_player_id(spec: &ActionSpec, params: &serde_json::Value) -> Result<Option<i64>, GameError> {
+    let Some(map) = params.as_object() else {
+        return Ok(None);
+    };
+    if let Some(p) = spec
+        .params
+        .iter()
+        .find(|p| p.ty == ParamType::Player && p.name != spec.reads_player && map.contains_key(&p.name))
+    {
+        return Err(GameError::BadParams(format!(
+            "`{}` names another player, but action `{}` does not declare reading one",
+            p.name, spec.name
+        )));
+    }
+    if !spec.reads_other_player() {
+        return Ok(None);
+    }
+    match map.get(&spec.reads_player) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+            GameError::BadParams(format!(
+                "`{}` must be a player id (a whole number)",
+                spec.reads_player
+            ))
+        }),
     }
 }
 

@@ -396,6 +396,19 @@ pub struct ScoreEntry {
     pub score: f64,
 }
 
+/// One line of a leaderboard with its rank (1 + how many listed players score strictly more).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RankedScore {
+    /// Player id.
+    pub player_id: i64,
+    /// Player's display name.
+    pub name: String,
+    /// Score; higher ranks first.
+    pub score: f64,
+    /// 1 for the best score; players with equal scores share a rank.
+    pub rank: i64,
+}
+
 /// A revoked token that has not expired yet.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Revocation {
@@ -490,6 +503,19 @@ pub trait Store: Send + Sync {
 
     /// The best `limit` scores of `board`, highest first (ties by player id).
     async fn top_scores(&self, board: &str, limit: u32) -> Result<Vec<ScoreEntry>, StoreError>;
+
+    /// The players of `board` nearest `player_id`'s score (0 when they have none), nearest first
+    /// (then higher scores, then lower ids), without the player themself or anyone named
+    /// `exclude_name`; `limit` rows after skipping `offset`. With them, the player's own line when
+    /// they have a score. Ranks count only players not named `exclude_name`.
+    async fn scores_around(
+        &self,
+        board: &str,
+        player_id: i64,
+        exclude_name: &str,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Option<RankedScore>, Vec<RankedScore>), StoreError>;
 
     /// Answers once the database does (a trivial query), for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::group::{self, Batched, GroupCommit, Pending};
 use super::{
     Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, FullState, IdempotentReply,
-    LogRow, LoggedAction, Pick, Player, RenameOutcome, RenameRequest, Revocation, Role, ScoreEntry, Sections,
-    Store, StoreError, StoredEntity, db_err, seed_to_db, sha256_hex, wall_clock_ms,
+    LogRow, LoggedAction, Pick, Player, RankedScore, RenameOutcome, RenameRequest, Revocation, Role,
+    ScoreEntry, Sections, Store, StoreError, StoredEntity, db_err, seed_to_db, sha256_hex, wall_clock_ms,
 };
 
 /// What differs between the databases a [`SqlStore`] runs on.
@@ -993,6 +993,51 @@ for_every_backend! {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)
+        }
+
+        async fn scores_around(
+            &self,
+            board: &str,
+            player_id: i64,
+            exclude_name: &str,
+            limit: u32,
+            offset: u32,
+        ) -> Result<(Option<RankedScore>, Vec<RankedScore>), StoreError> {
+            let me: Option<RankedScore> = sqlx::query_as(
+                "select s.player_id, p.name, s.score,
+                        cast((select count(*) from scores h join players hp on hp.id = h.player_id
+                              where h.board = $1 and h.score > s.score and hp.name <> $3) + 1
+                             as bigint) as rank
+                 from scores s join players p on p.id = s.player_id
+                 where s.board = $1 and s.player_id = $2",
+            )
+            .bind(board)
+            .bind(player_id)
+            .bind(exclude_name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            let mine = me.as_ref().map_or(0.0, |m| m.score);
+            let rows: Vec<RankedScore> = sqlx::query_as(
+                "select s.player_id, p.name, s.score,
+                        cast((select count(*) from scores h join players hp on hp.id = h.player_id
+                              where h.board = $1 and h.score > s.score and hp.name <> $3) + 1
+                             as bigint) as rank
+                 from scores s join players p on p.id = s.player_id
+                 where s.board = $1 and s.player_id <> $2 and p.name <> $3
+                 order by abs(s.score - $4), s.score desc, s.player_id
+                 limit $5 offset $6",
+            )
+            .bind(board)
+            .bind(player_id)
+            .bind(exclude_name)
+            .bind(mine)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok((me, rows))
         }
 
         async fn ping(&self) -> Result<(), StoreError> {

@@ -262,6 +262,7 @@ fn action(name: &str, title: &str, description: &str, params: Vec<ParamSpec>) ->
         kinds: vec![],
         content: vec![tables::HERBS.into(), tables::RECIPES.into()],
         query: false,
+        reads_player: String::new(),
     }
 }
 

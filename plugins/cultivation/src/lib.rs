@@ -916,6 +916,7 @@ fn spec(name: &str, title: &str, description: &str, reads: &[Section], content: 
         kinds: vec![],
         content: content.iter().map(|t| (*t).to_owned()).collect(),
         query: false,
+        reads_player: String::new(),
     }
 }
 

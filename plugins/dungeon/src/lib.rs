@@ -3,7 +3,8 @@
 //!
 //! See `README.md` next to this crate for the actions, the state and the design choices behind them.
 
-pub mod battle;
+/// The battle engine, shared with the other fighting plugins (the `cauldron-battle` crate).
+pub use cauldron_battle as battle;
 mod content;
 
 use std::collections::BTreeMap;
@@ -11,38 +12,11 @@ use std::collections::BTreeMap;
 use cauldron_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use battle::{Battle, Fighter};
+use battle::{Battle, FIGHT_STATS, Fighter};
 use content::{BuffDef, Buffs, Demon, DemonDrop, DungeonTable, Herbs, Monsters, Recipes, tables};
 
 /// The dungeon plugin.
 pub struct Dungeon;
-
-/// Every stat a fighter is built from.
-const FIGHT_STATS: [&str; 23] = [
-    "attack",
-    "health",
-    "defense",
-    "speed",
-    "crit_rate",
-    "combo_rate",
-    "counter_rate",
-    "stun_rate",
-    "dodge_rate",
-    "vampire_rate",
-    "crit_resist",
-    "combo_resist",
-    "counter_resist",
-    "stun_resist",
-    "dodge_resist",
-    "vampire_resist",
-    "heal_boost",
-    "crit_damage_boost",
-    "crit_damage_reduce",
-    "final_damage_boost",
-    "final_damage_reduce",
-    "combat_boost",
-    "resistance_boost",
-];
 
 const DAY_MS: i64 = 86_400_000;
 /// Asia/Shanghai is UTC+8 all year.
@@ -315,6 +289,7 @@ fn spec(
         kinds: vec![],
         content: content.iter().map(|s| (*s).to_owned()).collect(),
         query: false,
+        reads_player: String::new(),
     }
 }
 

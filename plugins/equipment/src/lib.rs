@@ -359,6 +359,7 @@ fn action(
         kinds: vec![],
         content: tables::ALL.iter().map(|t| (*t).to_owned()).collect(),
         query: false,
+        reads_player: String::new(),
     }
 }
 

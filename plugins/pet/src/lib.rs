@@ -466,6 +466,7 @@ fn spec(name: &str, title: &str, description: &str, params: Vec<ParamSpec>, read
         kinds: vec![],
         content: vec![PETS_TABLE.into()],
         query: false,
+        reads_player: String::new(),
     }
 }
 

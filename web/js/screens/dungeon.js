@@ -27,7 +27,7 @@ function actionText(a, names) {
 }
 
 /** Plays a battle into `el` round by round; resolves when done (or skipped). */
-async function playBattle(ctx, el, battle, names, summary) {
+export async function playBattle(ctx, el, battle, names, summary) {
   const token = {};
   ctx.memo.battleToken = token;
   let skip = false;

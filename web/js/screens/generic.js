@@ -8,7 +8,8 @@ function field(ctx, spec) {
   switch (spec.type) {
     case 'integer':
     case 'number':
-      input = h('input', { type: 'number', name: spec.name, id, step: spec.type === 'integer' ? 1 : 'any', required: spec.required });
+    case 'player':
+      input = h('input', { type: 'number', name: spec.name, id, step: spec.type === 'number' ? 'any' : 1, required: spec.required });
       break;
     case 'bool':
       input = h('input', { type: 'checkbox', name: spec.name, id });
@@ -40,7 +41,7 @@ function readParams(form, specs) {
       continue;
     }
     if (el.value === '') continue;
-    params[spec.name] = spec.type === 'integer' ? parseInt(el.value, 10) : spec.type === 'number' ? Number(el.value) : el.value;
+    params[spec.name] = spec.type === 'integer' || spec.type === 'player' ? parseInt(el.value, 10) : spec.type === 'number' ? Number(el.value) : el.value;
   }
   return params;
 }

@@ -1,7 +1,7 @@
 // 排行 Leaderboards (with what each row is about) and who is online.
 import { h, bi, fmt, QUALITY_ORDER } from '../ui.js';
 
-const BOARDS = ['realm', 'spirit_stones', 'dungeon', 'equipment', 'pets'];
+const BOARDS = ['realm', 'spirit_stones', 'dungeon', 'duel', 'equipment', 'pets'];
 
 async function load(ctx, board) {
   ctx.memo.board = board;
@@ -30,6 +30,7 @@ function scoreText(ctx, board, score) {
     return `${cn} · ${en}`;
   }
   if (board === 'dungeon') return `第${fmt(score)}层 Floor ${fmt(score)}`;
+  if (board === 'duel') return `${fmt(score)} 胜 wins`;
   if (board === 'spirit_stones') return `${fmt(score)} 灵石`;
   return null;
 }

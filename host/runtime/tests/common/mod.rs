@@ -115,6 +115,7 @@ pub(crate) fn call<T: serde::Serialize>(action: &str, params: &T) -> Call {
         now_ms: 1_700_000_000_000,
         seed: 42,
         content: BTreeMap::new(),
+        other_player: None,
     }
 }
 

@@ -1,8 +1,10 @@
-//! The turn-based battle engine, as one pure function.
+//! The turn-based battle engine shared by the game's fighting plugins (`dungeon`, `duel`), as one
+//! pure function.
 //!
 //! [`fight`] takes two [`Fighter`]s built from server-side numbers and a random source, and plays the
 //! whole battle at once, returning the winner and a round-by-round log for display. Nothing here reads
-//! the player's state or the client's params.
+//! a player's state or the client's params: each plugin builds its fighters (from effective stats,
+//! content tables) and depends on this crate, so every fight in the game follows the same rules.
 
 use cauldron_sdk::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -13,6 +15,33 @@ pub const DODGE_CAP: f64 = 0.8;
 pub const LIFESTEAL_SHARE: f64 = 0.2;
 /// Rounds after which the battle stops and the player loses.
 pub const DEFAULT_ROUND_CAP: u32 = 100;
+
+/// Every stat a fighter is built from, by its shared stat name.
+pub const FIGHT_STATS: [&str; 23] = [
+    "attack",
+    "health",
+    "defense",
+    "speed",
+    "crit_rate",
+    "combo_rate",
+    "counter_rate",
+    "stun_rate",
+    "dodge_rate",
+    "vampire_rate",
+    "crit_resist",
+    "combo_resist",
+    "counter_resist",
+    "stun_resist",
+    "dodge_resist",
+    "vampire_resist",
+    "heal_boost",
+    "crit_damage_boost",
+    "crit_damage_reduce",
+    "final_damage_boost",
+    "final_damage_reduce",
+    "combat_boost",
+    "resistance_boost",
+];
 
 /// One side's numbers for a battle.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -106,9 +135,9 @@ impl Fighter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
-    /// The player.
+    /// The player (the one who started the fight).
     Player,
-    /// The monster or floor guardian.
+    /// The monster, floor guardian or opponent.
     Enemy,
 }
 
