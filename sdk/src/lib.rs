@@ -20,6 +20,7 @@ mod doc;
 #[doc(hidden)]
 pub mod export;
 mod mem;
+pub mod paging;
 mod plugin;
 pub mod rng;
 mod sys;

@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{AppPath, AppQuery, Auth};
 use crate::cache::Services;
 use crate::state::AppState;
-use crate::store::{DEFAULT_PLAYER_NAME, Store};
+use crate::store::{DEFAULT_PLAYER_NAME, ScoreEntry, Store};
 
 /// The board the host keeps itself: spirit-stone balances, read from the currencies.
 pub const SPIRIT_STONES_BOARD: &str = "spirit_stones";
@@ -163,19 +163,7 @@ async fn board(
         ));
     }
     if board == SPIRIT_STONES_BOARD {
-        let entries = store
-            .top_named_balances(SPIRIT_STONES_BOARD, limit)
-            .await?
-            .into_iter()
-            .zip(1u64..)
-            .map(|(s, rank)| Row {
-                rank,
-                player_id: s.player_id,
-                name: s.name,
-                score: s.score,
-                detail: None,
-            })
-            .collect();
+        let entries = ranked(store.top_named_balances(SPIRIT_STONES_BOARD, limit).await?);
         return Ok(axum::Json(Board { board, entries }));
     }
     // Players still without a chosen name are left off, so ask the service for more rows than shown.
@@ -190,38 +178,24 @@ async fn board(
     let ids: Vec<i64> = cached.iter().map(|r| r.player).collect();
     let names = store.player_names(&ids).await?;
     // A player deleted since is skipped; the database read below would not list them either.
-    let mut entries: Vec<Row> = cached
-        .iter()
-        .filter_map(|r| {
-            let name = names.get(&r.player)?;
-            (name != DEFAULT_PLAYER_NAME).then(|| (r, name.clone()))
-        })
-        .take(limit as usize)
-        .zip(1u64..)
-        .map(|((r, name), rank)| Row {
-            rank,
-            player_id: r.player,
-            name,
-            score: r.score,
-            detail: None,
-        })
-        .collect();
+    let mut entries = ranked(
+        cached
+            .iter()
+            .filter_map(|r| {
+                let name = names.get(&r.player)?;
+                (name != DEFAULT_PLAYER_NAME).then(|| ScoreEntry {
+                    player_id: r.player,
+                    name: name.clone(),
+                    score: r.score,
+                })
+            })
+            .take(limit as usize)
+            .collect(),
+    );
     // The service's rows are the whole board when it returned fewer than asked; otherwise too many
     // unnamed players may have crowded the named ones out, and the database answers exactly.
     if cached.is_empty() || (entries.len() < limit as usize && cached.len() >= asked) {
-        entries = store
-            .top_named_scores(&board, limit)
-            .await?
-            .into_iter()
-            .zip(1u64..)
-            .map(|(s, rank)| Row {
-                rank,
-                player_id: s.player_id,
-                name: s.name,
-                score: s.score,
-                detail: None,
-            })
-            .collect();
+        entries = ranked(store.top_named_scores(&board, limit).await?);
     }
     let ids: Vec<i64> = entries.iter().map(|r| r.player_id).collect();
     let mut details = store.board_details(&board, &ids).await?;
@@ -370,4 +344,19 @@ async fn online_players(
         })
         .collect();
     Ok(axum::Json(OnlinePlayers { count, players }))
+}
+
+/// Scores, best first, as numbered rows (details are filled in afterwards).
+fn ranked(scores: Vec<ScoreEntry>) -> Vec<Row> {
+    scores
+        .into_iter()
+        .zip(1u64..)
+        .map(|(s, rank)| Row {
+            rank,
+            player_id: s.player_id,
+            name: s.name,
+            score: s.score,
+            detail: None,
+        })
+        .collect()
 }

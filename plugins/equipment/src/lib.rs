@@ -267,8 +267,7 @@ fn slot_key(c: &Tables, slot: Option<String>) -> Result<Option<String>, Error> {
     Ok(slot)
 }
 
-/// Most pieces one page of `list` may hold.
-pub const MAX_PAGE_SIZE: usize = 100;
+pub use cauldron_sdk::paging::MAX_PAGE_SIZE;
 
 #[derive(Debug, Default, Deserialize)]
 struct ListParams {
@@ -783,19 +782,7 @@ fn list(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
         .as_ref()
         .map(|q| quality_keys(c, q, "quality"))
         .transpose()?;
-    let page = usize::try_from(p.page.unwrap_or(1))
-        .ok()
-        .filter(|&n| n >= 1)
-        .ok_or_else(|| Error::bad_params("`page` counts from 1"))?;
-    let page_size = p
-        .page_size
-        .map(|n| {
-            usize::try_from(n)
-                .ok()
-                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                .ok_or_else(|| Error::bad_params(format!("`page_size` must be 1 to {MAX_PAGE_SIZE}")))
-        })
-        .transpose()?;
+    let paging = cauldron_sdk::paging::Page::from_params(p.page, p.page_size)?;
     let items = bag(ctx)?;
     let mut views = items
         .iter()
@@ -813,25 +800,14 @@ fn list(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
         ))
     });
     let matched = views.len();
-    let (pages, views) = match page_size {
-        Some(size) => (
-            matched.div_ceil(size).max(1),
-            views
-                .into_iter()
-                .skip((page - 1).saturating_mul(size))
-                .take(size)
-                .collect(),
-        ),
-        None if page == 1 => (1, views),
-        None => (1, Vec::new()),
-    };
+    let (pages, views) = paging.cut(views);
     let total: f64 = c.qualities().iter().map(|q| q.odds.max(0.0)).sum();
     let reply = ListReply {
         total: items.len(),
         matched,
-        page,
+        page: paging.page,
         pages,
-        page_size,
+        page_size: paging.size,
         equipped: items
             .iter()
             .filter(|(_, i)| i.equipped)

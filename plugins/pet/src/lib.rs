@@ -337,8 +337,7 @@ pub struct ListReply {
     pub page_size: Option<usize>,
 }
 
-/// Most pets one page of `list` may hold.
-pub const MAX_PAGE_SIZE: usize = 100;
+pub use cauldron_sdk::paging::MAX_PAGE_SIZE;
 
 /// Payload of the `rare_pet` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -984,19 +983,7 @@ fn list(ctx: &mut Ctx) -> Result<(), Error> {
         .as_ref()
         .map(|q| quality_keys(&table, q, "quality"))
         .transpose()?;
-    let page = usize::try_from(p.page.unwrap_or(1))
-        .ok()
-        .filter(|&n| n >= 1)
-        .ok_or_else(|| Error::bad_params("`page` counts from 1"))?;
-    let page_size = p
-        .page_size
-        .map(|n| {
-            usize::try_from(n)
-                .ok()
-                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                .ok_or_else(|| Error::bad_params(format!("`page_size` must be 1 to {MAX_PAGE_SIZE}")))
-        })
-        .transpose()?;
+    let paging = cauldron_sdk::paging::Page::from_params(p.page, p.page_size)?;
     let all = all_pets(ctx)?;
     let total = all.len();
     let mut pets: Vec<PetView> = all
@@ -1009,24 +996,14 @@ fn list(ctx: &mut Ctx) -> Result<(), Error> {
         key(b).cmp(&key(a)).then_with(|| a.id.cmp(&b.id))
     });
     let matched = pets.len();
-    let (pages, pets) = match page_size {
-        Some(size) => (
-            matched.div_ceil(size).max(1),
-            pets.into_iter()
-                .skip((page - 1).saturating_mul(size))
-                .take(size)
-                .collect(),
-        ),
-        None if page == 1 => (1, pets),
-        None => (1, Vec::new()),
-    };
+    let (pages, pets) = paging.cut(pets);
     ctx.reply(&ListReply {
         pets,
         total,
         matched,
-        page,
+        page: paging.page,
         pages,
-        page_size,
+        page_size: paging.size,
     })
 }
 
