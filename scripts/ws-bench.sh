@@ -12,7 +12,7 @@
 #
 # With VIA_NGINX=1 the sockets (and the registrations and the shout) go through nginx, as in production:
 # deploy/nginx.conf rendered by deploy/render-nginx-conf.sh with the one host as its upstream, on
-# PORT + 1, with its temporary folders in the work folder (as host/tests/nginx.rs runs it); nginx's
+# PORT + 1, with its temporary folders in the work folder (as host/tests/integration/nginx.rs runs it); nginx's
 # RSS is read beside the host's. Each proxied socket is two of nginx's descriptors, so nginx needs an
 # open-file limit of twice CONNECTIONS plus a few hundred: it raises its own (worker_rlimit_nofile)
 # where it may, else the shell's limit applies.

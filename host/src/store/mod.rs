@@ -10,7 +10,7 @@
 //! how a write transaction begins, and SQLite's in-process writer gate
 //! (`postgres.rs`, `sqlite.rs`). Queries are checked at run time (`query_as` + `FromRow`), not by
 //! sqlx's compile-time macros: those check against one database per crate, and this crate has two. What
-//! keeps the SQL honest on both is the shared suite in `host/tests/store.rs`, which runs every case
+//! keeps the SQL honest on both is the shared suite in `host/tests/integration/store.rs`, which runs every case
 //! against both. The schemas live in `migrations/{postgres,sqlite}`, in lock-step.
 //!
 //! [`Store::apply`] takes [`CheckedEffects`]: effects the game layer validated against the loaded

@@ -11,10 +11,7 @@
     reason = "a test should fail loudly on any unexpected error"
 )]
 
-use std::collections::hash_map::RandomState;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,25 +26,6 @@ const WAIT: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// Logs from the services, shown by the test harness when a test fails.
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("cauldron_host=debug"))
-        .try_init();
-}
-
-fn random_u64() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.finish()
-}
 
 /// Deletes every key under a prefix when dropped, so a failing test leaves nothing behind either.
 struct KeyGuard {
@@ -82,8 +60,8 @@ fn config(url: &str, prefix: &str, startup_attempts: u32) -> ServicesConfig {
 
 /// Services on the machine's Redis under a fresh prefix, and the guard that cleans the prefix up.
 async fn redis_services() -> (Services, KeyGuard) {
-    init_logs();
-    let prefix = format!("cauldron-test:{:016x}:", random_u64());
+    crate::common::init_logs();
+    let prefix = format!("cauldron-test:{:016x}:", crate::common::random_u64());
     let guard = KeyGuard {
         url: REDIS_URL.to_owned(),
         prefix: prefix.clone(),
@@ -139,14 +117,6 @@ fn b(s: &'static str) -> Bytes {
     Bytes::from_static(s.as_bytes())
 }
 
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn server_url(port: u16) -> String {
     format!("redis://127.0.0.1:{port}")
@@ -546,10 +516,10 @@ async fn rate_limits_and_presence_are_shared_between_nodes() {
 
 #[tokio::test]
 async fn redis_down_at_start_means_degraded_not_dead_then_connects_when_it_appears() {
-    init_logs();
-    let port = free_port();
+    crate::common::init_logs();
+    let port = crate::common::free_port();
     let url = server_url(port);
-    let prefix = format!("cauldron-test:{:016x}:", random_u64());
+    let prefix = format!("cauldron-test:{:016x}:", crate::common::random_u64());
     let started = Instant::now();
     let s = timeout(WAIT, Services::connect_with(config(&url, &prefix, 2)))
         .await
@@ -588,10 +558,10 @@ async fn redis_down_at_start_means_degraded_not_dead_then_connects_when_it_appea
 
 #[tokio::test]
 async fn redis_outage_degrades_then_recovers_without_rebuilding_services() {
-    init_logs();
-    let port = free_port();
+    crate::common::init_logs();
+    let port = crate::common::free_port();
     let mut server = OwnRedis::start(port).await;
-    let prefix = format!("cauldron-test:{:016x}:", random_u64());
+    let prefix = format!("cauldron-test:{:016x}:", crate::common::random_u64());
     let node = Services::connect_with(config(&server.url(), &prefix, 3))
         .await
         .unwrap();

@@ -12,7 +12,7 @@
 //!
 //! Needs nginx (Debian's `nginx-light`; `.ci/run` installs it): found on `PATH`, in `/usr/sbin`, or
 //! at `CAULDRON_NGINX`; the test fails, saying so, without it. Also what `cluster.rs` needs:
-//! PostgreSQL, Redis and the plugins built (see `common/mod.rs`). Waits are polls bounded by
+//! PostgreSQL, Redis and the plugins built (see `common`). Waits are polls bounded by
 //! deadlines; nothing is timed. nginx writes its access log as the test reads it: only complete lines
 //! are read, and a check on a request's line waits for it.
 
@@ -22,7 +22,6 @@
     reason = "a test reports what nginx did, and its logs on failure, on stderr"
 )]
 
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -35,8 +34,8 @@ use reqwest::header::{self, HeaderMap};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::cluster::{ADMIN_TOKEN, Host, Shared, Socket, next, post_json, register_at, shout};
-use common::{complete_lines, copy_dir};
+use crate::crate::common::cluster::{ADMIN_TOKEN, Host, Shared, Socket, next, post_json, register_at, shout};
+use crate::common::{complete_lines, copy_dir};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// A fingerprinted asset the test adds to its copy of `web/` (the client itself has none yet).
@@ -64,14 +63,6 @@ fn nginx_binary() -> PathBuf {
                  to an nginx binary"
             )
         })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// nginx's workers drop root to `nobody`: the folders they read must be open to everyone.
@@ -110,7 +101,7 @@ impl Nginx {
         let nginx = nginx_binary();
         let dir = tempfile::tempdir().unwrap();
         world_readable(dir.path());
-        let port = free_port();
+        let port = crate::common::free_port();
         let render = Command::new("bash")
             .arg(repo_root().join("deploy/render-nginx-conf.sh"))
             .arg(format!("127.0.0.1:{port}"))
@@ -373,7 +364,7 @@ async fn the_web_client_is_served_with_its_cache_and_security_headers() {
     let root = web_root();
     let web = root.path().join("web");
     // No host runs: static files never reach the upstream.
-    let (p1, p2) = (free_port(), free_port());
+    let (p1, p2) = (crate::common::free_port(), crate::common::free_port());
     let (a, b) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
     let nginx = Nginx::start(&web, &[&a, &b]).await;
     let index = std::fs::read(web.join("index.html")).unwrap();
@@ -891,7 +882,7 @@ async fn clients_behind_nginx_are_limited_apart() {
     let (flooder, neighbour) = (client("127.0.0.2"), client("127.0.0.3"));
     let register = "/api/v1/auth/register";
     let login = "/api/v1/auth/login";
-    let account = || json!({"username": format!("nx_{:08x}", common::random_u64() as u32), "password": "hunter2hunter2"});
+    let account = || json!({"username": format!("nx_{:08x}", crate::common::random_u64() as u32), "password": "hunter2hunter2"});
 
     // The flood: three registrations pass, then every one is refused, whichever host nginx picks,
     // and whatever the client claims to forward for.

@@ -29,14 +29,12 @@
     reason = "a test: failures should panic and say where"
 )]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-mod common;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -46,14 +44,6 @@ fn which(name: &str) -> Option<PathBuf> {
             .map(|p| p.join(name))
             .find(|p| p.is_file())
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Kills the child when dropped.
@@ -413,7 +403,7 @@ fn browser_tools() -> Option<(PathBuf, PathBuf)> {
 
 /// chromedriver on a free port, once it answers.
 async fn start_driver(http: &reqwest::Client, driver_bin: &Path) -> (Proc, String) {
-    let dport = free_port();
+    let dport = crate::common::free_port();
     let driver = Proc(
         Command::new(driver_bin)
             .arg(format!("--port={dport}"))
@@ -482,11 +472,11 @@ async fn the_live_check_fails_when_ws_is_not_served() {
         .unwrap()
         .join("web");
     let web = web.display().to_string();
-    let app = common::TestApp::start_full(
-        common::Backend::SqliteLocal,
+    let app = crate::common::TestApp::start_full(
+        crate::common::Backend::SqliteLocal,
         &[("WEB_DIR", &web)],
         |_| {},
-        common::Options { websocket: false },
+        crate::common::Options { websocket: false },
     )
     .await;
     let http = reqwest::Client::new();
@@ -494,7 +484,7 @@ async fn the_live_check_fails_when_ws_is_not_served() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Browser::start(&http, &driver, "A", &tmp.path().join("profile-a")).await;
     let b = Browser::start(&http, &driver, "B", &tmp.path().join("profile-b")).await;
-    let user = format!("nows{:08x}", common::random_u64() as u32);
+    let user = format!("nows{:08x}", crate::common::random_u64() as u32);
     let password = "jade-mountain-42";
     a.goto(&app.base).await;
     a.wait_css("#username", 20).await;
@@ -525,8 +515,8 @@ async fn the_web_client_plays_the_game_in_chromium() {
     // client, with the shipped plugins (not the probe fixture) and the test economy. Its game clock
     // is the test's to move.
     let web = root.join("web").display().to_string();
-    let app = common::TestApp::start_full(
-        common::Backend::SqliteLocal,
+    let app = crate::common::TestApp::start_full(
+        crate::common::Backend::SqliteLocal,
         &[
             ("WEB_DIR", &web),
             ("MAX_BODY_BYTES", "65536"),
@@ -550,7 +540,7 @@ async fn the_web_client_plays_the_game_in_chromium() {
                 "rewards = [1000000, 2000, 3000, 4000, 5000, 6000, 10000]",
             );
         },
-        common::Options::default(),
+        crate::common::Options::default(),
     )
     .await;
     let base = app.base.clone();
@@ -566,7 +556,7 @@ async fn the_web_client_plays_the_game_in_chromium() {
     std::fs::create_dir_all(&shots).unwrap();
 
     let mut a = Browser::start(&http, &driver, "A", &tmp.path().join("profile-a")).await;
-    let user = format!("daoist{:08x}", common::random_u64() as u32);
+    let user = format!("daoist{:08x}", crate::common::random_u64() as u32);
     let password = "jade-mountain-42";
 
     // Register.
@@ -636,7 +626,7 @@ async fn the_web_client_plays_the_game_in_chromium() {
 
     // A display name: the nameless are kept off the leaderboards, and others see only this name.
     // At most 6 characters, unique among the tests' hosts.
-    let display = format!("道{:05x}", common::random_u64() as u32 & 0xf_ffff);
+    let display = format!("道{:05x}", crate::common::random_u64() as u32 & 0xf_ffff);
     a.click("[data-testid=tab-character]").await;
     a.type_into("[data-testid=rename-input]", &display).await;
     a.click("[data-testid=rename-btn]").await;

@@ -7,7 +7,7 @@
 //! One more case stops the database under a loaded host: it runs a PostgreSQL server of its own
 //! (`PgServer`), which needs PostgreSQL's server programs besides.
 //!
-//! Needs what the API tests need (see `common/mod.rs`): PostgreSQL, Redis, and the plugins built.
+//! Needs what the API tests need (see `common`): PostgreSQL, Redis, and the plugins built.
 //! Waits are polls bounded by deadlines. The rollout time and the outage's latencies are measured and
 //! printed, not asserted beyond generous bounds (timing belongs in docs/benchmarks.md).
 
@@ -17,7 +17,6 @@
     reason = "a test reports its measurements on stderr"
 )]
 
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +28,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
-use common::cluster::{ADMIN_TOKEN, DEADLINE, Host, PgServer, Shared, fixture, next, post, register, shout};
+use crate::crate::common::cluster::{ADMIN_TOKEN, DEADLINE, Host, PgServer, Shared, fixture, next, post, register, shout};
 
 /// The probe version `host` serves now, by asking it (`whoami`); `None` if it serves no probe.
 async fn probe_version(host: &Host, token: &str) -> Option<String> {

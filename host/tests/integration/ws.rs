@@ -4,13 +4,12 @@
 
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion here")]
 
-mod common;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use cauldron_host::bus::Channel;
-use common::{Backend, TestApp};
+use crate::common::{Backend, TestApp};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -28,7 +27,7 @@ struct User {
 }
 
 async fn register(app: &TestApp) -> User {
-    let (token, player_id, _) = common::cluster::register_at(&app.base).await;
+    let (token, player_id, _) = crate::common::cluster::register_at(&app.base).await;
     User { token, player_id }
 }
 
@@ -88,22 +87,8 @@ async fn close_of(socket: &mut Socket) -> (CloseCode, String) {
     .expect("close within the deadline")
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod pg_redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Backend::PgRedis).await }
-            )*
-        }
-        mod sqlite_local {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Backend::SqliteLocal).await }
-            )*
-        }
-    };
-}
-
 both_backends!(
+    crate::common::backend;
     auth_failures_close_with_a_reason,
     actions_run_over_the_socket_like_over_http,
     events_of_other_players_actions_reach_the_socket,
@@ -480,8 +465,8 @@ async fn online_players_until(app: &TestApp, want: impl Fn(&Value) -> bool) -> V
 
 async fn the_online_list_shows_display_names_and_since_when(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let (token, player_id, username) = common::cluster::register_at(&app.base).await;
-    let name = format!("在{:04x}", common::random_u64() as u16);
+    let (token, player_id, username) = crate::common::cluster::register_at(&app.base).await;
+    let name = format!("在{:04x}", crate::common::random_u64() as u16);
     let resp = app
         .http
         .post(app.url("/api/v1/player/name"))
@@ -548,7 +533,7 @@ fn only_legendary_pets(plugins: &std::path::Path) {
 async fn announcements_carry_the_display_name(backend: Backend) {
     let app = TestApp::start_prepared(backend, &[], only_legendary_pets).await;
     let watcher = register(&app).await;
-    let (token, player_id, username) = common::cluster::register_at(&app.base).await;
+    let (token, player_id, username) = crate::common::cluster::register_at(&app.base).await;
     let post = |path: &str, body: Value| {
         app.http
             .post(app.url(path))
@@ -556,7 +541,7 @@ async fn announcements_carry_the_display_name(backend: Backend) {
             .json(&body)
             .send()
     };
-    let name = format!("宠{:04x}", common::random_u64() as u16);
+    let name = format!("宠{:04x}", crate::common::random_u64() as u16);
     assert_eq!(
         post("/api/v1/player/name", json!({"name": name}))
             .await

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion in a test")]
 
-mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use cauldron_host::game::{ActionRequest, Game, GameError};
 use cauldron_host::metrics::Metrics;
 use cauldron_host::store::{self, Role, Store};
 use cauldron_runtime::{Limits, PluginSource, Registry, Runtime};
-use common::{Backend, TestApp};
+use crate::common::{Backend, TestApp};
 use serde_json::json;
 
 /// A fresh account with a character; returns the player id.
@@ -47,20 +46,8 @@ async fn gems(game: &Game, player_id: i64) -> i64 {
         .unwrap_or(0)
 }
 
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod pg_redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() { super::$case(super::TestApp::start(super::Backend::PgRedis).await).await; })*
-        }
-        mod sqlite_local {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() { super::$case(super::TestApp::start(super::Backend::SqliteLocal).await).await; })*
-        }
-    };
-}
-
 both_backends!(
+    crate::common::TestApp::start;
     double_spend,
     atomicity,
     idempotency,

@@ -27,13 +27,12 @@
     reason = "the rules produce exact values the test recomputes"
 )]
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Backend, TestApp};
+use crate::common::{Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -58,7 +57,7 @@ async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
 
 impl<'a> Player<'a> {
     async fn register(app: &'a TestApp, tag: &str) -> Self {
-        let username = format!("{tag}_{:08x}", common::random_u64() as u32);
+        let username = format!("{tag}_{:08x}", crate::common::random_u64() as u32);
         let resp = app
             .http
             .post(app.url("/api/v1/auth/register"))
@@ -680,29 +679,8 @@ async fn start_run(p: &Player<'_>, spirit_base: f64) -> Value {
 
 // ---- the scenarios ------------------------------------------------------------------------------
 
-/// Generates `pg_redis::case` and `sqlite_local::case` for each `async fn case(app: TestApp)`.
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod pg_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::PgRedis).await;
-                }
-            )*
-        }
-        mod sqlite_local {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::SqliteLocal).await;
-                }
-            )*
-        }
-    };
-}
 
-both_backends!(play_a_fresh_account, play_a_designer_economy);
+both_backends!(crate::common::backend; play_a_fresh_account, play_a_designer_economy);
 
 /// The shipped content, played from registration as far as its prices allow a new account.
 async fn play_a_fresh_account(backend: Backend) {

@@ -24,7 +24,6 @@ use cauldron_sdk::wire::{Buff, Effect, Entity, Event, Modifier, PlayerState, Sco
 use serde_json::json;
 use sqlx::Connection;
 
-mod common;
 
 // ---- harness ----------------------------------------------------------------------------------------
 
@@ -60,6 +59,15 @@ fn unique_name() -> String {
         nanos % 1_000_000_000_000,
         SEQ.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A [`TestDb`] on the database of `backend` (the store suite needs no Redis).
+async fn test_db(backend: crate::common::Backend) -> TestDb {
+    TestDb::new(match backend {
+        crate::common::Backend::PgRedis => Backend::Pg,
+        crate::common::Backend::SqliteLocal => Backend::Sqlite,
+    })
+    .await
 }
 
 impl TestDb {
@@ -141,29 +149,9 @@ async fn raw_execute(db: &TestDb, sql: &str) {
     }
 }
 
-/// Generates `pg::case` and `sqlite::case` for each `async fn case(db: TestDb)` below.
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod pg {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestDb::new(super::Backend::Pg).await).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestDb::new(super::Backend::Sqlite).await).await;
-                }
-            )*
-        }
-    };
-}
 
 both_backends!(
+    test_db;
     migrations_run_and_are_idempotent,
     accounts_and_players,
     apply_each_effect_and_read_it_back,
@@ -1242,7 +1230,7 @@ async fn concurrent_spends_of_many_players_in_batches_never_oversell(db: TestDb)
 /// action is answered with a clean "unavailable", not a hang or a generic failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_killed_mid_batch_applies_none_and_answers_each_unavailable() {
-    let server = common::cluster::PgServer::start();
+    let server = crate::common::cluster::PgServer::start();
     let url = server.url();
     let store = batching_store(&url, 3).await;
     store.migrate().await.unwrap();

@@ -5,12 +5,11 @@
 
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion here")]
 
-mod common;
 
 use std::time::{Duration, Instant};
 
 use cauldron_host::auth::{Claims, TokenKeys};
-use common::{Backend, TEST_SECRET, TestApp};
+use crate::common::{Backend, TEST_SECRET, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -26,7 +25,7 @@ struct User {
 }
 
 fn unique_username(tag: &str) -> String {
-    format!("{tag}_{:08x}", common::random_u64() as u32)
+    format!("{tag}_{:08x}", crate::common::random_u64() as u32)
 }
 
 async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
@@ -160,29 +159,9 @@ async fn grant(app: &TestApp, user: &User, key: &str) -> (StatusCode, Option<Str
     (status, retry_after, body)
 }
 
-/// Generates `pg_redis::case` and `sqlite_local::case` for each `async fn case(app: TestApp)`.
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod pg_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestApp::start(super::Backend::PgRedis).await).await;
-                }
-            )*
-        }
-        mod sqlite_local {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestApp::start(super::Backend::SqliteLocal).await).await;
-                }
-            )*
-        }
-    };
-}
 
 both_backends!(
+    crate::common::TestApp::start;
     register_login_me_logout,
     a_revocation_the_bus_missed_is_refused_after_a_reload,
     bad_tokens_are_401,
@@ -217,35 +196,16 @@ both_backends!(
     players_around_me_are_paged_nearest_first_and_named_only,
 );
 
-/// Generates `pg_redis_duel::case` and `sqlite_local_duel::case` for each `async fn case(app)`, on
-/// an app whose duel content lets new characters duel at once (level 1, no spirit cost).
-macro_rules! both_backends_easy_duels {
-    ($($case:ident),* $(,)?) => {
-        mod pg_redis_duel {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let app = super::TestApp::start_prepared(super::Backend::PgRedis, &[], super::easy_duels)
-                        .await;
-                    super::$case(app).await;
-                }
-            )*
-        }
-        mod sqlite_local_duel {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let app =
-                        super::TestApp::start_prepared(super::Backend::SqliteLocal, &[], super::easy_duels)
-                            .await;
-                    super::$case(app).await;
-                }
-            )*
-        }
-    };
+
+/// An app whose duel content lets new characters duel at once (level 1, no spirit cost).
+async fn easy_duel_app(backend: Backend) -> TestApp {
+    TestApp::start_prepared(backend, &[], easy_duels).await
 }
 
-both_backends_easy_duels!(two_players_duel_and_only_the_challenger_changes);
+mod easy_duels {
+    both_backends!(crate::api::easy_duel_app; two_players_duel_and_only_the_challenger_changes);
+    use super::two_players_duel_and_only_the_challenger_changes;
+}
 
 /// `POST /api/v1/player/name`.
 async fn rename(app: &TestApp, user: &User, name: &str) -> (StatusCode, Value) {
@@ -260,7 +220,7 @@ async fn rename(app: &TestApp, user: &User, name: &str) -> (StatusCode, Value) {
 
 /// A display name no other test uses: `tag` and five hex digits (at most 6 characters).
 fn unique_name(tag: &str) -> String {
-    format!("{tag}{:05x}", common::random_u64() as u32 & 0xf_ffff)
+    format!("{tag}{:05x}", crate::common::random_u64() as u32 & 0xf_ffff)
 }
 
 /// Renames `user` to a fresh name starting with `tag` (one character) and returns it.
@@ -281,7 +241,7 @@ const NAMELESS: &str = "无名修士";
 /// of the same name.
 async fn stored_plugin_versions_serve_after_a_restart(mut first: TestApp) {
     assert_eq!(first.stored_artifacts, 0, "a fresh database has no stored plugin");
-    let v2 = common::cluster::fixture("probe_v2.wasm");
+    let v2 = crate::common::cluster::fixture("probe_v2.wasm");
     let store = &first.state.store;
     let stored = store.put_artifact("probe", "0.2.0", &v2).await.unwrap();
     store.activate_artifact("probe", "0.2.0").await.unwrap();
@@ -737,7 +697,7 @@ async fn register_login_me_logout(app: TestApp) {
     assert!(me["account"].get("password_hash").is_none());
 
     // Chinese names are allowed; the rules speak clearly otherwise.
-    let cjk = format!("李逍遥{}", common::random_u64() % 1000);
+    let cjk = format!("李逍遥{}", crate::common::random_u64() % 1000);
     let (status, body) = post(
         &app,
         "/api/v1/auth/register",
@@ -867,7 +827,7 @@ async fn bad_tokens_are_401(app: TestApp) {
         sub: user.account_id.to_string(),
         pid: user.player_id,
         role: "player".into(),
-        jti: format!("{:x}", common::random_u64()),
+        jti: format!("{:x}", crate::common::random_u64()),
         iat: now - 7200,
         exp,
     };
@@ -1717,7 +1677,7 @@ async fn deep_documents_are_refused_and_the_player_keeps_playing(app: TestApp) {
 async fn nul_text_is_a_client_error_that_logs_nothing_at_error(app: TestApp) {
     let user = register(&app, "nul").await;
     let before = full_state(&app, &user).await;
-    let rid = format!("nul-{:016x}", common::random_u64());
+    let rid = format!("nul-{:016x}", crate::common::random_u64());
     let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
         let mut req = app
             .http

@@ -10,7 +10,6 @@
 //!
 //! [`cluster`] runs the real binary instead, as separate processes sharing one database and prefix.
 
-#![allow(dead_code, reason = "each test binary uses a different subset")]
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion in a test harness")]
 
 use std::collections::HashMap;
@@ -27,6 +26,36 @@ use sqlx::Connection;
 use tracing_subscriber::Layer as _;
 
 pub(crate) mod cluster;
+
+/// Runs each async `case` on both backends: generates `pg_redis::case` (PostgreSQL and Redis) and
+/// `sqlite_local::case` (SQLite and in-process services), each calling
+/// `case(setup(backend).await)`. `setup` is the path of an async fn from [`Backend`] to the case's
+/// argument: `crate::common::TestApp::start` for an app, [`backend`] for the backend itself.
+macro_rules! both_backends {
+    ($setup:path; $($case:ident),* $(,)?) => {
+        mod pg_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case($setup($crate::common::Backend::PgRedis).await).await;
+                }
+            )*
+        }
+        mod sqlite_local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case($setup($crate::common::Backend::SqliteLocal).await).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The backend itself, for [`both_backends!`] cases that start their own apps.
+pub(crate) async fn backend(backend: Backend) -> Backend {
+    backend
+}
 
 /// The JWT secret every test app signs with (tests forge and expire tokens with it).
 pub(crate) const TEST_SECRET: &str = "api-tests-secret-0123456789abcdef-0123456789";
@@ -55,6 +84,16 @@ pub(crate) fn shared_module_cache() -> PathBuf {
     std::env::temp_dir().join("cauldron-tests-module-cache")
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server a test starts.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A random number, different for every call in this process and across processes.
 pub(crate) fn random_u64() -> u64 {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let mut h = RandomState::new().build_hasher();
@@ -397,8 +436,8 @@ impl Drop for TestApp {
 /// to (from the host's `http` span).
 static ERRORS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
 
-/// Logs to the test writer, plus [`ErrorCapture`]; once per test binary.
-fn init_logs() {
+/// Logs to the test writer (shown for a failing test), plus [`ErrorCapture`]; once per process.
+pub(crate) fn init_logs() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::registry()
