@@ -70,7 +70,7 @@ BASE="http://127.0.0.1:$PORT"
 env -i PATH="$PATH" HOME="${HOME:-/root}" \
     DATABASE_URL="sqlite://$WORK/fuzz.db" \
     PLUGINS_DIR="$WORK/plugins" \
-    MODULE_CACHE_DIR="$WORK/module-cache" \
+    MODULE_CACHE_DIR="$REPORT_DIR/module-cache" \
     WEB_DIR="$WORK/no-web" \
     JWT_SECRET="schemathesis-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
     ADMIN_TOKEN="$ADMIN_TOKEN" \
@@ -84,7 +84,9 @@ env -i PATH="$PATH" HOME="${HOME:-/root}" \
     "$WORK/cauldron" >"$REPORT_DIR/host.log" 2>&1 &
 HOST_PID=$!
 
-for _ in $(seq 1 150); do
+# Up to two minutes: with a cold module cache the host compiles every plugin first, which takes a
+# while on a small machine that is busy with other builds.
+for _ in $(seq 1 600); do
     if curl -fsS "$BASE/readyz" >/dev/null 2>&1; then
         break
     fi
