@@ -74,6 +74,11 @@ pub const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Plugin announcements applied from the bus, by action and result.",
     ),
+    (
+        "cauldron_shadow_calls_total",
+        "counter",
+        "Live calls run again on a plugin's shadow version, by plugin, shadow version and result (identical, diverged, faulted, dropped).",
+    ),
 ];
 
 type Labels = Vec<(String, String)>;

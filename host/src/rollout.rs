@@ -22,6 +22,19 @@
 //! Rollback and unload travel the same way. The first upload of a plugin that serves from its file
 //! first stores that file's version, so a rollback has a stored target.
 //!
+//! # Canary and shadow
+//! A plugin may have two **companions**, stored versions beside the active one
+//! (`cauldron_runtime::Companion`). A **canary** serves a share of the players
+//! ([`Rollout::start_canary`]: validated and stored like an upload, not activated). Which players is
+//! `cauldron_runtime::canary_bucket`, a hash of the plugin name and the player id, so every host
+//! serves each player the same version without asking anyone, and widening the share
+//! ([`Rollout::set_canary_share`]) keeps the players who had it. [`Rollout::promote_canary`] makes it
+//! the active version (the one it replaces becomes the rollback target). A **shadow**
+//! ([`Rollout::attach_shadow`]) serves nobody: a share of the live calls is run on it as well, off the
+//! request path, and compared (`crate::game::shadow`). [`Rollout::end_companion`] removes either. Both
+//! are stored (`plugin_companions`), announced like the rest, and loaded at start-up after the
+//! active artifacts.
+//!
 //! At start-up the active artifacts are loaded after the plugin files ([`Rollout::load_active`]), so
 //! **a stored artifact wins over a file of the same name**: an upload is a deliberate, cluster-wide
 //! decision, a file is a host's default. A later change to that file still hot-reloads it on its host
@@ -32,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cauldron_runtime::{
-    HostFailure, PluginError, PluginSource, Registry, Runtime, read_content_dir, sha256_hex,
+    Companion, HostFailure, PluginError, PluginSource, Registry, Runtime, read_content_dir, sha256_hex,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +53,7 @@ use crate::bus::{Channel, Subscription};
 use crate::cache::Services;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::store::{ArtifactInfo, Store, StoreError};
+use crate::store::{ArtifactInfo, CompanionInfo, Store, StoreError};
 
 /// What one rollout step sends to the other hosts over the `plugins` channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +73,28 @@ pub enum Announcement {
         /// Plugin name.
         name: String,
     },
+    /// Make the stored artifact `name` `version` a companion of the active version (a canary
+    /// started or widened, a shadow attached or its share changed).
+    Companion {
+        /// `canary` or `shadow`.
+        kind: String,
+        /// Plugin name.
+        name: String,
+        /// The companion's version.
+        version: String,
+        /// Its sha256, checked against the stored bytes.
+        sha256: String,
+        /// Its share, in basis points (0 to 10 000).
+        share_bp: u32,
+    },
+    /// Remove the `kind` companion of `name` (a canary rolled back: every player is served the
+    /// active version; a shadow detached).
+    EndCompanion {
+        /// `canary` or `shadow`.
+        kind: String,
+        /// Plugin name.
+        name: String,
+    },
 }
 
 impl Announcement {
@@ -71,11 +106,23 @@ impl Announcement {
         }
     }
 
-    /// `activate` or `unload`, for metrics.
+    fn companion(info: &CompanionInfo) -> Self {
+        Self::Companion {
+            kind: info.kind.clone(),
+            name: info.name.clone(),
+            version: info.version.clone(),
+            sha256: info.sha256.clone(),
+            share_bp: u32::try_from(info.share_bp).unwrap_or(0),
+        }
+    }
+
+    /// `activate`, `unload`, `companion` or `end_companion`, for metrics.
     pub fn op(&self) -> &'static str {
         match self {
             Self::Activate { .. } => "activate",
             Self::Unload { .. } => "unload",
+            Self::Companion { .. } => "companion",
+            Self::EndCompanion { .. } => "end_companion",
         }
     }
 }
@@ -89,6 +136,8 @@ pub enum Applied {
     Loaded,
     /// The plugin was unloaded.
     Unloaded,
+    /// A companion (canary or shadow) was set, changed or removed.
+    Companion,
 }
 
 impl Applied {
@@ -98,6 +147,7 @@ impl Applied {
             Self::Unchanged => "unchanged",
             Self::Loaded => "loaded",
             Self::Unloaded => "unloaded",
+            Self::Companion => "companion",
         }
     }
 }
@@ -122,6 +172,17 @@ pub enum RolloutError {
     /// Neither loaded here nor stored as active.
     #[error("no plugin `{0}` is loaded")]
     NotLoaded(String),
+    /// The plugin has no such companion to change, promote or end.
+    #[error("plugin `{name}` has no {kind}")]
+    NoCompanion {
+        /// Plugin name.
+        name: String,
+        /// `canary` or `shadow`.
+        kind: &'static str,
+    },
+    /// An announcement names a companion kind this host does not know.
+    #[error("unknown companion kind `{0}`")]
+    UnknownCompanion(String),
     /// An announcement names an artifact the database does not hold.
     #[error("{name} {version} is not stored")]
     MissingArtifact {
@@ -282,33 +343,227 @@ impl Rollout {
                 if registry.get(name).is_some_and(|v| &v.sha256 == sha256) {
                     return Ok(Applied::Unchanged);
                 }
-                let bytes = self
-                    .inner
-                    .store
-                    .artifact_bytes(name, version)
-                    .await?
-                    .ok_or_else(|| RolloutError::MissingArtifact {
-                        name: name.clone(),
-                        version: version.clone(),
-                    })?;
-                if &sha256_hex(&bytes) != sha256 {
-                    return Err(RolloutError::ShaMismatch {
-                        name: name.clone(),
-                        version: version.clone(),
-                        sha256: sha256.clone(),
-                    });
-                }
-                let source = self.source_for(name, bytes).await?;
-                let loaded = self
-                    .inner
-                    .runtime
-                    .load(source)
-                    .await
-                    .map_err(|e| self.refused(name, e))?;
+                let loaded = self.load_stored(name, version, sha256).await?;
                 registry.publish(loaded);
                 Ok(Applied::Loaded)
             }
+            Announcement::Companion {
+                kind,
+                name,
+                version,
+                sha256,
+                share_bp,
+            } => {
+                let kind = companion_kind(kind)?;
+                let loaded = match registry.companion(kind, name) {
+                    Some((companion, share)) if &companion.sha256 == sha256 => {
+                        if share == *share_bp {
+                            return Ok(Applied::Unchanged);
+                        }
+                        companion
+                    }
+                    _ => self.load_stored(name, version, sha256).await?,
+                };
+                if !registry.set_companion(kind, loaded, *share_bp) {
+                    return Err(RolloutError::NotLoaded(name.clone()));
+                }
+                Ok(Applied::Companion)
+            }
+            Announcement::EndCompanion { kind, name } => {
+                let kind = companion_kind(kind)?;
+                Ok(if registry.clear_companion(kind, name).is_some() {
+                    Applied::Companion
+                } else {
+                    Applied::Unchanged
+                })
+            }
         }
+    }
+
+    /// Load the stored artifact `name` `version`, checking its bytes against `sha256`.
+    async fn load_stored(
+        &self,
+        name: &str,
+        version: &str,
+        sha256: &str,
+    ) -> Result<Arc<cauldron_runtime::PluginVersion>, RolloutError> {
+        let bytes = self
+            .inner
+            .store
+            .artifact_bytes(name, version)
+            .await?
+            .ok_or_else(|| RolloutError::MissingArtifact {
+                name: name.to_owned(),
+                version: version.to_owned(),
+            })?;
+        if sha256_hex(&bytes) != sha256 {
+            return Err(RolloutError::ShaMismatch {
+                name: name.to_owned(),
+                version: version.to_owned(),
+                sha256: sha256.to_owned(),
+            });
+        }
+        let source = self.source_for(name, bytes).await?;
+        self.inner
+            .runtime
+            .load(source)
+            .await
+            .map_err(|e| self.refused(name, e))
+    }
+
+    /// Validate `wasm` as a new version of `name`, store it (not active) and serve it as the
+    /// plugin's canary to `share_bp` basis points of the players, here and on every host. The
+    /// active version keeps serving everyone else.
+    ///
+    /// # Errors
+    /// [`RolloutError::NotLoaded`] when the plugin serves no version to split with,
+    /// [`RolloutError::Refused`], [`RolloutError::VersionExists`], or a store failure.
+    pub async fn start_canary(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        share_bp: u32,
+    ) -> Result<CompanionInfo, RolloutError> {
+        if self.inner.registry.get(name).is_none() {
+            return Err(RolloutError::NotLoaded(name.to_owned()));
+        }
+        let source = self.source_for(name, wasm.clone()).await?;
+        let version = self
+            .inner
+            .runtime
+            .load(source)
+            .await
+            .map_err(|e| self.refused(name, e))?;
+        self.store_baseline(name).await?;
+        let stored = self
+            .inner
+            .store
+            .put_artifact(name, version.version(), &wasm)
+            .await
+            .map_err(|e| match e {
+                StoreError::Invalid(msg) => RolloutError::VersionExists(msg),
+                other => other.into(),
+            })?;
+        self.set_companion(Companion::Canary, name, &stored.version, share_bp)
+            .await
+    }
+
+    /// Attach the stored version `version` of `name` as its shadow: `share_bp` basis points of the
+    /// live calls of `name` are run on it too, on every host, and compared (nothing it does is
+    /// applied).
+    ///
+    /// # Errors
+    /// [`RolloutError::MissingArtifact`] when that version is not stored, [`RolloutError::NotLoaded`]
+    /// when the plugin serves no version, or a store failure.
+    pub async fn attach_shadow(
+        &self,
+        name: &str,
+        version: &str,
+        share_bp: u32,
+    ) -> Result<CompanionInfo, RolloutError> {
+        if self.inner.registry.get(name).is_none() {
+            return Err(RolloutError::NotLoaded(name.to_owned()));
+        }
+        self.set_companion(Companion::Shadow, name, version, share_bp)
+            .await
+            .map_err(|e| match e {
+                RolloutError::Store(StoreError::NotFound) => RolloutError::MissingArtifact {
+                    name: name.to_owned(),
+                    version: version.to_owned(),
+                },
+                other => other,
+            })
+    }
+
+    /// Change the share of the canary of `name` (widen or narrow it), here and on every host. The
+    /// players who had it keep it when it widens.
+    ///
+    /// # Errors
+    /// [`RolloutError::NoCompanion`], or a store failure.
+    pub async fn set_canary_share(&self, name: &str, share_bp: u32) -> Result<CompanionInfo, RolloutError> {
+        let current = self.stored_companion(Companion::Canary, name).await?;
+        self.set_companion(Companion::Canary, name, &current.version, share_bp)
+            .await
+    }
+
+    /// Make the canary of `name` its active version for every player, here and on every host; the
+    /// version it replaces becomes the rollback target.
+    ///
+    /// # Errors
+    /// [`RolloutError::NoCompanion`], the artifact no longer loads, or a store failure.
+    pub async fn promote_canary(&self, name: &str) -> Result<ArtifactInfo, RolloutError> {
+        let canary = self.stored_companion(Companion::Canary, name).await?;
+        let store = &self.inner.store;
+        let info = store.activate_artifact(name, &canary.version).await?;
+        match store.clear_companion(Companion::Canary.label(), name).await {
+            Ok(()) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Publishing the canary's version as the active one ends the canary in every registry.
+        let announcement = Announcement::activate(&info);
+        self.apply(&announcement).await?;
+        self.announce(&announcement).await;
+        Ok(info)
+    }
+
+    /// Remove the `kind` companion of `name`, here and on every host: a canary rolled back (every
+    /// player is served the active version again), a shadow detached. Its version stays stored.
+    ///
+    /// # Errors
+    /// [`RolloutError::NoCompanion`], or a store failure.
+    pub async fn end_companion(&self, kind: Companion, name: &str) -> Result<(), RolloutError> {
+        match self.inner.store.clear_companion(kind.label(), name).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) if self.inner.registry.companion(kind, name).is_some() => {}
+            Err(StoreError::NotFound) => {
+                return Err(RolloutError::NoCompanion {
+                    name: name.to_owned(),
+                    kind: kind.label(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let announcement = Announcement::EndCompanion {
+            kind: kind.label().to_owned(),
+            name: name.to_owned(),
+        };
+        self.apply(&announcement).await?;
+        self.announce(&announcement).await;
+        Ok(())
+    }
+
+    /// Store `version` as the `kind` companion of `name` with `share_bp`, serve it here and
+    /// announce it.
+    async fn set_companion(
+        &self,
+        kind: Companion,
+        name: &str,
+        version: &str,
+        share_bp: u32,
+    ) -> Result<CompanionInfo, RolloutError> {
+        let info = self
+            .inner
+            .store
+            .set_companion(kind.label(), name, version, share_bp)
+            .await?;
+        let announcement = Announcement::companion(&info);
+        self.apply(&announcement).await?;
+        self.announce(&announcement).await;
+        Ok(info)
+    }
+
+    /// The stored `kind` companion of `name`.
+    async fn stored_companion(&self, kind: Companion, name: &str) -> Result<CompanionInfo, RolloutError> {
+        self.inner
+            .store
+            .companions()
+            .await?
+            .into_iter()
+            .find(|c| c.name == name && c.kind == kind.label())
+            .ok_or_else(|| RolloutError::NoCompanion {
+                name: name.to_owned(),
+                kind: kind.label(),
+            })
     }
 
     /// Load every active stored artifact into the registry (at start-up, after the plugin files: the
@@ -329,6 +584,16 @@ impl Rollout {
                     tracing::error!(plugin = %artifact.name, version = %artifact.version, error = %e, "stored plugin artifact did not load");
                 }
             }
+        }
+        match self.inner.store.companions().await {
+            Ok(companions) => {
+                for c in companions {
+                    if let Err(e) = self.apply(&Announcement::companion(&c)).await {
+                        tracing::error!(plugin = %c.name, kind = %c.kind, version = %c.version, error = %e, "stored plugin companion did not load");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the stored plugin companions"),
         }
         loaded
     }
@@ -450,6 +715,11 @@ impl Rollout {
             );
         }
     }
+}
+
+/// The companion labelled `label`, or an error naming it.
+fn companion_kind(label: &str) -> Result<Companion, RolloutError> {
+    Companion::from_label(label).ok_or_else(|| RolloutError::UnknownCompanion(label.to_owned()))
 }
 
 /// The content tables of `plugins_dir/name/`.

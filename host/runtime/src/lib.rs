@@ -23,4 +23,6 @@ pub mod watcher;
 pub use engine::{EPOCH_TICK, Limits, Runtime};
 pub use error::{HostFailure, PluginError};
 pub use module::{CacheStats, PluginSource, PluginVersion, read_content_dir, sha256_hex};
-pub use registry::{PluginStatus, Registry, RegistryEvent};
+pub use registry::{
+    ALL_BP, Companion, CompanionStatus, PluginStatus, Registry, RegistryEvent, canary_bucket,
+};

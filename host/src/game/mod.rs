@@ -35,6 +35,7 @@ pub mod effects;
 mod modifier_cache;
 #[cfg(test)]
 mod proptests;
+pub mod shadow;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use cauldron_runtime::{PluginError, PluginVersion, Registry, Runtime};
+use cauldron_runtime::{ALL_BP, Companion, PluginError, PluginVersion, Registry, Runtime};
 use cauldron_sdk::Doc;
 use cauldron_sdk::abi::{QUERY_EFFECTS, reject_codes};
 use cauldron_sdk::wire::{
@@ -314,6 +315,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     modifier_cache: modifier_cache::ModifierCache,
+    /// Re-runs a share of the live calls on plugins' shadow versions.
+    shadow: shadow::ShadowRunner,
 }
 
 impl Game {
@@ -344,6 +347,7 @@ impl Game {
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let shadow = shadow::ShadowRunner::start(runtime.clone(), store.clone(), metrics.clone());
         Self {
             inner: Arc::new(Inner {
                 runtime,
@@ -354,12 +358,19 @@ impl Game {
                 clock,
                 locks: Mutex::new(HashMap::new()),
                 modifier_cache: modifier_cache::ModifierCache::new(modifier_cache::CAPACITY),
+                shadow,
             }),
         }
     }
 
-    /// Game time now, from the clock the game was wired with.
-    fn now_ms(&self) -> i64 {
+    /// What the shadow versions of `plugin` found on this host so far, by version.
+    pub fn shadow_counts(&self, plugin: &str) -> BTreeMap<String, shadow::ShadowCounts> {
+        self.inner.shadow.counts(plugin)
+    }
+
+    /// Game time now (ms since the epoch), from the clock the game was wired with: the time the
+    /// plugins see.
+    pub fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
     }
 
@@ -532,7 +543,7 @@ impl Game {
         if let Some(hit) = cache.get(snap.state.id, snap.version, registry.generation(), now) {
             return Ok(Some(hit));
         }
-        let (generation, versions) = registry.current_with_generation();
+        let (generation, versions) = registry.current_for_with_generation(snap.state.id);
         if !self.widen(snap, now, &hook_sections(&versions, true)).await? {
             return Ok(None);
         }
@@ -640,10 +651,11 @@ impl Game {
 
     /// Run one action end to end. See the module docs for the steps.
     pub async fn execute(&self, req: ActionRequest) -> Result<ActionReply, GameError> {
+        // The canary when the player is in its share: the same player, the same version, on every host.
         let version = self
             .inner
             .registry
-            .get(&req.plugin)
+            .get_for(&req.plugin, req.player_id)
             .ok_or_else(|| GameError::UnknownPlugin(req.plugin.clone()))?;
         let spec = version
             .manifest
@@ -747,6 +759,7 @@ impl Game {
                 effects::validate_reply(reply).map_err(|e| self.outcome_fault(version, "bad_effect", e))?;
             // The outcome exactly as the plugin wrote it: a replay that writes the same bytes matches.
             let digest = hex::encode(Sha256::digest(&raw));
+            let live_digest = digest.clone();
             let log = LogEntry {
                 plugin_version: version.version().to_owned(),
                 plugin_sha256: version.sha256.clone(),
@@ -768,6 +781,19 @@ impl Game {
             };
             match store.apply(apply).await {
                 Ok(new_version) => {
+                    // A share of the applied calls is run again on the plugin's shadow, if any.
+                    if let Some((shadow, share)) =
+                        self.inner.registry.companion(Companion::Shadow, version.name())
+                        && rand::random::<u32>() % ALL_BP < share
+                    {
+                        self.inner.shadow.offer(shadow::Job {
+                            shadow,
+                            call,
+                            live_digest,
+                            player_id: req.player_id,
+                            player_version: new_version,
+                        });
+                    }
                     if carry_modifiers {
                         // Nothing the hooks read changed: their answer holds for the new version too.
                         self.inner
@@ -804,7 +830,7 @@ impl Game {
 
     /// What the serving plugins' `modifiers` hooks see.
     fn hooks_read(&self) -> Sections {
-        hook_sections(&self.inner.registry.current(), false)
+        hook_sections(&self.inner.registry.serving(), false)
     }
 
     /// After a commit: mirror scores to the leaderboards, publish events.

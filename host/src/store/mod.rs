@@ -385,6 +385,24 @@ pub struct ArtifactInfo {
     pub uploaded_ms: i64,
 }
 
+/// A companion version of a plugin, stored beside its active one: a canary (serving a share of the
+/// players) or a shadow (re-running a share of the live calls).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct CompanionInfo {
+    /// Plugin name.
+    pub name: String,
+    /// `canary` or `shadow` (`cauldron_runtime::Companion::label`).
+    pub kind: String,
+    /// The companion's version.
+    pub version: String,
+    /// Its digest.
+    pub sha256: String,
+    /// Its share, in basis points (0 to 10 000).
+    pub share_bp: i64,
+    /// When it was set or last widened, ms since the epoch.
+    pub updated_ms: i64,
+}
+
 /// One line of a leaderboard.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct ScoreEntry {
@@ -492,6 +510,26 @@ pub trait Store: Send + Sync {
 
     /// The bytes of one stored version.
     async fn artifact_bytes(&self, name: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Make the stored version `version` of `name` its `kind` companion (`canary` or `shadow`) with a
+    /// share of `share_bp` basis points, replacing the one it had. [`StoreError::NotFound`] if that
+    /// version is not stored.
+    async fn set_companion(
+        &self,
+        kind: &str,
+        name: &str,
+        version: &str,
+        share_bp: u32,
+    ) -> Result<CompanionInfo, StoreError>;
+
+    /// Remove the `kind` companion of `name`. [`StoreError::NotFound`] if it has none.
+    async fn clear_companion(&self, kind: &str, name: &str) -> Result<(), StoreError>;
+
+    /// Every companion, by name and kind.
+    async fn companions(&self) -> Result<Vec<CompanionInfo>, StoreError>;
+
+    /// The id of the log row of the action that gave `player_id` its version `version`.
+    async fn log_id(&self, player_id: i64, version: i64) -> Result<Option<i64>, StoreError>;
 
     /// Up to `limit` logged actions of `plugin` with ids after `after_id`, in id order (replay pages).
     async fn action_log(

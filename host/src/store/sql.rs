@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::group::{self, Batched, GroupCommit, Pending};
 use super::{
-    Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, FullState, IdempotentReply,
+    Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, CompanionInfo, FullState, IdempotentReply,
     LogRow, LoggedAction, Pick, Player, RankedScore, RenameOutcome, RenameRequest, Revocation, Role,
     ScoreEntry, Sections, Store, StoreError, StoredEntity, db_err, seed_to_db, sha256_hex, wall_clock_ms,
 };
@@ -957,6 +957,69 @@ for_every_backend! {
         async fn artifact_bytes(&self, name: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
             sqlx::query_scalar("select bytes from plugin_artifacts where name = $1 and version = $2")
                 .bind(name)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)
+        }
+
+        async fn set_companion(
+            &self,
+            kind: &str,
+            name: &str,
+            version: &str,
+            share_bp: u32,
+        ) -> Result<CompanionInfo, StoreError> {
+            let share = i64::from(share_bp.min(10_000));
+            let mut w = self.begin_write().await?;
+            let artifact = Self::artifact(&mut w.tx, name, version).await?;
+            let info: CompanionInfo = sqlx::query_as(
+                "insert into plugin_companions (name, kind, version, sha256, share_bp, updated_ms)
+                 values ($1, $2, $3, $4, $5, $6)
+                 on conflict (name, kind) do update set version = excluded.version,
+                     sha256 = excluded.sha256, share_bp = excluded.share_bp, updated_ms = excluded.updated_ms
+                 returning name, kind, version, sha256, share_bp, updated_ms",
+            )
+            .bind(name)
+            .bind(kind)
+            .bind(version)
+            .bind(artifact.sha256.as_str())
+            .bind(share)
+            .bind(wall_clock_ms())
+            .fetch_one(&mut *w.tx)
+            .await
+            .map_err(db_err)?;
+            w.tx.commit().await.map_err(db_err)?;
+            Ok(info)
+        }
+
+        async fn clear_companion(&self, kind: &str, name: &str) -> Result<(), StoreError> {
+            let _gate = self.backend.gate().await?;
+            let done = sqlx::query("delete from plugin_companions where name = $1 and kind = $2")
+                .bind(name)
+                .bind(kind)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+            if B::rows_affected(&done) == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        }
+
+        async fn companions(&self) -> Result<Vec<CompanionInfo>, StoreError> {
+            sqlx::query_as(
+                "select name, kind, version, sha256, share_bp, updated_ms from plugin_companions
+                 order by name, kind",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+        }
+
+        async fn log_id(&self, player_id: i64, version: i64) -> Result<Option<i64>, StoreError> {
+            sqlx::query_scalar("select id from action_log where player_id = $1 and version = $2")
+                .bind(player_id)
                 .bind(version)
                 .fetch_optional(&self.pool)
                 .await

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::crate::common::cluster::{ADMIN_TOKEN, DEADLINE, Host, PgServer, Shared, fixture, next, post, register, shout};
+use crate::common::cluster::{ADMIN_TOKEN, DEADLINE, Host, PgServer, Shared, fixture, next, post, register, shout};
 
 /// The probe version `host` serves now, by asking it (`whoami`); `None` if it serves no probe.
 async fn probe_version(host: &Host, token: &str) -> Option<String> {
@@ -183,6 +183,415 @@ async fn uploads_rollbacks_and_unloads_reach_every_host() {
     until_serving(&b, &token, None, started).await;
     until_serving(&c, &token, None, started).await;
     assert_eq!(probe_version(&a, &token).await, None);
+}
+
+/// `n` players written straight into the database, each with a token signed by the hosts' key:
+/// registering a thousand through the API would spend minutes hashing passwords, and the canary
+/// test is about which version serves each player, not about sign-up.
+async fn players_in_database(database_url: &str, n: i64) -> Vec<(i64, String)> {
+    let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
+    let tag = format!("{:08x}", crate::common::random_u64() as u32);
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "with a as (
+             insert into accounts (username, password_hash, created_ms)
+             select 'cn' || $1 || '_' || g, 'not a hash: these accounts never log in', 0
+             from generate_series(1, $2) g
+             returning id
+         )
+         insert into players (account_id, name, created_ms)
+         select id, '无名修士', 0 from a
+         returning account_id, id",
+    )
+    .bind(&tag)
+    .bind(n)
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    let keys = cauldron_host::auth::TokenKeys::new(
+        crate::common::TEST_SECRET.as_bytes(),
+        Duration::from_secs(3600),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    rows.into_iter()
+        .map(|(account_id, player_id)| {
+            let claims = cauldron_host::auth::Claims {
+                sub: account_id.to_string(),
+                pid: player_id,
+                role: "player".into(),
+                jti: format!("{:016x}", crate::common::random_u64()),
+                iat: now,
+                exp: now + 3600,
+            };
+            (player_id, keys.sign(&claims).unwrap())
+        })
+        .collect()
+}
+
+/// The probe version `host` serves each player, by player id (16 requests at a time).
+async fn versions_by_player(host: &Host, players: &[(i64, String)]) -> BTreeMap<i64, String> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(players.iter().map(|(id, token)| async move {
+        (*id, probe_version(host, token).await.unwrap())
+    }))
+    .buffer_unordered(16)
+    .collect()
+    .await
+}
+
+/// Polls `host`'s `/admin/plugins` until the probe's canary share is `want` (`None`: no canary).
+async fn until_canary(host: &Host, want: Option<f64>) {
+    let started = Instant::now();
+    loop {
+        let (status, body) = admin(
+            host,
+            reqwest::Method::GET,
+            "/api/v1/admin/plugins",
+            Some(ADMIN_TOKEN),
+            vec![],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let probe = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "probe")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let share = probe["canary"]["share_percent"].as_f64();
+        if share == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{} never showed the canary share {want:?}: {probe}",
+            host.base
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_serves_a_stable_share_of_players_on_every_host() {
+    let shared = Shared::new("cluster").await;
+    let a = Host::start(&shared).await;
+    let b = Host::start(&shared).await;
+    let players = players_in_database(&shared.database_url, 1_000).await;
+
+    // Probe 0.2.0 as a 20 % canary, started through A.
+    let (status, body) = admin(
+        &a,
+        reqwest::Method::POST,
+        "/api/v1/admin/plugins/probe/canary?share_percent=20",
+        Some(ADMIN_TOKEN),
+        fixture("probe_v2.wasm"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"], "0.1.0", "{body}");
+    assert_eq!(body["canary"]["version"], "0.2.0", "{body}");
+    until_canary(&b, Some(20.0)).await;
+
+    // Between 15 % and 25 % of the players get the canary, the same ones on both hosts and on a
+    // second asking.
+    let on_a = versions_by_player(&a, &players).await;
+    let on_b = versions_by_player(&b, &players).await;
+    assert_eq!(on_a, on_b, "both hosts serve each player the same version");
+    assert_eq!(versions_by_player(&a, &players).await, on_a, "and again");
+    let canary: BTreeSet<i64> = on_a
+        .iter()
+        .filter(|(_, v)| v.as_str() == "0.2.0")
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(
+        (150..=250).contains(&canary.len()),
+        "{} of 1000 players on the canary",
+        canary.len()
+    );
+    assert!(on_a.values().all(|v| v == "0.1.0" || v == "0.2.0"));
+
+    // Every action's log row records the version that served it.
+    let mut db = sqlx::PgConnection::connect(&shared.database_url).await.unwrap();
+    for (id, token) in players.iter().take(40) {
+        let (status, body) = post(&b, "/api/v1/actions/probe/grant", token, &json!({"n": 1})).await;
+        assert_eq!(status, 200, "{body}");
+        let logged: String = sqlx::query_scalar(
+            "select plugin_version from action_log where player_id = $1 and plugin = 'probe' order by id desc limit 1",
+        )
+        .bind(id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(logged, on_a[id], "player {id}");
+    }
+
+    // Widened to 50 % through B: everyone who had the canary keeps it.
+    let resp = reqwest::Client::new()
+        .put(b.url("/api/v1/admin/plugins/probe/canary"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"share_percent": 50}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    until_canary(&a, Some(50.0)).await;
+    let wider = versions_by_player(&a, &players).await;
+    assert_eq!(versions_by_player(&b, &players).await, wider);
+    assert!(canary.iter().all(|id| wider[id] == "0.2.0"));
+    let wide = wider.values().filter(|v| v.as_str() == "0.2.0").count();
+    assert!((420..=580).contains(&wide), "{wide} of 1000 at 50 %");
+
+    // A host started now takes the canary from the database.
+    let c = Host::start(&shared).await;
+    assert_eq!(versions_by_player(&c, &players).await, wider);
+
+    // Rolled back through A: every player is served 0.1.0 again, on every host.
+    let (status, body) = admin(
+        &a,
+        reqwest::Method::DELETE,
+        "/api/v1/admin/plugins/probe/canary",
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["canary"].is_null(), "{body}");
+    until_canary(&b, None).await;
+    until_canary(&c, None).await;
+    for host in [&a, &b, &c] {
+        let back = versions_by_player(host, &players).await;
+        assert!(back.values().all(|v| v == "0.1.0"), "{}", host.base);
+    }
+    // Nothing left to roll back.
+    let (status, body) = admin(
+        &b,
+        reqwest::Method::DELETE,
+        "/api/v1/admin/plugins/probe/canary",
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("no_canary")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_promoted_canary_serves_everyone_and_rolls_back_like_an_upload() {
+    let shared = Shared::new("cluster").await;
+    let a = Host::start(&shared).await;
+    let b = Host::start(&shared).await;
+    let (token, _, _) = register(&a).await;
+    let (status, body) = admin(
+        &a,
+        reqwest::Method::POST,
+        "/api/v1/admin/plugins/probe/canary?share_percent=0",
+        Some(ADMIN_TOKEN),
+        fixture("probe_v2.wasm"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    until_canary(&b, Some(0.0)).await;
+    // A 0 % canary serves nobody.
+    assert_eq!(probe_version(&b, &token).await.as_deref(), Some("0.1.0"));
+
+    let (status, body) = admin(
+        &b,
+        reqwest::Method::POST,
+        "/api/v1/admin/plugins/probe/canary/promote",
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], "0.2.0");
+    assert!(body["canary"].is_null(), "{body}");
+    let started = Instant::now();
+    until_serving(&a, &token, Some("0.2.0"), started).await;
+    until_canary(&a, None).await;
+
+    // The version it replaced is the rollback target.
+    let (status, body) = admin(
+        &a,
+        reqwest::Method::POST,
+        "/api/v1/admin/plugins/probe/rollback",
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], "0.1.0");
+    until_serving(&b, &token, Some("0.1.0"), Instant::now()).await;
+
+    // Bad shares and a missing canary are clean 4xx answers.
+    for query in ["share_percent=101", "share_percent=-1", "share_percent=lots"] {
+        let (status, body) = admin(
+            &a,
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/plugins/probe/canary?{query}"),
+            Some(ADMIN_TOKEN),
+            fixture("probe_v2.wasm"),
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
+    let (status, body) = admin(
+        &a,
+        reqwest::Method::POST,
+        "/api/v1/admin/plugins/probe/canary/promote",
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("no_canary")));
+}
+
+/// The shadow runs `host` counted for probe `version`: (identical, diverged, faulted).
+async fn shadow_runs(host: &Host, version: &str) -> (u64, u64, u64) {
+    let (status, body) = admin(
+        host,
+        reqwest::Method::GET,
+        "/api/v1/admin/plugins",
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let probe = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "probe")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let runs = &probe["shadow_runs"][version];
+    let n = |k: &str| runs[k].as_u64().unwrap_or(0);
+    (n("identical"), n("diverged"), n("faulted"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shadow_on_two_hosts_counts_divergences_and_applies_nothing() {
+    let shared = Shared::new("cluster").await;
+    let a = Host::start(&shared).await;
+    let b = Host::start(&shared).await;
+    let (token, player, _) = register(&a).await;
+
+    // Store probe 0.2.0 without serving it to anyone (a canary of no players, ended), then attach
+    // it through A as the shadow of every live call.
+    let (status, body) = admin(
+        &a,
+        reqwest::Method::POST,
+        "/api/v1/admin/plugins/probe/canary?share_percent=0",
+        Some(ADMIN_TOKEN),
+        fixture("probe_v2.wasm"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = admin(
+        &a,
+        reqwest::Method::DELETE,
+        "/api/v1/admin/plugins/probe/canary",
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let resp = reqwest::Client::new()
+        .put(a.url("/api/v1/admin/plugins/probe/shadow"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"version": "0.2.0", "share_percent": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["shadow"]["version"], "0.2.0", "{body}");
+    assert_eq!(body["version"], "0.1.0", "{body}");
+    // B learns of it over the bus.
+    let started = Instant::now();
+    loop {
+        let (_, body) = admin(&b, reqwest::Method::GET, "/api/v1/admin/plugins", Some(ADMIN_TOKEN), vec![]).await;
+        let attached = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "probe" && p["shadow"]["version"] == "0.2.0");
+        if attached {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "B never attached the shadow: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut db = sqlx::PgConnection::connect(&shared.database_url).await.unwrap();
+    let log_rows = "select count(*) from action_log where player_id = $1 and plugin = 'probe'";
+    let logged_before: i64 = sqlx::query_scalar(log_rows)
+        .bind(player)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+
+    // On each host: 5 `whoami` (0.2.0 answers another version: diverged) and 5 `grant` of one gem
+    // (the same answer: identical). The players are served 0.1.0 throughout.
+    for host in [&a, &b] {
+        for _ in 0..5 {
+            assert_eq!(probe_version(host, &token).await.as_deref(), Some("0.1.0"));
+            let (status, body) = post(host, "/api/v1/actions/probe/grant", &token, &json!({"n": 1})).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    for host in [&a, &b] {
+        let started = Instant::now();
+        loop {
+            let (identical, diverged, faulted) = shadow_runs(host, "0.2.0").await;
+            if identical + diverged + faulted >= 10 {
+                assert_eq!((identical, diverged, faulted), (5, 5, 0), "{}", host.base);
+                break;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{} ran {} shadow calls",
+                host.base,
+                identical + diverged + faulted
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let metrics = reqwest::get(host.url("/metrics")).await.unwrap().text().await.unwrap();
+        assert!(
+            metrics.lines().any(|l| l.starts_with("cauldron_shadow_calls_total")
+                && l.contains("plugin=\"probe\"")
+                && l.contains("version=\"0.2.0\"")
+                && l.contains("result=\"diverged\"")),
+            "no shadow divergence counted in /metrics of {}",
+            host.base
+        );
+    }
+    // Nothing of the shadow was applied: ten gems from ten grants, and one log row per live call.
+    let gems: i64 = sqlx::query_scalar("select qty from items where player_id = $1 and item = 'gem'")
+        .bind(player)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(gems, 10);
+    let logged: i64 = sqlx::query_scalar(log_rows)
+        .bind(player)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(logged - logged_before, 20);
+
+    // Detached through B: no more shadow runs anywhere.
+    let (status, body) = admin(
+        &b,
+        reqwest::Method::DELETE,
+        "/api/v1/admin/plugins/probe/shadow",
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["shadow"].is_null(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
