@@ -2,10 +2,12 @@
 
 /** An API failure with a message meant for the player. */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
+    /** Seconds the server asked to wait before the next try (429 and 503), or null. */
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -45,13 +47,14 @@ export function createApi({ onUnauthorized } = {}) {
   async function request(method, path, body, headers = {}) {
     const h = { Accept: 'application/json', ...headers };
     if (session.token) h.Authorization = `Bearer ${session.token}`;
-    if (body !== undefined) h['Content-Type'] = 'application/json';
+    const raw = body instanceof Blob || body instanceof ArrayBuffer;
+    if (body !== undefined && !raw) h['Content-Type'] = 'application/json';
     let res;
     try {
       res = await fetch(`/api/v1${path}`, {
         method,
         headers: h,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined || raw ? body : JSON.stringify(body),
       });
     } catch {
       throw new ApiError(0, 'offline', 'Cannot reach the server. Check your connection and try again.');
@@ -64,8 +67,9 @@ export function createApi({ onUnauthorized } = {}) {
       data = null;
     }
     if (!res.ok) {
+      const retryAfter = res.headers.get('Retry-After');
       const err = new ApiError(res.status, data?.error?.code ?? 'error',
-        explain(res.status, data, res.headers.get('Retry-After')));
+        explain(res.status, data, retryAfter), retryAfter === null ? null : Number(retryAfter));
       if (res.status === 401 && session.token && onUnauthorized) onUnauthorized(err);
       throw err;
     }
@@ -86,6 +90,24 @@ export function createApi({ onUnauthorized } = {}) {
     online: () => request('GET', '/online'),
     onlinePlayers: () => request('GET', '/online/players'),
     rename: (name) => request('POST', '/player/name', { name }),
+    /** The plugin administration routes (admin accounts only). */
+    admin: {
+      plugins: () => request('GET', '/admin/plugins'),
+      upload: (name, file, type) => request('POST', `/admin/plugins/${encodeURIComponent(name)}`, file,
+        { 'Content-Type': type }),
+      rollback: (name) => request('POST', `/admin/plugins/${encodeURIComponent(name)}/rollback`),
+      unload: (name) => request('DELETE', `/admin/plugins/${encodeURIComponent(name)}`),
+      canary: (name, file, type, share) => request('POST',
+        `/admin/plugins/${encodeURIComponent(name)}/canary?share_percent=${encodeURIComponent(share)}`, file,
+        { 'Content-Type': type }),
+      canaryShare: (name, share) => request('PUT', `/admin/plugins/${encodeURIComponent(name)}/canary`,
+        { share_percent: Number(share) }),
+      promote: (name) => request('POST', `/admin/plugins/${encodeURIComponent(name)}/canary/promote`),
+      endCanary: (name) => request('DELETE', `/admin/plugins/${encodeURIComponent(name)}/canary`),
+      shadow: (name, version, share) => request('PUT', `/admin/plugins/${encodeURIComponent(name)}/shadow`,
+        { version, share_percent: Number(share) }),
+      endShadow: (name) => request('DELETE', `/admin/plugins/${encodeURIComponent(name)}/shadow`),
+    },
     // A query (read-only action) needs no Idempotency-Key: repeating it is harmless and the server
     // ignores the key anyway.
     act: (plugin, action, params = {}, { query = false } = {}) => request('POST',

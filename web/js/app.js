@@ -12,9 +12,14 @@ import dungeon from './screens/dungeon.js';
 import duel from './screens/duel.js';
 import ranks from './screens/ranks.js';
 import generic from './screens/generic.js';
+import admin from './screens/admin.js';
 import { describeEvent } from './events.js';
+import { loopStrip, onLoopChange, stopAll } from './auto.js';
 
-const SCREENS = [character, cultivation, explore, alchemy, equipment, pets, dungeon, duel, ranks, generic];
+const SCREENS = [character, cultivation, explore, alchemy, equipment, pets, dungeon, duel, ranks, generic, admin];
+
+/** The screens this account may open (the admin screen is for administrators only). */
+const screens = () => SCREENS.filter((s) => s.visible?.(ctx) ?? true);
 const $ = (sel) => document.querySelector(sel);
 
 const ctx = {
@@ -54,11 +59,12 @@ ctx.isQuery = (plugin, action) => Boolean(ctx.state.catalog
   .find((a) => a.name === action)?.query);
 
 /**
- * Runs a plugin action with visible progress. Returns the reply, or null when it failed (the failure is
- * shown). `label` names what is happening, e.g. '打坐 Meditating'. After an action the player's state
- * is reloaded (`refresh`, default on); after a query it is not, since a query changes nothing.
+ * Runs a plugin action with visible progress and returns `{ reply }`, or `{ error }` (an `ApiError`
+ * with `status`, `code`, `retryAfter`) when it failed; the failure is shown unless `quiet`. `label`
+ * names what is happening, e.g. '打坐 Meditating'. After an action the player's state is reloaded
+ * (`refresh`, default on); after a query it is not, since a query changes nothing.
  */
-ctx.act = async (plugin, action, params = {}, { button, label, quiet = false, refresh } = {}) => {
+ctx.attempt = async (plugin, action, params = {}, { button, label, quiet = false, refresh } = {}) => {
   const query = ctx.isQuery(plugin, action);
   const reload = refresh ?? !query;
   const what = label ?? `${plugin} · ${action}`;
@@ -74,10 +80,10 @@ ctx.act = async (plugin, action, params = {}, { button, label, quiet = false, re
     if (!quiet) notice('ok', `${what} — done`);
     if (!ctx.live?.connected) for (const ev of res.events ?? []) addFeed(ev, true);
     if (reload) await ctx.refresh();
-    return res.reply;
+    return { reply: res.reply };
   } catch (e) {
-    notice('error', `${what}: ${e.message}`);
-    return null;
+    if (!quiet) notice('error', `${what}: ${e.message}`);
+    return { error: e };
   } finally {
     ctx.busy -= 1;
     if (!ctx.busy) document.body.classList.remove('busy');
@@ -88,12 +94,26 @@ ctx.act = async (plugin, action, params = {}, { button, label, quiet = false, re
   }
 };
 
+/**
+ * Runs a plugin action like `ctx.attempt` and returns the reply, or null when it failed (the
+ * failure is shown, even when `quiet`).
+ */
+ctx.act = async (plugin, action, params = {}, opts = {}) => {
+  const { reply, error } = await ctx.attempt(plugin, action, params, opts);
+  if (error) {
+    if (opts.quiet) notice('error', `${opts.label ?? `${plugin} · ${action}`}: ${error.message}`);
+    return null;
+  }
+  return reply;
+};
+
 /** Reloads the player's state and stats, then redraws the header and the current screen. */
 ctx.refresh = async () => {
   try {
     const [player, stats] = await Promise.all([ctx.api.player(), ctx.api.stats()]);
     ctx.state.player = player;
     ctx.state.stats = stats;
+    ctx.state.receivedAt = performance.now();
   } catch (e) {
     if (e.status !== 401) notice('error', `Could not load your character: ${e.message}`);
     return;
@@ -160,6 +180,7 @@ function showLogin(message) {
 
 function loggedOut(message) {
   session.token = null;
+  stopAll();
   ctx.live?.stop();
   ctx.state.me = null;
   showLogin(message);
@@ -199,13 +220,13 @@ async function enter() {
 
 function buildNav() {
   const nav = $('#nav');
-  nav.replaceChildren(...SCREENS.map((s) => h('a', { href: `#/${s.id}`, 'data-screen': s.id,
+  nav.replaceChildren(...screens().map((s) => h('a', { href: `#/${s.id}`, 'data-screen': s.id,
     'data-testid': `tab-${s.id}` }, bi(s.title[0], s.title[1]))));
 }
 
 function currentScreen() {
   const id = location.hash.replace(/^#\/?/, '') || 'character';
-  return SCREENS.find((s) => s.id === id) ?? SCREENS[0];
+  return screens().find((s) => s.id === id) ?? SCREENS[0];
 }
 
 function renderScreen() {
@@ -235,9 +256,43 @@ function renderHeader() {
   $('#who').replaceChildren(h('strong', { 'data-testid': 'display-name' }, p.player.name), ' ', h('span.realm', { 'data-testid': 'realm' },
     bi(cn, en)));
   $('#purse').replaceChildren(
-    h('span.coin', { title: 'Spirit 灵力' }, '灵 ', h('b', { 'data-testid': 'spirit' }, fmt(p.currencies.spirit ?? 0))),
+    h('span.coin', { title: 'Spirit 灵力 (counting up at your income rate)' }, '灵 ', h('b', { 'data-testid': 'spirit' }, fmt(spiritNow()))),
     h('span.coin', { title: 'Spirit stones 灵石' }, '石 ', h('b', fmt(p.currencies.spirit_stones ?? 0))));
+  renderLoops();
 }
+
+/**
+ * The spirit a player would have if they gathered now: the last state the server sent, plus the
+ * income since the cultivation plugin last accrued it (its rate from the effective stats, its
+ * clock from the server's game time). Every server reply replaces the estimate with the truth.
+ */
+function spiritNow() {
+  const p = ctx.state.player;
+  const base = p?.currencies?.spirit ?? 0;
+  const cult = p?.plugin_state?.cultivation;
+  const rate = ctx.state.stats?.effective?.spirit_rate ?? p?.stats?.spirit_rate ?? 0;
+  if (!cult || typeof cult.last_accrual_ms !== 'number' || typeof p.now_ms !== 'number' || !(rate > 0)) return base;
+  const now = p.now_ms + (performance.now() - (ctx.state.receivedAt ?? performance.now()));
+  const seconds = Math.max(0, now - cult.last_accrual_ms) / 1000;
+  const fraction = Number.isFinite(cult.spirit_fraction) ? cult.spirit_fraction : 0;
+  return base + Math.floor(rate * seconds + fraction);
+}
+
+// The header's spirit counts up once a second between server replies.
+setInterval(() => {
+  const el = document.querySelector('[data-testid=spirit]');
+  if (el && ctx.state.player) el.textContent = fmt(spiritNow());
+}, 1000);
+
+/** The running and paused idle loops, in the header so that they can be stopped from any screen. */
+function renderLoops() {
+  $('#loops').replaceChildren(...loopStrip());
+}
+
+onLoopChange(() => {
+  renderLoops();
+  if (ctx.screen?.loops) renderScreen();
+});
 
 let onlineTimer = null;
 async function pollOnline() {

@@ -289,10 +289,14 @@ pub struct FullStateView {
     pub plugin_state: BTreeMap<String, serde_json::Value>,
     /// Leaderboard scores, by board.
     pub scores: BTreeMap<String, f64>,
+    /// The game time this state was read at, ms since the epoch: the clock the plugins see, so a
+    /// client can extrapolate income that accrues with time (the web client's spirit counter).
+    pub now_ms: i64,
 }
 
-impl From<FullState> for FullStateView {
-    fn from(s: FullState) -> Self {
+impl FullStateView {
+    /// `s` as read at game time `now_ms`.
+    fn at(s: FullState, now_ms: i64) -> Self {
         Self {
             player: s.player.into(),
             stats: s.stats,
@@ -303,6 +307,7 @@ impl From<FullState> for FullStateView {
             buffs: s.buffs.into_iter().map(BuffView::from).collect(),
             plugin_state: s.plugin_state,
             scores: s.scores,
+            now_ms,
         }
     }
 }
@@ -341,7 +346,8 @@ impl From<StatsView> for StatsBody {
     )
 )]
 async fn state(State(game): State<Game>, Auth(who): Auth) -> Result<axum::Json<FullStateView>, ApiError> {
-    Ok(axum::Json(game.state(who.player_id).await?.into()))
+    let state = game.state(who.player_id).await?;
+    Ok(axum::Json(FullStateView::at(state, game.now_ms())))
 }
 
 /// The caller's base and effective stats.

@@ -569,6 +569,33 @@ async fn the_web_client_plays_the_game_in_chromium() {
     a.wait_css("[data-testid=char-realm]", 20).await;
     a.idle().await;
 
+    // The header's spirit counts up between server replies, at the income rate.
+    let spirit_shown = "Number(document.querySelector('[data-testid=spirit]').textContent.replace(/[^0-9]/g, ''))";
+    let first = a.js(&format!("return {spirit_shown};"), json!([])).await;
+    let first = first.as_f64().unwrap();
+    a.wait(
+        "the spirit counter to tick",
+        &format!("{spirit_shown} > {first}"),
+        10,
+    )
+    .await;
+
+    // An idle loop pauses on a rejection and says why: a new character cannot explore yet.
+    a.click("[data-testid=tab-explore]").await;
+    a.click("[data-testid=auto-explore-start]").await;
+    a.wait_css("[data-testid=loop-auto-explore][data-state=paused]", 15)
+        .await;
+    a.wait(
+        "the reason of the pause",
+        "document.querySelector('[data-testid=loop-auto-explore-reason]').textContent.trim().length > 3",
+        5,
+    )
+    .await;
+    assert_eq!(stat(&a, "counters", "explorations").await, 0.0);
+    a.click("[data-testid=loop-auto-explore-stop]").await;
+    a.wait("the paused loop closed", "!document.querySelector('[data-testid=loop-auto-explore]')", 10)
+        .await;
+
     // Check in, then meditate.
     a.click("[data-testid=tab-cultivation]").await;
     a.click("[data-testid=checkin]").await;
@@ -595,10 +622,11 @@ async fn the_web_client_plays_the_game_in_chromium() {
     );
     // Auto-meditation runs and stops.
     a.idle().await;
-    a.click("[data-testid=auto-start]").await;
-    a.wait_css("[data-testid=auto-running]", 10).await;
-    a.click("[data-testid=auto-stop]").await;
-    a.wait_css("[data-testid=auto-start]", 10).await;
+    a.click("[data-testid=auto-meditate-start]").await;
+    a.wait_css("[data-testid=loop-auto-meditate][data-state=running]", 10)
+        .await;
+    a.click("[data-testid=auto-meditate-stop]").await;
+    a.wait_css("[data-testid=auto-meditate-start]", 10).await;
     a.idle().await;
 
     // Formation until exploration is allowed (30 % of the level's threshold).
@@ -616,12 +644,30 @@ async fn the_web_client_plays_the_game_in_chromium() {
     }
     a.shot(&shots.join("cultivation.png")).await;
 
-    // Explore.
+    // Explore, then auto-explore: it runs from any screen until stopped from the header.
     a.click("[data-testid=tab-explore]").await;
     a.idle().await;
     a.click("[data-testid=explore]").await;
     a.wait_css("[data-testid=explore-log] li", 15).await;
     assert!(stat(&a, "counters", "explorations").await >= 1.0);
+    a.idle().await;
+    let before = stat(&a, "counters", "explorations").await;
+    a.click("[data-testid=auto-explore-start]").await;
+    a.click("[data-testid=tab-character]").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stat(&a, "counters", "explorations").await < before + 2.0 {
+        assert!(Instant::now() < deadline, "auto-explore explored twice within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.click("[data-testid=loop-auto-explore-stop]").await;
+    a.wait("auto-explore stopped", "!document.querySelector('[data-testid=loop-auto-explore]')", 10)
+        .await;
+    a.idle().await;
+    // Stopped means stopped: nothing more is sent over several loop periods.
+    let stopped_at = stat(&a, "counters", "explorations").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(stat(&a, "counters", "explorations").await, stopped_at);
+    a.click("[data-testid=tab-explore]").await;
     a.shot(&shots.join("explore.png")).await;
 
     // A display name: the nameless are kept off the leaderboards, and others see only this name.
@@ -954,6 +1000,42 @@ async fn the_web_client_plays_the_game_in_chromium() {
         panic!("live events over /ws: {e}");
     }
     a.shot(&shots.join("live-feed.png")).await;
+
+    // The admin screen is for administrators: none for a player; made an admin (in the database,
+    // as an operator would), the player logs in again and sees the plugins and their versions.
+    let tab_admin = "document.querySelector('[data-testid=tab-admin]')";
+    assert_eq!(a.js(&format!("return !!{tab_admin};"), json!([])).await, json!(false));
+    {
+        use sqlx::Connection;
+        let mut db = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();
+        let done = sqlx::query("update accounts set role = 'admin' where username = $1")
+            .bind(&user)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    }
+    a.click("[data-testid=logout]").await;
+    a.type_into("#username", &user).await;
+    a.type_into("#password", password).await;
+    a.click("#login-btn").await;
+    a.wait_css("[data-testid=tab-admin]", 20).await;
+    a.click("[data-testid=tab-admin]").await;
+    a.wait_css("[data-testid=admin-plugin][data-name=cultivation]", 15)
+        .await;
+    let listed = a
+        .js(
+            "return [...document.querySelectorAll('[data-testid=admin-plugin]')].map((r) => r.dataset.name);",
+            json!([]),
+        )
+        .await;
+    for plugin in ["alchemy", "cultivation", "dungeon", "duel", "equipment", "pet"] {
+        assert!(
+            listed.as_array().unwrap().iter().any(|n| n == plugin),
+            "{plugin} in {listed}"
+        );
+    }
+    a.shot(&shots.join("admin.png")).await;
 
     // No console errors.
     a.drain_logs().await;

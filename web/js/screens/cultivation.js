@@ -1,7 +1,6 @@
 // 修炼 Cultivation: gather, meditate (and auto-meditate), formation, check-in, tribulation.
-import { h, bi, fmt, bar, pct, confirmDialog, sleep, QUALITY_ORDER } from '../ui.js';
-
-let auto = { running: false, count: 0, gained: 0 };
+import { h, bi, fmt, bar, pct, confirmDialog, QUALITY_ORDER } from '../ui.js';
+import { loopButton, running } from '../auto.js';
 
 async function loadStatus(ctx, quiet = true) {
   const r = await ctx.act('cultivation', 'gather', {}, { quiet, label: '聚气 Gathering spirit' });
@@ -19,20 +18,24 @@ function breakthroughText(ctx, b) {
   return ` 突破！Breakthrough to ${cn} (${en}), +${fmt(b.spirit_reward)} spirit.`;
 }
 
-async function autoLoop(ctx) {
-  while (auto.running) {
-    const r = await ctx.act('cultivation', 'meditate', {}, { quiet: true });
-    if (!r) {
-      auto.running = false;
-      break;
-    }
-    auto.count += 1;
-    auto.gained += r.cultivation_gain;
-    ctx.memo.cultLog = `自动打坐 Auto-meditation #${auto.count}: +${fmt(r.cultivation_gain, 1)}${luckText(r.luck)}.${breakthroughText(ctx, r.breakthrough)}`;
-    ctx.rerender();
-    await sleep(1200);
+/** One step of auto-meditation: meditate, and say what it gave. */
+async function meditateStep(ctx) {
+  const res = await ctx.attempt('cultivation', 'meditate', {}, { quiet: true });
+  if (res.reply) {
+    const r = res.reply;
+    ctx.memo.cultLog = `自动打坐 Auto-meditation: +${fmt(r.cultivation_gain, 1)}${luckText(r.luck)}.${breakthroughText(ctx, r.breakthrough)}`;
   }
-  ctx.rerender();
+  return res;
+}
+
+/** One step of auto-formation: a formation session, and what it gave. */
+async function formationStep(ctx) {
+  const res = await ctx.attempt('cultivation', 'formation', {}, { quiet: true });
+  if (res.reply) {
+    const r = res.reply;
+    ctx.memo.cultLog = `自动聚灵阵 Auto-formation: −${fmt(r.stone_cost)} stones, +${fmt(r.cultivation_gain, 1)} cultivation${luckText(r.luck)}.${breakthroughText(ctx, r.breakthrough)}`;
+  }
+  return res;
 }
 
 function worst(ctx, kind) {
@@ -45,11 +48,9 @@ function worst(ctx, kind) {
 export default {
   id: 'cultivation',
   title: ['修炼', 'Cultivate'],
+  loops: true,
   enter(ctx) {
     loadStatus(ctx).then(() => ctx.rerender());
-  },
-  leave() {
-    auto.running = false;
   },
   render(ctx, root) {
     const p = ctx.state.player;
@@ -58,22 +59,16 @@ export default {
     const [cn, en] = ctx.g.realm(level);
     const say = (t) => { ctx.memo.cultLog = t; };
 
-    const meditate = h('button#meditate', { 'data-testid': 'meditate', disabled: auto.running,
+    const meditate = h('button#meditate', { 'data-testid': 'meditate', disabled: running('auto-meditate'),
       onclick: async () => {
         const r = await ctx.act('cultivation', 'meditate', {}, { button: meditate, label: '打坐 Meditating' });
         if (r) say(`打坐 Meditated: −${fmt(r.spirit_cost)} spirit, +${fmt(r.cultivation_gain, 1)} cultivation${luckText(r.luck)}.${breakthroughText(ctx, r.breakthrough)}`);
         await loadStatus(ctx);
         ctx.rerender();
       } }, bi('打坐', 'Meditate'));
-    const autoBtn = auto.running
-      ? h('button.danger#auto-stop', { 'data-testid': 'auto-stop', onclick: () => { auto.running = false; ctx.rerender(); } },
-        bi('停止自动打坐', `Stop auto-meditation (${auto.count})`))
-      : h('button.ghost#auto-start', { 'data-testid': 'auto-start', onclick: () => {
-        auto = { running: true, count: 0, gained: 0 };
-        ctx.rerender();
-        autoLoop(ctx);
-      } }, bi('自动打坐', 'Auto-meditate'));
-    const formation = h('button', { 'data-testid': 'formation', onclick: async () => {
+    const autoMeditate = loopButton(ctx, 'auto-meditate', ['自动打坐', 'Auto-meditate'], () => meditateStep(ctx));
+    const autoFormation = loopButton(ctx, 'auto-formation', ['自动聚灵阵', 'Auto-formation'], () => formationStep(ctx));
+    const formation = h('button', { 'data-testid': 'formation', disabled: running('auto-formation'), onclick: async () => {
       const r = await ctx.act('cultivation', 'formation', {}, { button: formation, label: '聚灵阵 Formation' });
       if (r) say(`聚灵阵 Formation: −${fmt(r.stone_cost)} stones${r.discounted ? ' (discounted)' : ''}, +${fmt(r.cultivation_gain, 1)} cultivation${luckText(r.luck)}.${breakthroughText(ctx, r.breakthrough)}`);
       await loadStatus(ctx);
@@ -122,8 +117,7 @@ export default {
           h('li', `打坐 Meditate: costs ${fmt(s.meditate_cost)} spirit, about +${fmt(s.meditate_gain, 1)} cultivation × luck`),
           h('li', `聚灵阵 Formation: costs ${fmt(s.formation_cost)} stones (${s.formation_discounted_left} discounted uses left today)`),
           h('li', `探索 Explore: ${fmt(s.explore_cost)} spirit, needs ${fmt(s.explore_min_cultivation, 1)} cultivation`)) : h('p.muted', 'Loading…'),
-        h('div.actions', meditate, autoBtn, formation, gather, checkin),
-        auto.running ? h('p.auto', { 'data-testid': 'auto-running' }, `自动打坐中 Auto-meditating… ${auto.count} sessions, +${fmt(auto.gained, 1)} cultivation`) : null,
+        h('div.actions', meditate, autoMeditate, formation, autoFormation, gather, checkin),
         h('p.log', { 'data-testid': 'cult-log' }, ctx.memo.cultLog ?? '')),
       h('div.card.danger-zone',
         h('h3', bi('渡劫', 'Heavenly tribulation')),

@@ -1,10 +1,28 @@
 // 秘境 Dungeon: runs with floors and buff choices, fights played back round by round; hunts and slays.
 import { h, bi, fmt, pct, sleep } from '../ui.js';
+import { loopButton } from '../auto.js';
 
 async function load(ctx) {
   const r = await ctx.act('dungeon', 'status', {}, { quiet: true, refresh: false });
   if (r) ctx.memo.dungeon = r;
   ctx.rerender();
+}
+
+/** What a hunt or slay won, in words. */
+function spoils(ctx, r) {
+  const drops = r.drops.map((d) => `${d.qty}× ${ctx.g.text(d.item)}`).join(', ');
+  return r.won ? `Spoils: ${[drops, r.spirit_stones ? `+${r.spirit_stones} stones` : '', r.cultivation ? `+${r.cultivation} cultivation` : ''].filter(Boolean).join(', ') || 'nothing'}.` : '';
+}
+
+/** One step of auto-hunt on beast `m`: fight it, say how it went (no playback), reload the counts. */
+async function huntStep(ctx, m) {
+  const res = await ctx.attempt('dungeon', 'hunt', { monster: m.id }, { quiet: true });
+  if (res.reply) {
+    const r = res.reply;
+    ctx.memo.dungeonMsg = `自动降服 Auto-hunt: ${r.name} — ${r.won ? `won. ${spoils(ctx, r)}` : 'lost.'}`;
+    await load(ctx);
+  }
+  return res;
 }
 
 function hpBar(label, hp, max, cls) {
@@ -65,6 +83,7 @@ function rewardsText(ctx, r) {
 
 export default {
   id: 'dungeon',
+  loops: true,
   title: ['秘境', 'Dungeon'],
   enter(ctx) {
     ctx.memo.battleEl ??= h('div.card.battle', { 'data-testid': 'battle' });
@@ -125,13 +144,15 @@ export default {
         const b = h('button.small', { 'data-testid': `${kind}-${m.id}`, onclick: async () => {
           const r = await ctx.act('dungeon', kind, kind === 'hunt' ? { monster: m.id } : { target: m.id }, { button: b, label: `${kind === 'hunt' ? '降服' : '除魔'} ${m.name}` });
           if (!r) return;
-          const drops = r.drops.map((d) => `${d.qty}× ${ctx.g.text(d.item)}`).join(', ');
-          const summary = r.won ? `Spoils: ${[drops, r.spirit_stones ? `+${r.spirit_stones} stones` : '', r.cultivation ? `+${r.cultivation} cultivation` : ''].filter(Boolean).join(', ') || 'nothing'}.` : '';
+          const summary = spoils(ctx, r);
           await load(ctx);
           await playBattle(ctx, ctx.memo.battleEl, r.battle, { player: me, enemy: r.name }, summary);
         } }, bi('挑战', 'Fight'));
+        const auto = kind === 'hunt'
+          ? loopButton(ctx, `auto-hunt-${m.id}`, ['自动降服', `Auto-hunt ${m.name_en ?? m.name}`], () => huntStep(ctx, m), { group: 'auto-hunt' })
+          : null;
         return h('li.row.space', h('span', h('b', m.name), ' ', h('small.muted', m.name_en ?? ''), m.herb ? h('small', ` → ${ctx.g.text(`herb:${m.herb}`)}`) : null,
-          m.attack ? h('small.muted', ` ⚔${fmt(m.attack)} ❤${fmt(m.health)}`) : null), b);
+          m.attack ? h('small.muted', ` ⚔${fmt(m.attack)} ❤${fmt(m.health)}`) : null), h('span.row', b, auto));
       })));
 
     root.replaceChildren(
