@@ -14,7 +14,8 @@ pub mod content;
 pub mod reply;
 pub mod state;
 
-use content::{Calendar, Checkin, Exploration, HighTarget, Luck, Pool, Realms, Rules, tables};
+use content::tables::{CALENDAR, CHECKIN, CULTIVATION, EXPLORATION, LUCK, REALMS};
+use content::{Calendar, Checkin, Exploration, HighTarget, Luck, Pool, Realms, Rules};
 use reply::{
     Accrual, BreakthroughInfo, CheckinReply, CheckinStatus, Consumed, ExploreEvent, ExploreReply,
     FormationReply, Info, ItemFound, LuckRoll, MeditateReply, Odds, StartReply, Status, TribulationReply,
@@ -300,7 +301,7 @@ fn roll_luck(ctx: &mut Ctx, luck: &Luck) -> Result<LuckRoll, Error> {
         .rng()
         .weighted(&weights)
         .and_then(|i| luck.tiers.get(i))
-        .ok_or_else(|| content::bad(tables::LUCK, "no tier could be drawn"))?;
+        .ok_or_else(|| content::bad(LUCK, "no tier could be drawn"))?;
     Ok(LuckRoll {
         multiplier: tier.multiplier,
         name: tier.name.clone(),
@@ -498,7 +499,7 @@ fn formation(ctx: &mut Ctx) -> Result<(), Error> {
             .weighted(&weights)
             .and_then(|i| f.high_tiers.get(i))
             .map(|t| t.pct)
-            .ok_or_else(|| content::bad(tables::CULTIVATION, "formation.high_tiers: nothing to draw"))?;
+            .ok_or_else(|| content::bad(CULTIVATION, "formation.high_tiers: nothing to draw"))?;
         let amount = round_to(pct * max_before, 1);
         match f.high_target {
             HighTarget::Cultivation => {
@@ -670,7 +671,7 @@ fn explore(ctx: &mut Ctx) -> Result<(), Error> {
             .rng()
             .weighted(&weights)
             .and_then(|i| ex.events.get(i))
-            .ok_or_else(|| content::bad(tables::EXPLORATION, "no event could be drawn"))?
+            .ok_or_else(|| content::bad(EXPLORATION, "no event could be drawn"))?
             .clone();
         let realm_max = s.realms.view(s.level)?.threshold;
         let event = apply_event(ctx, &ex, &spec, realm_max)?;
@@ -726,7 +727,7 @@ fn apply_event(
                 .rng()
                 .weighted(&weights)
                 .and_then(|i| ex.herbs.get(i))
-                .ok_or_else(|| content::bad(tables::EXPLORATION, "no herb could be drawn"))?;
+                .ok_or_else(|| content::bad(EXPLORATION, "no herb could be drawn"))?;
             Some(ItemFound {
                 item: format!("herb:{}", herb.id),
                 name: herb.name.clone(),
@@ -740,7 +741,7 @@ fn apply_event(
                 .rng()
                 .weighted(&weights)
                 .and_then(|i| ex.fragments.get(i))
-                .ok_or_else(|| content::bad(tables::EXPLORATION, "no fragment could be drawn"))?;
+                .ok_or_else(|| content::bad(EXPLORATION, "no fragment could be drawn"))?;
             Some(ItemFound {
                 item: format!("fragment:{}", frag.recipe_id),
                 name: frag.name.clone(),
@@ -760,7 +761,7 @@ fn apply_event(
             .weighted(&weights)
             .and_then(|i| spec.amounts.get(i))
             .map(|a| a.amount.max(0))
-            .ok_or_else(|| content::bad(tables::EXPLORATION, format!("event {}: no amount", spec.id)))?;
+            .ok_or_else(|| content::bad(EXPLORATION, format!("event {}: no amount", spec.id)))?;
         ctx.add_currency(currency, amount);
     }
     Ok(ExploreEvent {
@@ -906,21 +907,54 @@ fn info(ctx: &mut Ctx) -> Result<(), Error> {
 // ---------------------------------------------------------------------------------------------------
 // Manifest
 
-fn spec(name: &str, title: &str, description: &str, reads: &[Section], content: &[&str]) -> ActionSpec {
-    ActionSpec {
-        name: name.into(),
-        title: title.into(),
-        description: description.into(),
-        params: vec![],
-        reads: reads.to_vec(),
-        kinds: vec![],
-        content: content.iter().map(|t| (*t).to_owned()).collect(),
-        query: false,
-        reads_player: String::new(),
-    }
-}
+/// What most actions read: stats, currencies and the plugin's state.
+const CORE: &[Section] = &[Section::Stats, Section::Currencies, Section::State];
 
 impl Plugin for Cultivation {
+    const ACTIONS: Actions = Actions::new(&[
+        Action::new("start", start)
+            .title("踏入仙途 Start")
+            .description("Create the character: level 1, base stats, no spirit. Does nothing if it already exists.")
+            .reads(&[Section::Stats, Section::State])
+            .content(&[CULTIVATION, REALMS]),
+        Action::new("gather", gather)
+            .title("聚灵 Gather spirit")
+            .description("Collect spirit earned since the last action and show the cultivation status.")
+            .reads(CORE)
+            .content(&[CULTIVATION, REALMS, EXPLORATION, CHECKIN, CALENDAR]),
+        Action::new("meditate", meditate)
+            .title("打坐 Meditate")
+            .description("Spend spirit for cultivation (times a luck roll); breaks through when full.")
+            .reads(CORE)
+            .content(&[CULTIVATION, REALMS, LUCK]),
+        Action::new("formation", formation)
+            .title("聚灵阵 Formation")
+            .description("Spend spirit stones for cultivation; the first uses each day are cheaper.")
+            .reads(CORE)
+            .content(&[CULTIVATION, REALMS, LUCK, CALENDAR]),
+        Action::new("tribulation", tribulation)
+            .title("渡劫 Tribulation")
+            .description("At the tribulation level with full cultivation: roll du_jie_rate to reach the next realm. Your best equipment and pet are destroyed either way.")
+            .reads(&[Section::Stats, Section::Currencies, Section::State, Section::Entities])
+            .kinds(&[names::EQUIPMENT, names::PET])
+            .content(&[CULTIVATION, REALMS]),
+        Action::new("explore", explore)
+            .title("探索 Explore")
+            .description("Spend spirit to explore: cultivation, herbs, recipe fragments, stones, or trouble.")
+            .reads(&[Section::Stats, Section::Currencies, Section::Counters, Section::State])
+            .content(&[CULTIVATION, REALMS, EXPLORATION]),
+        Action::new("checkin", checkin)
+            .title("签到 Check in")
+            .description("Daily check-in: a 7-day streak of spirit-stone rewards; missing a day restarts it.")
+            .reads(CORE)
+            .content(&[CULTIVATION, REALMS, CHECKIN, CALENDAR]),
+        Action::new("info", info)
+            .title("图鉴 Info")
+            .description("Realms, odds and rewards, for display.")
+            .content(&[CULTIVATION, REALMS, LUCK, EXPLORATION, CHECKIN, CALENDAR])
+            .query(),
+    ]);
+
     fn prepare(content: &Content) -> Result<(), Error> {
         content.table::<Realms>()?;
         content.table::<Rules>()?;
@@ -932,17 +966,6 @@ impl Plugin for Cultivation {
     }
 
     fn manifest() -> Manifest {
-        use Section::{Counters, Currencies, Entities, State as St, Stats};
-        use tables::{CALENDAR, CHECKIN, CULTIVATION, EXPLORATION, LUCK, REALMS};
-        let core = [Stats, Currencies, St];
-        let mut tribulation = spec(
-            "tribulation",
-            "渡劫 Tribulation",
-            "At the tribulation level with full cultivation: roll du_jie_rate to reach the next realm. Your best equipment and pet are destroyed either way.",
-            &[Stats, Currencies, St, Entities],
-            &[CULTIVATION, REALMS],
-        );
-        tribulation.kinds = vec![names::EQUIPMENT.into(), names::PET.into()];
         Manifest {
             name: "cultivation".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -950,76 +973,8 @@ impl Plugin for Cultivation {
             title: "修炼 Cultivation".into(),
             description: "Realms, spirit income, meditation, formation, breakthroughs, the tribulation, exploration and daily check-in.".into(),
             entity_kinds: vec![],
-            actions: vec![
-                spec(
-                    "start",
-                    "踏入仙途 Start",
-                    "Create the character: level 1, base stats, no spirit. Does nothing if it already exists.",
-                    &[Stats, St],
-                    &[CULTIVATION, REALMS],
-                ),
-                spec(
-                    "gather",
-                    "聚灵 Gather spirit",
-                    "Collect spirit earned since the last action and show the cultivation status.",
-                    &core,
-                    &[CULTIVATION, REALMS, EXPLORATION, CHECKIN, CALENDAR],
-                ),
-                spec(
-                    "meditate",
-                    "打坐 Meditate",
-                    "Spend spirit for cultivation (times a luck roll); breaks through when full.",
-                    &core,
-                    &[CULTIVATION, REALMS, LUCK],
-                ),
-                spec(
-                    "formation",
-                    "聚灵阵 Formation",
-                    "Spend spirit stones for cultivation; the first uses each day are cheaper.",
-                    &core,
-                    &[CULTIVATION, REALMS, LUCK, CALENDAR],
-                ),
-                tribulation,
-                spec(
-                    "explore",
-                    "探索 Explore",
-                    "Spend spirit to explore: cultivation, herbs, recipe fragments, stones, or trouble.",
-                    &[Stats, Currencies, Counters, St],
-                    &[CULTIVATION, REALMS, EXPLORATION],
-                ),
-                spec(
-                    "checkin",
-                    "签到 Check in",
-                    "Daily check-in: a 7-day streak of spirit-stone rewards; missing a day restarts it.",
-                    &core,
-                    &[CULTIVATION, REALMS, CHECKIN, CALENDAR],
-                ),
-                ActionSpec {
-                    query: true,
-                    ..spec(
-                        "info",
-                        "图鉴 Info",
-                        "Realms, odds and rewards, for display.",
-                        &[],
-                        &[CULTIVATION, REALMS, LUCK, EXPLORATION, CHECKIN, CALENDAR],
-                    )
-                },
-            ],
+            actions: Self::ACTIONS.specs(),
             hooks: vec![],
-        }
-    }
-
-    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
-        match ctx.action() {
-            "start" => start(ctx),
-            "gather" => gather(ctx),
-            "meditate" => meditate(ctx),
-            "formation" => formation(ctx),
-            "tribulation" => tribulation(ctx),
-            "explore" => explore(ctx),
-            "checkin" => checkin(ctx),
-            "info" => info(ctx),
-            other => Err(Error::unknown_action(other)),
         }
     }
 }
