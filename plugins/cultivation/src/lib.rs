@@ -14,8 +14,7 @@ pub mod content;
 pub mod reply;
 pub mod state;
 
-use content::tables::{CALENDAR, CHECKIN, CULTIVATION, EXPLORATION, LUCK, REALMS};
-use content::{Calendar, Checkin, Exploration, HighTarget, Luck, Pool, Realms, Rules};
+use content::{Calendar, Checkin, Exploration, HighTarget, Luck, Pool, Realms, Rules, tables};
 use reply::{
     Accrual, BreakthroughInfo, CheckinReply, CheckinStatus, Consumed, ExploreEvent, ExploreReply,
     FormationReply, Info, ItemFound, LuckRoll, MeditateReply, Odds, StartReply, Status, TribulationReply,
@@ -301,7 +300,7 @@ fn roll_luck(ctx: &mut Ctx, luck: &Luck) -> Result<LuckRoll, Error> {
         .rng()
         .weighted(&weights)
         .and_then(|i| luck.tiers.get(i))
-        .ok_or_else(|| content::bad(LUCK, "no tier could be drawn"))?;
+        .ok_or_else(|| content::bad(tables::LUCK, "no tier could be drawn"))?;
     Ok(LuckRoll {
         multiplier: tier.multiplier,
         name: tier.name.clone(),
@@ -499,7 +498,7 @@ fn formation(ctx: &mut Ctx) -> Result<(), Error> {
             .weighted(&weights)
             .and_then(|i| f.high_tiers.get(i))
             .map(|t| t.pct)
-            .ok_or_else(|| content::bad(CULTIVATION, "formation.high_tiers: nothing to draw"))?;
+            .ok_or_else(|| content::bad(tables::CULTIVATION, "formation.high_tiers: nothing to draw"))?;
         let amount = round_to(pct * max_before, 1);
         match f.high_target {
             HighTarget::Cultivation => {
@@ -671,7 +670,7 @@ fn explore(ctx: &mut Ctx) -> Result<(), Error> {
             .rng()
             .weighted(&weights)
             .and_then(|i| ex.events.get(i))
-            .ok_or_else(|| content::bad(EXPLORATION, "no event could be drawn"))?
+            .ok_or_else(|| content::bad(tables::EXPLORATION, "no event could be drawn"))?
             .clone();
         let realm_max = s.realms.view(s.level)?.threshold;
         let event = apply_event(ctx, &ex, &spec, realm_max)?;
@@ -727,7 +726,7 @@ fn apply_event(
                 .rng()
                 .weighted(&weights)
                 .and_then(|i| ex.herbs.get(i))
-                .ok_or_else(|| content::bad(EXPLORATION, "no herb could be drawn"))?;
+                .ok_or_else(|| content::bad(tables::EXPLORATION, "no herb could be drawn"))?;
             Some(ItemFound {
                 item: format!("herb:{}", herb.id),
                 name: herb.name.clone(),
@@ -741,7 +740,7 @@ fn apply_event(
                 .rng()
                 .weighted(&weights)
                 .and_then(|i| ex.fragments.get(i))
-                .ok_or_else(|| content::bad(EXPLORATION, "no fragment could be drawn"))?;
+                .ok_or_else(|| content::bad(tables::EXPLORATION, "no fragment could be drawn"))?;
             Some(ItemFound {
                 item: format!("fragment:{}", frag.recipe_id),
                 name: frag.name.clone(),
@@ -761,7 +760,7 @@ fn apply_event(
             .weighted(&weights)
             .and_then(|i| spec.amounts.get(i))
             .map(|a| a.amount.max(0))
-            .ok_or_else(|| content::bad(EXPLORATION, format!("event {}: no amount", spec.id)))?;
+            .ok_or_else(|| content::bad(tables::EXPLORATION, format!("event {}: no amount", spec.id)))?;
         ctx.add_currency(currency, amount);
     }
     Ok(ExploreEvent {
@@ -914,44 +913,83 @@ impl Plugin for Cultivation {
     const ACTIONS: Actions = Actions::new(&[
         Action::new("start", start)
             .title("踏入仙途 Start")
-            .description("Create the character: level 1, base stats, no spirit. Does nothing if it already exists.")
+            .description(
+                "Create the character: level 1, base stats, no spirit. Does nothing if it already \
+                 exists.",
+            )
             .reads(&[Section::Stats, Section::State])
-            .content(&[CULTIVATION, REALMS]),
+            .content(&[tables::CULTIVATION, tables::REALMS]),
         Action::new("gather", gather)
             .title("聚灵 Gather spirit")
             .description("Collect spirit earned since the last action and show the cultivation status.")
             .reads(CORE)
-            .content(&[CULTIVATION, REALMS, EXPLORATION, CHECKIN, CALENDAR]),
+            .content(&[
+                tables::CULTIVATION,
+                tables::REALMS,
+                tables::EXPLORATION,
+                tables::CHECKIN,
+                tables::CALENDAR,
+            ]),
         Action::new("meditate", meditate)
             .title("打坐 Meditate")
             .description("Spend spirit for cultivation (times a luck roll); breaks through when full.")
             .reads(CORE)
-            .content(&[CULTIVATION, REALMS, LUCK]),
+            .content(&[tables::CULTIVATION, tables::REALMS, tables::LUCK]),
         Action::new("formation", formation)
             .title("聚灵阵 Formation")
             .description("Spend spirit stones for cultivation; the first uses each day are cheaper.")
             .reads(CORE)
-            .content(&[CULTIVATION, REALMS, LUCK, CALENDAR]),
+            .content(&[
+                tables::CULTIVATION,
+                tables::REALMS,
+                tables::LUCK,
+                tables::CALENDAR,
+            ]),
         Action::new("tribulation", tribulation)
             .title("渡劫 Tribulation")
-            .description("At the tribulation level with full cultivation: roll du_jie_rate to reach the next realm. Your best equipment and pet are destroyed either way.")
-            .reads(&[Section::Stats, Section::Currencies, Section::State, Section::Entities])
+            .description(
+                "At the tribulation level with full cultivation: roll du_jie_rate to reach the next \
+                 realm. Your best equipment and pet are destroyed either way.",
+            )
+            .reads(&[
+                Section::Stats,
+                Section::Currencies,
+                Section::State,
+                Section::Entities,
+            ])
             .kinds(&[names::EQUIPMENT, names::PET])
-            .content(&[CULTIVATION, REALMS]),
+            .content(&[tables::CULTIVATION, tables::REALMS]),
         Action::new("explore", explore)
             .title("探索 Explore")
             .description("Spend spirit to explore: cultivation, herbs, recipe fragments, stones, or trouble.")
-            .reads(&[Section::Stats, Section::Currencies, Section::Counters, Section::State])
-            .content(&[CULTIVATION, REALMS, EXPLORATION]),
+            .reads(&[
+                Section::Stats,
+                Section::Currencies,
+                Section::Counters,
+                Section::State,
+            ])
+            .content(&[tables::CULTIVATION, tables::REALMS, tables::EXPLORATION]),
         Action::new("checkin", checkin)
             .title("签到 Check in")
             .description("Daily check-in: a 7-day streak of spirit-stone rewards; missing a day restarts it.")
             .reads(CORE)
-            .content(&[CULTIVATION, REALMS, CHECKIN, CALENDAR]),
+            .content(&[
+                tables::CULTIVATION,
+                tables::REALMS,
+                tables::CHECKIN,
+                tables::CALENDAR,
+            ]),
         Action::new("info", info)
             .title("图鉴 Info")
             .description("Realms, odds and rewards, for display.")
-            .content(&[CULTIVATION, REALMS, LUCK, EXPLORATION, CHECKIN, CALENDAR])
+            .content(&[
+                tables::CULTIVATION,
+                tables::REALMS,
+                tables::LUCK,
+                tables::EXPLORATION,
+                tables::CHECKIN,
+                tables::CALENDAR,
+            ])
             .query(),
     ]);
 

@@ -481,7 +481,8 @@ impl Plugin for Pets {
         Action::new("batch_release", batch_release)
             .title("批量放生 Release in bulk")
             .description(
-                "Release every pet of the given qualities that is not deployed, each for its quality's price.",
+                "Release every pet of the given qualities that is not deployed, each for its \
+                 quality's price.",
             )
             .params(&[Param::required("qualities", ParamType::String)
                 .description("Quality keys, comma-separated (common,uncommon,rare,epic,legendary,mythic).")])
@@ -491,7 +492,8 @@ impl Plugin for Pets {
             .title("灵宠列表 Pet list")
             .description("The pets held, filtered and paged if asked, with counts.")
             .params(&[
-                Param::optional("quality", ParamType::String).description("Only these qualities, comma-separated."),
+                Param::optional("quality", ParamType::String)
+                    .description("Only these qualities, comma-separated."),
                 Param::optional("active", ParamType::Bool)
                     .description("true: only the deployed pet; false: only pets not deployed."),
                 Param::optional("page", ParamType::Integer).description("Page, from 1 (default 1)."),
