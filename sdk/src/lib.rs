@@ -7,11 +7,13 @@
 //! - [`Doc`]: an embedded MessagePack document.
 //! - [`Content`], [`Table`]: content tables, decoded once per load.
 //! - [`Plugin`], [`Ctx`], [`Error`]: what authors implement and use.
+//! - [`Actions`], [`Action`], [`Param`]: the action table, each action declared once.
 //! - [`rng`]: the deterministic RNG.
 //! - [`export!`]: generates the wasm exports.
 //! - `testing` (feature `testing`): the native harness.
 
 pub mod abi;
+mod actions;
 #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
 mod bump;
 pub mod codec;
@@ -28,6 +30,7 @@ mod sys;
 pub mod testing;
 pub mod wire;
 
+pub use actions::{Action, Actions, Handler, Param};
 pub use content::{Content, Table};
 pub use doc::Doc;
 pub use plugin::{Ctx, Error, Plugin};
@@ -69,5 +72,5 @@ pub mod prelude {
         ActionSpec, Buff, Effect, Entity, HookSpec, Manifest, Modifier, OtherPlayer, ParamSpec, ParamType,
         PlayerState, Scope, Section,
     };
-    pub use crate::{Content, Ctx, Doc, Error, Plugin, Table, export, log};
+    pub use crate::{Action, Actions, Content, Ctx, Doc, Error, Param, Plugin, Table, export, log};
 }

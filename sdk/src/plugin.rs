@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::abi::{fault_codes, reject_codes};
+use crate::actions::Actions;
 use crate::content::{Content, Table};
 use crate::doc::Doc;
 use crate::rng::Rng;
@@ -17,7 +18,13 @@ use crate::wire::{Buff, Call, Effect, Entity, Manifest, Modifier, OtherPlayer, P
 /// nothing survives between calls except what the plugin returns as effects. The one exception is
 /// [`Plugin::prepare`], which runs once per load and whose work every call starts from.
 pub trait Plugin {
-    /// The plugin's manifest: name, version, actions, hooks. Called once when the host loads it.
+    /// The plugin's actions, each declared once with the function that runs it. The manifest lists
+    /// them with `actions: Self::ACTIONS.specs()`, and the default [`Plugin::handle`] runs the one
+    /// a call names. Empty by default, for a plugin that writes its own `handle`.
+    const ACTIONS: Actions = Actions::NONE;
+
+    /// The plugin's manifest: name, version, actions (usually `Self::ACTIONS.specs()`), hooks.
+    /// Called once when the host loads it.
     fn manifest() -> Manifest;
 
     /// Decode and check the content tables the plugin uses, once, when the host loads it: call
@@ -29,8 +36,12 @@ pub trait Plugin {
         Ok(())
     }
 
-    /// Run the action named by `ctx.action()`, recording effects on `ctx`.
-    fn handle(ctx: &mut Ctx) -> Result<(), Error>;
+    /// Run the action named by `ctx.action()`, recording effects on `ctx`. By default, the one
+    /// [`Plugin::ACTIONS`] declares under that name ([`Actions::call`]; any other name is the
+    /// standard `unknown_action` rejection).
+    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
+        Self::ACTIONS.call(ctx)
+    }
 
     /// The `modifiers` hook: stat changes derived from the player's state. Declare it in the manifest's
     /// `hooks` for the host to call it.

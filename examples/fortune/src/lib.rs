@@ -61,6 +61,12 @@ const DAY_MS: i64 = 86_400_000;
 const UTC8_MS: i64 = 8 * 3_600_000;
 
 impl Plugin for Fortune {
+    const ACTIONS: Actions = Actions::new(&[Action::new("draw", draw)
+        .title("求签 Draw a fortune")
+        .description("Once a day.")
+        .reads(&[Section::State])
+        .content(&[Fortunes::NAME])]);
+
     fn prepare(content: &Content) -> Result<(), Error> {
         content.table::<Fortunes>()?;
         Ok(())
@@ -74,25 +80,8 @@ impl Plugin for Fortune {
             title: "算命 Fortune".into(),
             description: "Draw one fortune a day for a few spirit stones.".into(),
             entity_kinds: vec![],
-            actions: vec![ActionSpec {
-                name: "draw".into(),
-                title: "求签 Draw a fortune".into(),
-                description: "Once a day.".into(),
-                params: vec![],
-                reads: vec![Section::State],
-                kinds: vec![],
-                content: vec![Fortunes::NAME.into()],
-                query: false,
-                reads_player: String::new(),
-            }],
+            actions: Self::ACTIONS.specs(),
             hooks: vec![],
-        }
-    }
-
-    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
-        match ctx.action() {
-            "draw" => draw(ctx),
-            other => Err(Error::unknown_action(other)),
         }
     }
 }

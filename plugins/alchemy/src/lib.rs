@@ -5,6 +5,7 @@
 //! never lost: they wait as items until the player next uses alchemy. See `README.md`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use cauldron_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -236,37 +237,52 @@ struct EatParams {
 // ---------------------------------------------------------------------------------------------------
 // Manifest
 
-fn param(name: &str, ty: ParamType, description: &str) -> ParamSpec {
-    ParamSpec {
-        name: name.into(),
-        ty,
-        required: true,
-        of: String::new(),
-        description: description.into(),
-    }
-}
+/// What every alchemy action reads.
+const READS: &[Section] = &[
+    Section::Stats,
+    Section::Currencies,
+    Section::Counters,
+    Section::Items,
+    Section::State,
+];
 
-fn action(name: &str, title: &str, description: &str, params: Vec<ParamSpec>) -> ActionSpec {
-    ActionSpec {
-        name: name.into(),
-        title: title.into(),
-        description: description.into(),
-        params,
-        reads: vec![
-            Section::Stats,
-            Section::Currencies,
-            Section::Counters,
-            Section::Items,
-            Section::State,
-        ],
-        kinds: vec![],
-        content: vec![tables::HERBS.into(), tables::RECIPES.into()],
-        query: false,
-        reads_player: String::new(),
-    }
-}
+/// The content tables every alchemy action needs.
+const TABLES: &[&str] = &[tables::HERBS, tables::RECIPES];
 
 impl Plugin for Alchemy {
+    const ACTIONS: Actions = Actions::new(&[
+        Action::new("recipes", recipe_book)
+            .title("丹方 Recipe book")
+            .description("Every recipe with its unlock progress, materials, true success rate and effect.")
+            .reads(READS)
+            .content(TABLES)
+            .query(),
+        Action::new("buy_fragment", buy_fragment)
+            .title("购买残页 Buy fragments")
+            .description("Buy fragments of a recipe; enough of them unlock it.")
+            .params(&[
+                Param::required("recipe", ParamType::String).description("Recipe id"),
+                Param::required("quantity", ParamType::Integer)
+                    .description("How many, from 1 to the number still needed to unlock (at most 100)"),
+            ])
+            .reads(READS)
+            .content(TABLES),
+        Action::new("craft", craft)
+            .title("炼丹 Craft")
+            .description("Consume the materials and try to make a pill; the grade sets the chance.")
+            .params(&[
+                Param::required("recipe", ParamType::String).description("Recipe id (must be unlocked)")
+            ])
+            .reads(READS)
+            .content(TABLES),
+        Action::new("eat", eat)
+            .title("服用 Eat a pill")
+            .description("Eat one pill for its effect, scaled by your level.")
+            .params(&[Param::required("pill", ParamType::String).description("Recipe id of the pill")])
+            .reads(READS)
+            .content(TABLES),
+    ]);
+
     fn prepare(content: &Content) -> Result<(), Error> {
         content.table::<Herbs>()?;
         content.table::<Recipes>()?;
@@ -281,59 +297,8 @@ impl Plugin for Alchemy {
             title: "炼丹 Alchemy".into(),
             description: "Collect recipe fragments, craft pills from herbs, and eat them.".into(),
             entity_kinds: vec![],
-            actions: vec![
-                ActionSpec {
-                    query: true,
-                    ..action(
-                        "recipes",
-                        "丹方 Recipe book",
-                        "Every recipe with its unlock progress, materials, true success rate and effect.",
-                        vec![],
-                    )
-                },
-                action(
-                    "buy_fragment",
-                    "购买残页 Buy fragments",
-                    "Buy fragments of a recipe; enough of them unlock it.",
-                    vec![
-                        param("recipe", ParamType::String, "Recipe id"),
-                        param(
-                            "quantity",
-                            ParamType::Integer,
-                            "How many, from 1 to the number still needed to unlock (at most 100)",
-                        ),
-                    ],
-                ),
-                action(
-                    "craft",
-                    "炼丹 Craft",
-                    "Consume the materials and try to make a pill; the grade sets the chance.",
-                    vec![param("recipe", ParamType::String, "Recipe id (must be unlocked)")],
-                ),
-                action(
-                    "eat",
-                    "服用 Eat a pill",
-                    "Eat one pill for its effect, scaled by your level.",
-                    vec![param("pill", ParamType::String, "Recipe id of the pill")],
-                ),
-            ],
+            actions: Self::ACTIONS.specs(),
             hooks: vec![],
-        }
-    }
-
-    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
-        let recipes = Recipes::load(ctx)?;
-        let herbs = Herbs::load(ctx)?;
-        let mut state: AlchemyState = ctx.state()?;
-        if ctx.action() == "recipes" {
-            return recipe_book(ctx, &recipes, &herbs, state);
-        }
-        let newly_unlocked = unlock_ready(ctx, &recipes, &mut state)?;
-        match ctx.action() {
-            "buy_fragment" => buy_fragment(ctx, &recipes, &mut state, newly_unlocked),
-            "craft" => craft(ctx, &recipes, &state, newly_unlocked),
-            "eat" => eat(ctx, &recipes, newly_unlocked),
-            other => Err(Error::unknown_action(other)),
         }
     }
 }
@@ -364,12 +329,10 @@ fn ready_to_unlock(ctx: &Ctx, recipes: &Recipes, state: &AlchemyState) -> Result
 /// recipe whose fragments arrived since the last alchemy action (from exploring or slaying) is shown
 /// unlocked with those fragments used up and listed in `newly_unlocked`; the next `buy_fragment`,
 /// `craft` or `eat` records the unlock (takes the fragments, emits the event).
-fn recipe_book(
-    ctx: &mut Ctx,
-    recipes: &Recipes,
-    herbs: &Herbs,
-    mut state: AlchemyState,
-) -> Result<(), Error> {
+fn recipe_book(ctx: &mut Ctx) -> Result<(), Error> {
+    let recipes = &*Recipes::load(ctx)?;
+    let herbs = &*Herbs::load(ctx)?;
+    let mut state: AlchemyState = ctx.state()?;
     let ready = ready_to_unlock(ctx, recipes, &state)?;
     for (id, _) in &ready {
         state.unlocked.insert(id.clone());
@@ -403,6 +366,15 @@ fn recipe_book(
         pills_eaten: ctx.counter(PILLS_EATEN),
     };
     ctx.reply(&reply)
+}
+
+/// What every writing action starts with: the recipes, the player's state, and the recipes it
+/// unlocked on the way in (see [`unlock_ready`]).
+fn begin(ctx: &mut Ctx) -> Result<(Rc<Recipes>, AlchemyState, Vec<String>), Error> {
+    let recipes = Recipes::load(ctx)?;
+    let mut state: AlchemyState = ctx.state()?;
+    let newly_unlocked = unlock_ready(ctx, &recipes, &mut state)?;
+    Ok((recipes, state, newly_unlocked))
 }
 
 /// Unlock every recipe whose fragments are complete: take the fragments, record it in the state and
@@ -523,12 +495,9 @@ fn open_recipe<'r>(recipes: &'r Recipes, id: &str) -> Result<(&'r Recipe, &'r Gr
     Ok((recipe, recipes.grade_of(recipe)?))
 }
 
-fn buy_fragment(
-    ctx: &mut Ctx,
-    recipes: &Recipes,
-    state: &mut AlchemyState,
-    mut newly_unlocked: Vec<String>,
-) -> Result<(), Error> {
+fn buy_fragment(ctx: &mut Ctx) -> Result<(), Error> {
+    let (recipes, mut state, mut newly_unlocked) = begin(ctx)?;
+    let (recipes, state) = (&*recipes, &mut state);
     let p: BuyParams = ctx.params()?;
     let max = recipes.rules.max_buy_quantity;
     if !(1..=max).contains(&p.quantity) {
@@ -571,12 +540,9 @@ fn buy_fragment(
     ctx.reply(&reply)
 }
 
-fn craft(
-    ctx: &mut Ctx,
-    recipes: &Recipes,
-    state: &AlchemyState,
-    newly_unlocked: Vec<String>,
-) -> Result<(), Error> {
+fn craft(ctx: &mut Ctx) -> Result<(), Error> {
+    let (recipes, state, newly_unlocked) = begin(ctx)?;
+    let recipes = &*recipes;
     let p: CraftParams = ctx.params()?;
     let (recipe, grade) = open_recipe(recipes, &p.recipe)?;
     if !state.unlocked.contains(&recipe.id) {
@@ -628,7 +594,9 @@ pub fn buff_id(recipe: &str) -> String {
     format!("alchemy:{recipe}")
 }
 
-fn eat(ctx: &mut Ctx, recipes: &Recipes, newly_unlocked: Vec<String>) -> Result<(), Error> {
+fn eat(ctx: &mut Ctx) -> Result<(), Error> {
+    let (recipes, _, newly_unlocked) = begin(ctx)?;
+    let recipes = &*recipes;
     let p: EatParams = ctx.params()?;
     let id = p.pill.strip_prefix("pill:").unwrap_or(&p.pill);
     let (recipe, _) = open_recipe(recipes, id)?;

@@ -906,21 +906,93 @@ fn info(ctx: &mut Ctx) -> Result<(), Error> {
 // ---------------------------------------------------------------------------------------------------
 // Manifest
 
-fn spec(name: &str, title: &str, description: &str, reads: &[Section], content: &[&str]) -> ActionSpec {
-    ActionSpec {
-        name: name.into(),
-        title: title.into(),
-        description: description.into(),
-        params: vec![],
-        reads: reads.to_vec(),
-        kinds: vec![],
-        content: content.iter().map(|t| (*t).to_owned()).collect(),
-        query: false,
-        reads_player: String::new(),
-    }
-}
+/// What most actions read: stats, currencies and the plugin's state.
+const CORE: &[Section] = &[Section::Stats, Section::Currencies, Section::State];
 
 impl Plugin for Cultivation {
+    const ACTIONS: Actions = Actions::new(&[
+        Action::new("start", start)
+            .title("踏入仙途 Start")
+            .description(
+                "Create the character: level 1, base stats, no spirit. Does nothing if it already \
+                 exists.",
+            )
+            .reads(&[Section::Stats, Section::State])
+            .content(&[tables::CULTIVATION, tables::REALMS]),
+        Action::new("gather", gather)
+            .title("聚灵 Gather spirit")
+            .description("Collect spirit earned since the last action and show the cultivation status.")
+            .reads(CORE)
+            .content(&[
+                tables::CULTIVATION,
+                tables::REALMS,
+                tables::EXPLORATION,
+                tables::CHECKIN,
+                tables::CALENDAR,
+            ]),
+        Action::new("meditate", meditate)
+            .title("打坐 Meditate")
+            .description("Spend spirit for cultivation (times a luck roll); breaks through when full.")
+            .reads(CORE)
+            .content(&[tables::CULTIVATION, tables::REALMS, tables::LUCK]),
+        Action::new("formation", formation)
+            .title("聚灵阵 Formation")
+            .description("Spend spirit stones for cultivation; the first uses each day are cheaper.")
+            .reads(CORE)
+            .content(&[
+                tables::CULTIVATION,
+                tables::REALMS,
+                tables::LUCK,
+                tables::CALENDAR,
+            ]),
+        Action::new("tribulation", tribulation)
+            .title("渡劫 Tribulation")
+            .description(
+                "At the tribulation level with full cultivation: roll du_jie_rate to reach the next \
+                 realm. Your best equipment and pet are destroyed either way.",
+            )
+            .reads(&[
+                Section::Stats,
+                Section::Currencies,
+                Section::State,
+                Section::Entities,
+            ])
+            .kinds(&[names::EQUIPMENT, names::PET])
+            .content(&[tables::CULTIVATION, tables::REALMS]),
+        Action::new("explore", explore)
+            .title("探索 Explore")
+            .description("Spend spirit to explore: cultivation, herbs, recipe fragments, stones, or trouble.")
+            .reads(&[
+                Section::Stats,
+                Section::Currencies,
+                Section::Counters,
+                Section::State,
+            ])
+            .content(&[tables::CULTIVATION, tables::REALMS, tables::EXPLORATION]),
+        Action::new("checkin", checkin)
+            .title("签到 Check in")
+            .description("Daily check-in: a 7-day streak of spirit-stone rewards; missing a day restarts it.")
+            .reads(CORE)
+            .content(&[
+                tables::CULTIVATION,
+                tables::REALMS,
+                tables::CHECKIN,
+                tables::CALENDAR,
+            ]),
+        Action::new("info", info)
+            .title("图鉴 Info")
+            .description("Realms, odds and rewards, for display.")
+            .content(&[
+                tables::CULTIVATION,
+                tables::REALMS,
+                tables::LUCK,
+                tables::EXPLORATION,
+                tables::CHECKIN,
+                tables::CALENDAR,
+            ])
+            .query(),
+    ]);
+
     fn prepare(content: &Content) -> Result<(), Error> {
         content.table::<Realms>()?;
         content.table::<Rules>()?;
@@ -932,17 +1004,6 @@ impl Plugin for Cultivation {
     }
 
     fn manifest() -> Manifest {
-        use Section::{Counters, Currencies, Entities, State as St, Stats};
-        use tables::{CALENDAR, CHECKIN, CULTIVATION, EXPLORATION, LUCK, REALMS};
-        let core = [Stats, Currencies, St];
-        let mut tribulation = spec(
-            "tribulation",
-            "渡劫 Tribulation",
-            "At the tribulation level with full cultivation: roll du_jie_rate to reach the next realm. Your best equipment and pet are destroyed either way.",
-            &[Stats, Currencies, St, Entities],
-            &[CULTIVATION, REALMS],
-        );
-        tribulation.kinds = vec![names::EQUIPMENT.into(), names::PET.into()];
         Manifest {
             name: "cultivation".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -950,76 +1011,8 @@ impl Plugin for Cultivation {
             title: "修炼 Cultivation".into(),
             description: "Realms, spirit income, meditation, formation, breakthroughs, the tribulation, exploration and daily check-in.".into(),
             entity_kinds: vec![],
-            actions: vec![
-                spec(
-                    "start",
-                    "踏入仙途 Start",
-                    "Create the character: level 1, base stats, no spirit. Does nothing if it already exists.",
-                    &[Stats, St],
-                    &[CULTIVATION, REALMS],
-                ),
-                spec(
-                    "gather",
-                    "聚灵 Gather spirit",
-                    "Collect spirit earned since the last action and show the cultivation status.",
-                    &core,
-                    &[CULTIVATION, REALMS, EXPLORATION, CHECKIN, CALENDAR],
-                ),
-                spec(
-                    "meditate",
-                    "打坐 Meditate",
-                    "Spend spirit for cultivation (times a luck roll); breaks through when full.",
-                    &core,
-                    &[CULTIVATION, REALMS, LUCK],
-                ),
-                spec(
-                    "formation",
-                    "聚灵阵 Formation",
-                    "Spend spirit stones for cultivation; the first uses each day are cheaper.",
-                    &core,
-                    &[CULTIVATION, REALMS, LUCK, CALENDAR],
-                ),
-                tribulation,
-                spec(
-                    "explore",
-                    "探索 Explore",
-                    "Spend spirit to explore: cultivation, herbs, recipe fragments, stones, or trouble.",
-                    &[Stats, Currencies, Counters, St],
-                    &[CULTIVATION, REALMS, EXPLORATION],
-                ),
-                spec(
-                    "checkin",
-                    "签到 Check in",
-                    "Daily check-in: a 7-day streak of spirit-stone rewards; missing a day restarts it.",
-                    &core,
-                    &[CULTIVATION, REALMS, CHECKIN, CALENDAR],
-                ),
-                ActionSpec {
-                    query: true,
-                    ..spec(
-                        "info",
-                        "图鉴 Info",
-                        "Realms, odds and rewards, for display.",
-                        &[],
-                        &[CULTIVATION, REALMS, LUCK, EXPLORATION, CHECKIN, CALENDAR],
-                    )
-                },
-            ],
+            actions: Self::ACTIONS.specs(),
             hooks: vec![],
-        }
-    }
-
-    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
-        match ctx.action() {
-            "start" => start(ctx),
-            "gather" => gather(ctx),
-            "meditate" => meditate(ctx),
-            "formation" => formation(ctx),
-            "tribulation" => tribulation(ctx),
-            "explore" => explore(ctx),
-            "checkin" => checkin(ctx),
-            "info" => info(ctx),
-            other => Err(Error::unknown_action(other)),
         }
     }
 }

@@ -371,28 +371,46 @@ struct PetData {
 // ---------------------------------------------------------------------------------------------
 // Manifest
 
-fn spec(name: &str, title: &str, description: &str, reads: &[Section]) -> ActionSpec {
-    ActionSpec {
-        name: name.into(),
-        title: title.into(),
-        description: description.into(),
-        params: vec![],
-        reads: reads.to_vec(),
-        kinds: vec![],
-        content: vec![DuelTable::NAME.into()],
-        query: false,
-        reads_player: String::new(),
-    }
-}
-
 impl Plugin for Duel {
+    const ACTIONS: Actions = Actions::new(&[
+        Action::new("status", status)
+            .title("斗法状态 Duel status")
+            .description("Duels left today, the spirit cost, the level needed and the records' totals.")
+            .reads(&[Section::State, Section::Stats])
+            .content(&[DuelTable::NAME])
+            .query(),
+        Action::new("records", records)
+            .title("斗法记录 Duel records")
+            .description("Wins, losses, win rate, streaks and the latest duels.")
+            .reads(&[Section::State])
+            .content(&[DuelTable::NAME])
+            .query(),
+        Action::new("challenge", challenge)
+            .title("道友斗法 Challenge")
+            .description(
+                "Duel another player (realm level 7 and up, 20 a day). A win pays spirit \
+                 stones and 修为.",
+            )
+            .params(&[
+                Param::required("opponent", ParamType::Player).description("The player id to challenge.")
+            ])
+            .reads(&[
+                Section::State,
+                Section::Stats,
+                Section::Currencies,
+                Section::Entities,
+            ])
+            .kinds(&[EQUIPMENT, PET])
+            .content(&[DuelTable::NAME])
+            .reads_player("opponent"),
+    ]);
+
     fn prepare(content: &Content) -> Result<(), Error> {
         content.table::<DuelTable>()?;
         Ok(())
     }
 
     fn manifest() -> Manifest {
-        use Section::{Currencies, Entities, State, Stats};
         Manifest {
             name: "duel".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -402,54 +420,8 @@ impl Plugin for Duel {
                           pet; the challenger pays spirit and wins stones and 修为."
                 .into(),
             entity_kinds: vec![],
-            actions: vec![
-                ActionSpec {
-                    query: true,
-                    ..spec(
-                        "status",
-                        "斗法状态 Duel status",
-                        "Duels left today, the spirit cost, the level needed and the records' totals.",
-                        &[State, Stats],
-                    )
-                },
-                ActionSpec {
-                    query: true,
-                    ..spec(
-                        "records",
-                        "斗法记录 Duel records",
-                        "Wins, losses, win rate, streaks and the latest duels.",
-                        &[State],
-                    )
-                },
-                ActionSpec {
-                    params: vec![ParamSpec {
-                        name: "opponent".into(),
-                        ty: ParamType::Player,
-                        required: true,
-                        of: String::new(),
-                        description: "The player id to challenge.".into(),
-                    }],
-                    kinds: vec![EQUIPMENT.into(), PET.into()],
-                    reads_player: "opponent".into(),
-                    ..spec(
-                        "challenge",
-                        "道友斗法 Challenge",
-                        "Duel another player (realm level 7 and up, 20 a day). A win pays spirit \
-                         stones and 修为.",
-                        &[State, Stats, Currencies, Entities],
-                    )
-                },
-            ],
+            actions: Self::ACTIONS.specs(),
             hooks: vec![],
-        }
-    }
-
-    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
-        match ctx.action() {
-            "status" => status(ctx),
-            "records" => records(ctx),
-            "challenge" => challenge(ctx),
-            other => Err(Error::unknown_action(other)),
         }
     }
 }

@@ -262,40 +262,69 @@ struct SlayParams {
 // ---------------------------------------------------------------------------------------------
 // Manifest
 
-fn param(name: &str, ty: ParamType, required: bool, of: &str, description: &str) -> ParamSpec {
-    ParamSpec {
-        name: name.into(),
-        ty,
-        required,
-        of: of.into(),
-        description: description.into(),
-    }
-}
-
-fn spec(
-    name: &str,
-    title: &str,
-    description: &str,
-    params: Vec<ParamSpec>,
-    reads: &[Section],
-    content: &[&str],
-) -> ActionSpec {
-    ActionSpec {
-        name: name.into(),
-        title: title.into(),
-        description: description.into(),
-        params,
-        reads: reads.to_vec(),
-        kinds: vec![],
-        content: content.iter().map(|s| (*s).to_owned()).collect(),
-        query: false,
-        reads_player: String::new(),
-    }
-}
-
-const RUN_TABLES: [&str; 2] = [tables::DUNGEON, tables::BUFFS];
+/// What the fights read: the run, the fighter's stats and the purse.
+const FIGHT_READS: &[Section] = &[Section::State, Section::Stats, Section::Currencies];
+/// What the dungeon-run actions read.
+const RUN_READS: &[Section] = &[Section::State, Section::Stats];
+/// The content tables of the dungeon run.
+const RUN_TABLES: &[&str] = &[tables::DUNGEON, tables::BUFFS];
 
 impl Plugin for Dungeon {
+    const ACTIONS: Actions = Actions::new(&[
+        Action::new("status", status)
+            .title("斗法 Status")
+            .description("Daily hunt/slay counts and costs, the dungeon run, and the monster tables.")
+            .reads(FIGHT_READS)
+            .content(&[tables::DUNGEON, tables::BUFFS, tables::MONSTERS])
+            .query(),
+        Action::new("dungeon_start", dungeon_start)
+            .title("进入秘境 Enter dungeon")
+            .description("Begin a run at floor 1, or continue the run in progress.")
+            .params(&[
+                Param::optional("difficulty", ParamType::String)
+                    .of("easy,normal,hard,expert")
+                    .description("Difficulty of a new run (default normal)."),
+                Param::optional("restart", ParamType::Bool)
+                    .description("Abandon the run in progress and begin again at floor 1."),
+            ])
+            .reads(RUN_READS)
+            .content(RUN_TABLES),
+        Action::new("dungeon_buffs", dungeon_buffs)
+            .title("秘境增益 Buffs")
+            .description("The buffs offered for this floor and those already picked.")
+            .reads(RUN_READS)
+            .content(RUN_TABLES)
+            .query(),
+        Action::new("dungeon_refresh", dungeon_refresh)
+            .title("刷新增益 Refresh buffs")
+            .description("Re-roll this floor's three buffs (3 refreshes per run).")
+            .reads(RUN_READS)
+            .content(RUN_TABLES),
+        Action::new("dungeon_pick", dungeon_pick)
+            .title("选择增益 Pick buff")
+            .description("Keep one of this floor's offered buffs for the rest of the run.")
+            .params(&[Param::required("buff", ParamType::String).description("Id of an offered buff.")])
+            .reads(RUN_READS)
+            .content(RUN_TABLES),
+        Action::new("dungeon_fight", dungeon_fight)
+            .title("挑战 Fight floor")
+            .description("Fight the current floor's guardian. Winning advances a floor; losing ends the run.")
+            .reads(FIGHT_READS)
+            .content(RUN_TABLES),
+        Action::new("hunt", hunt)
+            .title("降服妖兽 Beast hunt")
+            .description("Fight a beast (1-9) for herbs. 100 per day.")
+            .params(&[Param::required("monster", ParamType::Integer).description("Beast id, 1-9.")])
+            .reads(FIGHT_READS)
+            .content(&[tables::MONSTERS, tables::HERBS]),
+        Action::new("slay", slay)
+            .title("除魔卫道 Demon slaying")
+            .description("Fight a demon (101-106) for stones, 修为 and drops. 20 per day.")
+            .params(&[Param::required("target", ParamType::Integer).description("Target id, 101-106.")])
+            .reads(FIGHT_READS)
+            .content(&[tables::MONSTERS, tables::RECIPES]),
+    ]);
+
     fn prepare(content: &Content) -> Result<(), Error> {
         content.table::<DungeonTable>()?;
         content.table::<Buffs>()?;
@@ -306,8 +335,6 @@ impl Plugin for Dungeon {
     }
 
     fn manifest() -> Manifest {
-        use Section::{Currencies, State, Stats};
-        let fight_reads = [State, Stats, Currencies];
         Manifest {
             name: "dungeon".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -317,120 +344,8 @@ impl Plugin for Dungeon {
                           server-side turn-based battle engine."
                 .into(),
             entity_kinds: vec![],
-            actions: vec![
-                ActionSpec {
-                    query: true,
-                    ..spec(
-                        "status",
-                        "斗法 Status",
-                        "Daily hunt/slay counts and costs, the dungeon run, and the monster tables.",
-                        vec![],
-                        &fight_reads,
-                        &[tables::DUNGEON, tables::BUFFS, tables::MONSTERS],
-                    )
-                },
-                spec(
-                    "dungeon_start",
-                    "进入秘境 Enter dungeon",
-                    "Begin a run at floor 1, or continue the run in progress.",
-                    vec![
-                        param(
-                            "difficulty",
-                            ParamType::String,
-                            false,
-                            "easy,normal,hard,expert",
-                            "Difficulty of a new run (default normal).",
-                        ),
-                        param(
-                            "restart",
-                            ParamType::Bool,
-                            false,
-                            "",
-                            "Abandon the run in progress and begin again at floor 1.",
-                        ),
-                    ],
-                    &[State, Stats],
-                    &RUN_TABLES,
-                ),
-                ActionSpec {
-                    query: true,
-                    ..spec(
-                        "dungeon_buffs",
-                        "秘境增益 Buffs",
-                        "The buffs offered for this floor and those already picked.",
-                        vec![],
-                        &[State, Stats],
-                        &RUN_TABLES,
-                    )
-                },
-                spec(
-                    "dungeon_refresh",
-                    "刷新增益 Refresh buffs",
-                    "Re-roll this floor's three buffs (3 refreshes per run).",
-                    vec![],
-                    &[State, Stats],
-                    &RUN_TABLES,
-                ),
-                spec(
-                    "dungeon_pick",
-                    "选择增益 Pick buff",
-                    "Keep one of this floor's offered buffs for the rest of the run.",
-                    vec![param(
-                        "buff",
-                        ParamType::String,
-                        true,
-                        "",
-                        "Id of an offered buff.",
-                    )],
-                    &[State, Stats],
-                    &RUN_TABLES,
-                ),
-                spec(
-                    "dungeon_fight",
-                    "挑战 Fight floor",
-                    "Fight the current floor's guardian. Winning advances a floor; losing ends the run.",
-                    vec![],
-                    &fight_reads,
-                    &RUN_TABLES,
-                ),
-                spec(
-                    "hunt",
-                    "降服妖兽 Beast hunt",
-                    "Fight a beast (1-9) for herbs. 100 per day.",
-                    vec![param("monster", ParamType::Integer, true, "", "Beast id, 1-9.")],
-                    &fight_reads,
-                    &[tables::MONSTERS, tables::HERBS],
-                ),
-                spec(
-                    "slay",
-                    "除魔卫道 Demon slaying",
-                    "Fight a demon (101-106) for stones, 修为 and drops. 20 per day.",
-                    vec![param(
-                        "target",
-                        ParamType::Integer,
-                        true,
-                        "",
-                        "Target id, 101-106.",
-                    )],
-                    &fight_reads,
-                    &[tables::MONSTERS, tables::RECIPES],
-                ),
-            ],
+            actions: Self::ACTIONS.specs(),
             hooks: vec![],
-        }
-    }
-
-    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
-        match ctx.action() {
-            "status" => status(ctx),
-            "dungeon_start" => dungeon_start(ctx),
-            "dungeon_buffs" => dungeon_buffs(ctx),
-            "dungeon_refresh" => dungeon_refresh(ctx),
-            "dungeon_pick" => dungeon_pick(ctx),
-            "dungeon_fight" => dungeon_fight(ctx),
-            "hunt" => hunt(ctx),
-            "slay" => slay(ctx),
-            other => Err(Error::unknown_action(other)),
         }
     }
 }

@@ -293,99 +293,105 @@ struct ConfirmParams {
 // ---------------------------------------------------------------------------------------------------
 // Manifest
 
-fn id_param() -> ParamSpec {
-    ParamSpec {
-        name: "id".into(),
-        ty: ParamType::Entity,
-        required: true,
-        of: KIND.into(),
-        description: "The piece of equipment".into(),
-    }
-}
+/// The `id` param of the actions on one piece.
+const ID: Param = Param::required("id", ParamType::Entity)
+    .of(KIND)
+    .description("The piece of equipment");
 
-fn slot_param() -> ParamSpec {
-    ParamSpec {
-        name: "slot".into(),
-        ty: ParamType::String,
-        required: false,
-        of: "faqi,guanjin,daopao,yunlv,fabao".into(),
-        description: "Only pieces of this slot".into(),
-    }
-}
-
-fn list_params() -> Vec<ParamSpec> {
-    let optional = |name: &str, ty: ParamType, description: &str| ParamSpec {
-        name: name.into(),
-        ty,
-        required: false,
-        of: String::new(),
-        description: description.into(),
-    };
-    vec![
-        slot_param(),
-        optional(
-            "quality",
-            ParamType::String,
-            "Only these qualities, comma-separated",
-        ),
-        optional(
-            "equipped",
-            ParamType::Bool,
-            "true: only worn pieces; false: only pieces in the bag",
-        ),
-        optional("page", ParamType::Integer, "Page, from 1 (default 1)"),
-        optional(
-            "page_size",
-            ParamType::Integer,
-            "Pieces per page, 1 to 100 (default: every match)",
-        ),
-    ]
-}
-
-fn action(
-    name: &str,
-    title: &str,
-    description: &str,
-    params: Vec<ParamSpec>,
-    reads: &[Section],
-) -> ActionSpec {
-    ActionSpec {
-        name: name.into(),
-        title: title.into(),
-        description: description.into(),
-        params,
-        reads: reads.to_vec(),
-        kinds: vec![],
-        content: tables::ALL.iter().map(|t| (*t).to_owned()).collect(),
-        query: false,
-        reads_player: String::new(),
-    }
-}
+/// The `slot` filter of `list` and `batch_sell`.
+const SLOT: Param = Param::optional("slot", ParamType::String)
+    .of("faqi,guanjin,daopao,yunlv,fabao")
+    .description("Only pieces of this slot");
 
 impl Plugin for EquipmentPlugin {
+    const ACTIONS: Actions = Actions::new(&[
+        Action::new("list", list)
+            .title("背包 Equipment bag")
+            .description("The pieces (filtered and paged if asked), what is worn, and the true odds.")
+            .params(&[
+                SLOT,
+                Param::optional("quality", ParamType::String)
+                    .description("Only these qualities, comma-separated"),
+                Param::optional("equipped", ParamType::Bool)
+                    .description("true: only worn pieces; false: only pieces in the bag"),
+                Param::optional("page", ParamType::Integer).description("Page, from 1 (default 1)"),
+                Param::optional("page_size", ParamType::Integer)
+                    .description("Pieces per page, 1 to 100 (default: every match)"),
+            ])
+            .reads(&[Section::Entities])
+            .content(&tables::ALL)
+            .query(),
+        Action::new("draw", draw)
+            .title("抽奖 Draw")
+            .description("Draw 1 or 10 random pieces for 100 spirit stones each.")
+            .params(&[Param::required("count", ParamType::Integer).description("1 or 10")])
+            .reads(&[Section::Stats, Section::Currencies, Section::Entities])
+            .content(&tables::ALL),
+        Action::new("open_chest", open_chest)
+            .title("开启宝箱 Open a chest")
+            .description("Open one equipment chest for a random piece at the draw odds.")
+            .reads(&[Section::Stats, Section::Items, Section::Entities])
+            .content(&tables::ALL),
+        Action::new("equip", equip)
+            .title("装备 Equip")
+            .description("Wear a piece, replacing the one in its slot.")
+            .params(&[ID])
+            .reads(&[Section::Entities])
+            .content(&tables::ALL),
+        Action::new("unequip", unequip)
+            .title("卸下 Unequip")
+            .description("Take a worn piece off.")
+            .params(&[ID])
+            .reads(&[Section::Entities])
+            .content(&tables::ALL),
+        Action::new("enhance", enhance)
+            .title("强化 Enhance")
+            .description("Spend 10×(level+1) reinforce stones: every stat ×1.1, up to +100.")
+            .params(&[ID])
+            .reads(&[Section::Currencies, Section::Entities])
+            .content(&tables::ALL),
+        Action::new("reforge", reforge)
+            .title("洗练 Reforge")
+            .description("Spend 10 refinement stones to roll new stat values; confirm to keep them.")
+            .params(&[ID])
+            .reads(&[Section::Currencies, Section::Entities])
+            .content(&tables::ALL),
+        Action::new("reforge_confirm", reforge_confirm)
+            .title("确认洗练 Confirm reforge")
+            .description("Keep or discard the pending reforge roll.")
+            .params(&[
+                ID,
+                Param::required("keep", ParamType::Bool)
+                    .description("true applies the pending roll, false discards it"),
+            ])
+            .reads(&[Section::Currencies, Section::Entities])
+            .content(&tables::ALL),
+        Action::new("sell", sell)
+            .title("出售 Sell")
+            .description("Sell an unworn piece for spirit stones by quality.")
+            .params(&[ID])
+            .reads(&[Section::Currencies, Section::Entities])
+            .content(&tables::ALL),
+        Action::new("batch_sell", batch_sell)
+            .title("批量出售 Sell in bulk")
+            .description(
+                "Sell every unworn piece of the given qualities (and slot), each at its quality's price.",
+            )
+            .params(&[
+                Param::required("qualities", ParamType::String).description(
+                    "Quality keys, comma-separated (common,uncommon,rare,epic,legendary,mythic)",
+                ),
+                SLOT,
+            ])
+            .reads(&[Section::Currencies, Section::Entities])
+            .content(&tables::ALL),
+    ]);
+
     fn prepare(content: &Content) -> Result<(), Error> {
         Tables::prepare(content)
     }
 
     fn manifest() -> Manifest {
-        use Section::{Currencies, Entities, Items, Stats};
-        let confirm = vec![
-            id_param(),
-            ParamSpec {
-                name: "keep".into(),
-                ty: ParamType::Bool,
-                required: true,
-                of: String::new(),
-                description: "true applies the pending roll, false discards it".into(),
-            },
-        ];
-        let count = vec![ParamSpec {
-            name: "count".into(),
-            ty: ParamType::Integer,
-            required: true,
-            of: String::new(),
-            description: "1 or 10".into(),
-        }];
         Manifest {
             name: "equipment".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -393,114 +399,12 @@ impl Plugin for EquipmentPlugin {
             title: "装备 Equipment".into(),
             description: "Draw, wear, enhance, reforge and sell equipment in five slots.".into(),
             entity_kinds: vec![KIND.into()],
-            actions: vec![
-                ActionSpec {
-                    query: true,
-                    ..action(
-                        "list",
-                        "背包 Equipment bag",
-                        "The pieces (filtered and paged if asked), what is worn, and the true odds.",
-                        list_params(),
-                        &[Entities],
-                    )
-                },
-                action(
-                    "draw",
-                    "抽奖 Draw",
-                    "Draw 1 or 10 random pieces for 100 spirit stones each.",
-                    count,
-                    &[Stats, Currencies, Entities],
-                ),
-                action(
-                    "open_chest",
-                    "开启宝箱 Open a chest",
-                    "Open one equipment chest for a random piece at the draw odds.",
-                    vec![],
-                    &[Stats, Items, Entities],
-                ),
-                action(
-                    "equip",
-                    "装备 Equip",
-                    "Wear a piece, replacing the one in its slot.",
-                    vec![id_param()],
-                    &[Entities],
-                ),
-                action(
-                    "unequip",
-                    "卸下 Unequip",
-                    "Take a worn piece off.",
-                    vec![id_param()],
-                    &[Entities],
-                ),
-                action(
-                    "enhance",
-                    "强化 Enhance",
-                    "Spend 10×(level+1) reinforce stones: every stat ×1.1, up to +100.",
-                    vec![id_param()],
-                    &[Currencies, Entities],
-                ),
-                action(
-                    "reforge",
-                    "洗练 Reforge",
-                    "Spend 10 refinement stones to roll new stat values; confirm to keep them.",
-                    vec![id_param()],
-                    &[Currencies, Entities],
-                ),
-                action(
-                    "reforge_confirm",
-                    "确认洗练 Confirm reforge",
-                    "Keep or discard the pending reforge roll.",
-                    confirm,
-                    &[Currencies, Entities],
-                ),
-                action(
-                    "sell",
-                    "出售 Sell",
-                    "Sell an unworn piece for spirit stones by quality.",
-                    vec![id_param()],
-                    &[Currencies, Entities],
-                ),
-                action(
-                    "batch_sell",
-                    "批量出售 Sell in bulk",
-                    "Sell every unworn piece of the given qualities (and slot), each at its quality's price.",
-                    vec![
-                        ParamSpec {
-                            name: "qualities".into(),
-                            ty: ParamType::String,
-                            required: true,
-                            of: String::new(),
-                            description:
-                                "Quality keys, comma-separated (common,uncommon,rare,epic,legendary,mythic)"
-                                    .into(),
-                        },
-                        slot_param(),
-                    ],
-                    &[Currencies, Entities],
-                ),
-            ],
+            actions: Self::ACTIONS.specs(),
             hooks: vec![HookSpec {
                 name: "modifiers".into(),
-                reads: vec![Entities],
+                reads: vec![Section::Entities],
                 content: vec![],
             }],
-        }
-    }
-
-    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
-        let c = Tables::load(ctx)?;
-        match ctx.action() {
-            "list" => list(ctx, &c),
-            "draw" => draw(ctx, &c),
-            "open_chest" => open_chest(ctx, &c),
-            "equip" => equip(ctx, &c),
-            "unequip" => unequip(ctx, &c),
-            "enhance" => enhance(ctx, &c),
-            "reforge" => reforge(ctx, &c),
-            "reforge_confirm" => reforge_confirm(ctx, &c),
-            "sell" => sell(ctx, &c),
-            "batch_sell" => batch_sell(ctx, &c),
-            other => Err(Error::unknown_action(other)),
         }
     }
 
@@ -774,7 +678,8 @@ fn create_pieces(ctx: &mut Ctx, c: &Tables, n: i64) -> Result<Vec<ItemView>, Err
 // ---------------------------------------------------------------------------------------------------
 // Actions
 
-fn list(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+fn list(ctx: &mut Ctx) -> Result<(), Error> {
+    let c = &Tables::load(ctx)?;
     let p: ListParams = ctx.params()?;
     let slot = slot_key(c, p.slot)?;
     let qualities = p
@@ -831,7 +736,8 @@ fn list(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn draw(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+fn draw(ctx: &mut Ctx) -> Result<(), Error> {
+    let c = &Tables::load(ctx)?;
     let p: DrawParams = ctx.params()?;
     if !c.rules().draw_counts.contains(&p.count) {
         return Err(Error::bad_params(format!(
@@ -857,7 +763,8 @@ fn draw(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn open_chest(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+fn open_chest(ctx: &mut Ctx) -> Result<(), Error> {
+    let c = &Tables::load(ctx)?;
     let chest = c.rules().chest_item.clone();
     if ctx.item(&chest) < 1 {
         return Err(Error::insufficient("you have no equipment chest"));
@@ -872,7 +779,8 @@ fn open_chest(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn equip(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+fn equip(ctx: &mut Ctx) -> Result<(), Error> {
+    let c = &Tables::load(ctx)?;
     let (id, mut item) = load(ctx)?;
     if item.equipped {
         return Err(Error::reject(
@@ -899,7 +807,8 @@ fn equip(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn unequip(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+fn unequip(ctx: &mut Ctx) -> Result<(), Error> {
+    let c = &Tables::load(ctx)?;
     let (id, mut item) = load(ctx)?;
     if !item.equipped {
         return Err(Error::reject(
@@ -918,7 +827,8 @@ fn unequip(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn enhance(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+fn enhance(ctx: &mut Ctx) -> Result<(), Error> {
+    let c = &Tables::load(ctx)?;
     let (id, mut item) = load(ctx)?;
     let Some(cost) = enhance_cost(c, &item) else {
         return Err(Error::reject(
@@ -956,7 +866,8 @@ fn enhance(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn reforge(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+fn reforge(ctx: &mut Ctx) -> Result<(), Error> {
+    let c = &Tables::load(ctx)?;
     let (id, mut item) = load(ctx)?;
     if item.enhance_level > 0 {
         return Err(Error::reject(
@@ -993,7 +904,8 @@ fn reforge(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn reforge_confirm(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+fn reforge_confirm(ctx: &mut Ctx) -> Result<(), Error> {
+    let c = &Tables::load(ctx)?;
     let p: ConfirmParams = ctx.params()?;
     let mut item = ctx.entity_data::<Equipment>(KIND, &p.id)?;
     let Some(rolled) = item.pending_reforge.take() else {
@@ -1018,7 +930,8 @@ fn reforge_confirm(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn sell(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+fn sell(ctx: &mut Ctx) -> Result<(), Error> {
+    let c = &Tables::load(ctx)?;
     let (id, item) = load(ctx)?;
     if item.equipped {
         return Err(Error::reject(
@@ -1039,7 +952,8 @@ fn sell(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
     ctx.reply(&reply)
 }
 
-fn batch_sell(ctx: &mut Ctx, c: &Tables) -> Result<(), Error> {
+fn batch_sell(ctx: &mut Ctx) -> Result<(), Error> {
+    let c = &Tables::load(ctx)?;
     let p: BatchSellParams = ctx.params()?;
     let qualities = quality_keys(c, &p.qualities, "qualities")?;
     let slot = slot_key(c, p.slot)?;

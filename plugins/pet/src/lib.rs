@@ -417,66 +417,100 @@ fn required<T>(v: Option<T>, name: &str) -> Result<T, Error> {
 // ---------------------------------------------------------------------------------------------
 // Manifest
 
-fn id_param(name: &str, description: &str) -> ParamSpec {
-    ParamSpec {
-        name: name.into(),
-        ty: ParamType::Entity,
-        required: true,
-        of: KIND.into(),
-        description: description.into(),
-    }
-}
-
-fn list_params() -> Vec<ParamSpec> {
-    let optional = |name: &str, ty: ParamType, description: &str| ParamSpec {
-        name: name.into(),
-        ty,
-        required: false,
-        of: String::new(),
-        description: description.into(),
-    };
-    vec![
-        optional(
-            "quality",
-            ParamType::String,
-            "Only these qualities, comma-separated.",
-        ),
-        optional(
-            "active",
-            ParamType::Bool,
-            "true: only the deployed pet; false: only pets not deployed.",
-        ),
-        optional("page", ParamType::Integer, "Page, from 1 (default 1)."),
-        optional(
-            "page_size",
-            ParamType::Integer,
-            "Pets per page, 1 to 100 (default: every match).",
-        ),
-    ]
-}
-
-fn spec(name: &str, title: &str, description: &str, params: Vec<ParamSpec>, reads: &[Section]) -> ActionSpec {
-    ActionSpec {
-        name: name.into(),
-        title: title.into(),
-        description: description.into(),
-        params,
-        reads: reads.to_vec(),
-        kinds: vec![],
-        content: vec![PETS_TABLE.into()],
-        query: false,
-        reads_player: String::new(),
-    }
-}
+/// The `id` param of the actions on one pet.
+const ID: Param = Param::required("id", ParamType::Entity).of(KIND);
 
 impl Plugin for Pets {
+    const ACTIONS: Actions = Actions::new(&[
+        Action::new("info", info)
+            .title("灵宠图鉴 Pet guide")
+            .description("Qualities with their true odds, colours, names and prices.")
+            .content(&[PETS_TABLE])
+            .query(),
+        Action::new("draw", draw)
+            .title("灵宠抽奖 Draw pets")
+            .description("Draw 1 or 10 pets for 100 spirit stones each.")
+            .params(&[Param::required("count", ParamType::Integer)
+                .of("1,10")
+                .description("How many pets: 1 or 10.")])
+            .reads(&[Section::Currencies])
+            .content(&[PETS_TABLE]),
+        Action::new("hatch", hatch)
+            .title("孵化 Hatch egg")
+            .description("Hatch one pet egg (egg:pet) into a random pet.")
+            .reads(&[Section::Items])
+            .content(&[PETS_TABLE]),
+        Action::new("deploy", deploy)
+            .title("出战 Deploy")
+            .description("Send a pet into battle; it replaces the deployed one.")
+            .params(&[ID.description("The pet to deploy.")])
+            .reads(&[Section::Entities])
+            .content(&[PETS_TABLE]),
+        Action::new("recall", recall)
+            .title("召回 Recall")
+            .description("Call the deployed pet back.")
+            .params(&[ID.description("The deployed pet.")])
+            .reads(&[Section::Entities])
+            .content(&[PETS_TABLE]),
+        Action::new("upgrade", upgrade)
+            .title("升级 Upgrade")
+            .description("Raise a pet's level for level × 10 pet essence; its base stats grow ×1.1.")
+            .params(&[ID.description("The pet to upgrade.")])
+            .reads(&[Section::Currencies, Section::Entities])
+            .content(&[PETS_TABLE]),
+        Action::new("star_up", star_up)
+            .title("升星 Star up")
+            .description(
+                "Feed a pet of the same quality to add a star (100 % with the same name, else 30 %). \
+                 The food is eaten either way.",
+            )
+            .params(&[
+                ID.description("The pet to star up."),
+                Param::required("food", ParamType::Entity)
+                    .of(KIND)
+                    .description("The pet to feed it (same quality, not deployed)."),
+            ])
+            .reads(&[Section::Entities])
+            .content(&[PETS_TABLE]),
+        Action::new("release", release)
+            .title("放生 Release")
+            .description("Release a pet that is not deployed, for spirit stones by quality.")
+            .params(&[ID.description("The pet to release.")])
+            .reads(&[Section::Entities])
+            .content(&[PETS_TABLE]),
+        Action::new("batch_release", batch_release)
+            .title("批量放生 Release in bulk")
+            .description(
+                "Release every pet of the given qualities that is not deployed, each for its \
+                 quality's price.",
+            )
+            .params(&[Param::required("qualities", ParamType::String)
+                .description("Quality keys, comma-separated (common,uncommon,rare,epic,legendary,mythic).")])
+            .reads(&[Section::Entities])
+            .content(&[PETS_TABLE]),
+        Action::new("list", list)
+            .title("灵宠列表 Pet list")
+            .description("The pets held, filtered and paged if asked, with counts.")
+            .params(&[
+                Param::optional("quality", ParamType::String)
+                    .description("Only these qualities, comma-separated."),
+                Param::optional("active", ParamType::Bool)
+                    .description("true: only the deployed pet; false: only pets not deployed."),
+                Param::optional("page", ParamType::Integer).description("Page, from 1 (default 1)."),
+                Param::optional("page_size", ParamType::Integer)
+                    .description("Pets per page, 1 to 100 (default: every match)."),
+            ])
+            .reads(&[Section::Entities])
+            .content(&[PETS_TABLE])
+            .query(),
+    ]);
+
     fn prepare(content: &Content) -> Result<(), Error> {
         content.table::<PetsTable>()?;
         Ok(())
     }
 
     fn manifest() -> Manifest {
-        use Section::{Currencies, Entities, Items};
         Manifest {
             name: "pet".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -484,126 +518,12 @@ impl Plugin for Pets {
             title: "灵宠 Pets".into(),
             description: "Draw, hatch, deploy, upgrade, star up and release pets.".into(),
             entity_kinds: vec![KIND.into()],
-            actions: vec![
-                ActionSpec {
-                    query: true,
-                    ..spec(
-                        "info",
-                        "灵宠图鉴 Pet guide",
-                        "Qualities with their true odds, colours, names and prices.",
-                        vec![],
-                        &[],
-                    )
-                },
-                spec(
-                    "draw",
-                    "灵宠抽奖 Draw pets",
-                    "Draw 1 or 10 pets for 100 spirit stones each.",
-                    vec![ParamSpec {
-                        name: "count".into(),
-                        ty: ParamType::Integer,
-                        required: true,
-                        of: "1,10".into(),
-                        description: "How many pets: 1 or 10.".into(),
-                    }],
-                    &[Currencies],
-                ),
-                spec(
-                    "hatch",
-                    "孵化 Hatch egg",
-                    "Hatch one pet egg (egg:pet) into a random pet.",
-                    vec![],
-                    &[Items],
-                ),
-                spec(
-                    "deploy",
-                    "出战 Deploy",
-                    "Send a pet into battle; it replaces the deployed one.",
-                    vec![id_param("id", "The pet to deploy.")],
-                    &[Entities],
-                ),
-                spec(
-                    "recall",
-                    "召回 Recall",
-                    "Call the deployed pet back.",
-                    vec![id_param("id", "The deployed pet.")],
-                    &[Entities],
-                ),
-                spec(
-                    "upgrade",
-                    "升级 Upgrade",
-                    "Raise a pet's level for level × 10 pet essence; its base stats grow ×1.1.",
-                    vec![id_param("id", "The pet to upgrade.")],
-                    &[Currencies, Entities],
-                ),
-                spec(
-                    "star_up",
-                    "升星 Star up",
-                    "Feed a pet of the same quality to add a star (100 % with the same name, else 30 %). \
-                     The food is eaten either way.",
-                    vec![
-                        id_param("id", "The pet to star up."),
-                        id_param("food", "The pet to feed it (same quality, not deployed)."),
-                    ],
-                    &[Entities],
-                ),
-                spec(
-                    "release",
-                    "放生 Release",
-                    "Release a pet that is not deployed, for spirit stones by quality.",
-                    vec![id_param("id", "The pet to release.")],
-                    &[Entities],
-                ),
-                spec(
-                    "batch_release",
-                    "批量放生 Release in bulk",
-                    "Release every pet of the given qualities that is not deployed, each for its quality's price.",
-                    vec![ParamSpec {
-                        name: "qualities".into(),
-                        ty: ParamType::String,
-                        required: true,
-                        of: String::new(),
-                        description:
-                            "Quality keys, comma-separated (common,uncommon,rare,epic,legendary,mythic)."
-                                .into(),
-                    }],
-                    &[Entities],
-                ),
-                ActionSpec {
-                    query: true,
-                    ..spec(
-                        "list",
-                        "灵宠列表 Pet list",
-                        "The pets held, filtered and paged if asked, with counts.",
-                        list_params(),
-                        &[Entities],
-                    )
-                },
-            ],
+            actions: Self::ACTIONS.specs(),
             hooks: vec![HookSpec {
                 name: "modifiers".into(),
-                reads: vec![Entities],
+                reads: vec![Section::Entities],
                 content: vec![],
             }],
-        }
-    }
-
-    fn handle(ctx: &mut Ctx) -> Result<(), Error> {
-        match ctx.action() {
-            "info" => {
-                let table = PetsTable::load(ctx)?;
-                ctx.reply(&*table)
-            }
-            "draw" => draw(ctx),
-            "hatch" => hatch(ctx),
-            "deploy" => deploy(ctx),
-            "recall" => recall(ctx),
-            "upgrade" => upgrade(ctx),
-            "star_up" => star_up(ctx),
-            "release" => release(ctx),
-            "batch_release" => batch_release(ctx),
-            "list" => list(ctx),
-            other => Err(Error::unknown_action(other)),
         }
     }
 
@@ -613,6 +533,12 @@ impl Plugin for Pets {
         };
         Ok(pet_modifiers(&pet))
     }
+}
+
+/// `info`, a query: the pets table as it is.
+fn info(ctx: &mut Ctx) -> Result<(), Error> {
+    let table = PetsTable::load(ctx)?;
+    ctx.reply(&*table)
 }
 
 export!(Pets);
