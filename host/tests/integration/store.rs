@@ -151,7 +151,7 @@ async fn raw_execute(db: &TestDb, sql: &str) {
 
 
 both_backends!(
-    test_db;
+    crate::store::test_db;
     migrations_run_and_are_idempotent,
     accounts_and_players,
     apply_each_effect_and_read_it_back,
