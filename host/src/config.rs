@@ -206,8 +206,7 @@ pub struct ServeArgs {
     /// Folder for compiled plugin modules; `off` keeps them in memory.
     #[arg(long, env = "MODULE_CACHE_DIR", default_value = "data/module-cache", value_parser = CacheDir::parse)]
     pub module_cache_dir: CacheDir,
-    /// Which profiler is told the names of compiled plugin functions: `perfmap` writes
-    /// `/tmp/perf-PID.map` for `perf report`.
+    /// Which profiler is told the names of compiled plugin functions.
     #[arg(long, env = "CAULDRON_WASM_PROFILER", value_enum, ignore_case = true, default_value_t = WasmProfiler::None)]
     pub cauldron_wasm_profiler: WasmProfiler,
     /// Login attempts allowed in a burst, per username.
@@ -438,9 +437,9 @@ pub enum LogFormat {
 /// `CAULDRON_WASM_PROFILER`: which profiler learns the names of compiled plugin functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WasmProfiler {
-    /// None.
+    /// No profiler: compiled plugin code stays anonymous.
     None,
-    /// `perf`'s map file, `/tmp/perf-PID.map`.
+    /// `perf`'s map file, `/tmp/perf-PID.map`, which `perf report` reads.
     Perfmap,
 }
 

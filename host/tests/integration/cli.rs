@@ -43,10 +43,18 @@ fn help_lists_the_subcommands_and_every_setting_with_its_variable_and_default() 
         "[env: DATABASE_URL",
         "[env: GROUP_COMMIT_WINDOW_US",
         "[env: CAULDRON_WASM_PROFILER",
-        "[possible values: development, production]",
+        "- production:",
     ] {
         assert!(help.contains(text), "`{text}` missing from --help:\n{help}");
     }
+    // The short help too.
+    let (out, _dir) = cauldron(&["-h"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("[possible values: development, production]"),
+        "{}",
+        stdout(&out)
+    );
     // A secret set in the environment is not shown.
     let (out, _dir) = cauldron(&["serve", "--help"], &[("JWT_SECRET", "hunter2-hunter2")]);
     assert!(out.status.success(), "{}", stderr(&out));
