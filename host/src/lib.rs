@@ -7,7 +7,8 @@
 //!   in-process fallbacks.
 //! - `game`: the action pipeline; `metrics`: Prometheus metrics.
 //! - `json`: conversion between plugin documents (MessagePack) and stored/served JSON.
-//! - `config`: settings from the environment, validated once; `telemetry`: logs.
+//! - `config`: the command line and settings (flags and environment variables), validated once;
+//!   `telemetry`: logs.
 //! - `auth`: password and username rules, argon2id hashing, HS256 tokens.
 //! - `state`: the composition root: `build` wires a host (used by `main` and the tests alike), and
 //!   the app state whose parts handlers extract.

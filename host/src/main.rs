@@ -1,28 +1,43 @@
-//! `cauldron`: the game server host. Configuration → logs → [`state::build`] (the one composition
-//! root, shared with the tests: database and migrations, Redis services, plugins, game, rollout,
-//! stored plugin artifacts) → HTTP and WebSocket with graceful shutdown. `cauldron migrate` stops
-//! after the migrations. Every variable is listed by `--help`.
+//! `cauldron`: the game server host. The command line and settings (`config::Cli`: `cauldron` alone
+//! or `cauldron serve` serves, `cauldron migrate` stops after the migrations) → logs →
+//! [`state::build`] (the one composition root, shared with the tests: database and migrations,
+//! Redis services, plugins, game, rollout, stored plugin artifacts) → HTTP and WebSocket with
+//! graceful shutdown. `cauldron --help` lists every setting with its variable and default.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use cauldron_host::config::{Command, Config};
+use cauldron_host::config::{Cli, Command, Config, ServeArgs};
 use cauldron_host::{api, state, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (command, config) = Config::load().context("invalid configuration")?;
+    let cli = Cli::load().context("invalid configuration")?;
+    match cli.into_command() {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => {
+            let config = start(args)?;
+            state::open_store(&config).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Validate the serving settings and start logging.
+fn start(args: ServeArgs) -> anyhow::Result<Config> {
+    let config = Config::from_args(args).context("invalid configuration")?;
     telemetry::init(&config);
     if config.jwt_secret.is_generated() {
         tracing::warn!(
             "JWT_SECRET not set: using a random key for this process; tokens end at restart (development only)"
         );
     }
-    if command == Command::Migrate {
-        state::open_store(&config).await?;
-        return Ok(());
-    }
-    let config = Arc::new(config);
+    Ok(config)
+}
+
+/// Build the host and serve until a shutdown signal.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Arc::new(start(args)?);
     let app = state::build(Arc::clone(&config)).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)

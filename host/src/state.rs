@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::FromRef;
-use cauldron_runtime::{Limits, Registry, Runtime, watcher};
+use cauldron_runtime::{Registry, Runtime, watcher};
 
 use crate::api::ws::WsHub;
 use crate::auth::{HashSlots, TokenKeys};
@@ -186,7 +186,7 @@ pub async fn build_with(config: Arc<Config>, overrides: Overrides) -> anyhow::Re
     let plugins_dir = config.plugins_dir.clone();
     std::fs::create_dir_all(&plugins_dir)
         .with_context(|| format!("PLUGINS_DIR {} cannot be created", plugins_dir.display()))?;
-    let runtime = Runtime::new(runtime_limits(&config)).context("starting the plugin runtime")?;
+    let runtime = Runtime::new(config.plugin_limits.clone()).context("starting the plugin runtime")?;
     let registry = Arc::new(Registry::new());
     let plugin_files = watcher::load_all(&runtime, &registry, &plugins_dir).await;
     tracing::info!(dir = %plugins_dir.display(), loaded = plugin_files, "plugins loaded");
@@ -252,21 +252,6 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     store.migrate().await.context("migrating the database")?;
     tracing::info!(backend = store.backend(), "database schema up to date");
     Ok(store)
-}
-
-/// The runtime's limits from the configuration; what is not configured keeps the runtime's default.
-pub fn runtime_limits(config: &Config) -> Limits {
-    let defaults = Limits::default();
-    let l = &config.plugin_limits;
-    Limits {
-        fuel: l.fuel.unwrap_or(defaults.fuel),
-        deadline: l.deadline,
-        memory_bytes: l.memory_bytes,
-        max_output_bytes: l.max_output_bytes.unwrap_or(defaults.max_output_bytes),
-        max_concurrent_calls: defaults.max_concurrent_calls,
-        cache_dir: l.cache_dir.clone(),
-        preinitialise: defaults.preinitialise,
-    }
 }
 
 /// Open the database, waiting for it to come up: a PostgreSQL container next to us often starts after

@@ -103,6 +103,19 @@ pub struct Limits {
     /// Pre-initialise plugins that export `cauldron_init` (ABI.md §4.1). Off, they get their
     /// content tables in every call instead (slower; for comparison and debugging).
     pub preinitialise: bool,
+    /// Which profiler, if any, is told the names of compiled plugin functions.
+    pub profiler: Profiler,
+}
+
+/// A profiler the engine tells about the machine code it compiles, so profiles of the host name the
+/// plugins' functions instead of showing anonymous addresses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Profiler {
+    /// None: compiled code is anonymous to profilers.
+    #[default]
+    None,
+    /// `perf`'s map file, `/tmp/perf-PID.map`, which `perf report` reads to name guest functions.
+    PerfMap,
 }
 
 impl Default for Limits {
@@ -115,6 +128,7 @@ impl Default for Limits {
             max_concurrent_calls: std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
             cache_dir: None,
             preinitialise: true,
+            profiler: Profiler::None,
         }
     }
 }
@@ -236,10 +250,11 @@ impl Runtime {
             // Bit-identical floats on every machine, so replays match.
             .cranelift_nan_canonicalization(true)
             .parallel_compilation(true);
-        // `CAULDRON_WASM_PROFILER=perfmap` names compiled plugin functions for `perf` (written to
-        // /tmp/perf-PID.map), so a profile shows which guest functions the time goes to.
-        if std::env::var("CAULDRON_WASM_PROFILER").is_ok_and(|v| v == "perfmap") {
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        match limits.profiler {
+            Profiler::None => {}
+            Profiler::PerfMap => {
+                config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+            }
         }
         let engine = Engine::new(&config)
             .map_err(|e| PluginError::host(HostFailure::Internal, format!("engine: {e}")))?;

@@ -20,7 +20,7 @@ mod preinit;
 mod registry;
 pub mod watcher;
 
-pub use engine::{EPOCH_TICK, Limits, Runtime};
+pub use engine::{EPOCH_TICK, Limits, Profiler, Runtime};
 pub use error::{HostFailure, PluginError};
 pub use module::{CacheStats, PluginSource, PluginVersion, read_content_dir, sha256_hex};
 pub use registry::{

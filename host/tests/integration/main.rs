@@ -2,6 +2,7 @@
 //! suite, run by `cargo test -p cauldron-host --test integration [SUITE::]`.
 //!
 //! - [`api`]: the HTTP API on both backends.
+//! - [`cli`]: the `cauldron` binary's command line and settings.
 //! - [`pipeline`]: the action pipeline against the real stores and services.
 //! - [`store`]: the SQL store, one suite over PostgreSQL and SQLite.
 //! - [`redis_services`]: the Redis services and their in-process equivalents.
@@ -19,6 +20,7 @@ mod common;
 
 mod api;
 mod browser;
+mod cli;
 mod cluster;
 mod e2e;
 mod nginx;

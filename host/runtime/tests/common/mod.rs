@@ -79,6 +79,7 @@ pub(crate) fn test_limits() -> Limits {
         max_concurrent_calls: 16,
         cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("module-cache")),
         preinitialise: true,
+        profiler: cauldron_runtime::Profiler::None,
     }
 }
 

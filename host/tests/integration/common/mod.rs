@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use cauldron_host::clock::ShiftedClock;
-use cauldron_host::config::{Config, Settings};
+use cauldron_host::config::Config;
 use cauldron_host::state::{self, AppState, Overrides};
 use sqlx::Connection;
 use tracing_subscriber::Layer as _;
@@ -350,8 +350,7 @@ impl TestApp {
                 prefix: env["REDIS_KEY_PREFIX"].clone(),
             });
         }
-        let config =
-            Arc::new(Config::from_settings(&Settings::from_lookup(|k| env.get(k).cloned())).unwrap());
+        let config = Arc::new(Config::from_vars(&env).unwrap());
 
         // The host `main` runs, built by the same function, on a clock the test can move.
         let clock = Arc::new(ShiftedClock::new());
