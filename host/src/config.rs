@@ -66,6 +66,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Bring the database schema up to date, then exit.
     Migrate(ServeArgs),
+    /// A modder's plugin tools: new, build, publish, status.
+    Plugin(crate::plugin_cli::PluginArgs),
 }
 
 impl Cli {

@@ -18,6 +18,7 @@
 //! - `api`: the HTTP API (axum), its error type, extractors and routes; the WebSocket endpoint and
 //!   the admin routes over `rollout`.
 //! - `shutdown`: the shutdown signal fanned out to sockets and background tasks.
+//! - `plugin_cli`: `cauldron plugin new | build | publish | status`, the modder's tools.
 
 pub mod api;
 pub mod auth;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod game;
 pub mod json;
 pub mod metrics;
+pub mod plugin_cli;
 pub mod rollout;
 pub mod shutdown;
 pub mod state;

@@ -1,5 +1,6 @@
 //! `cauldron`: the game server host. The command line and settings (`config::Cli`: `cauldron` alone
-//! or `cauldron serve` serves, `cauldron migrate` stops after the migrations) → logs →
+//! or `cauldron serve` serves, `cauldron migrate` stops after the migrations, `cauldron plugin`
+//! runs the modder's plugin tools) → logs →
 //! [`state::build`] (the one composition root, shared with the tests: database and migrations,
 //! Redis services, plugins, game, rollout, stored plugin artifacts) → HTTP and WebSocket with
 //! graceful shutdown. `cauldron --help` lists every setting with its variable and default.
@@ -18,6 +19,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => {
             let config = start(args)?;
             state::open_store(&config).await?;
+            Ok(())
+        }
+        Command::Plugin(args) => {
+            if let Err(e) = cauldron_host::plugin_cli::run(args.command).await {
+                eprintln!("cauldron plugin: {e}");
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

@@ -11,6 +11,7 @@
 //! - [`cluster`]: several real `cauldron` processes on one database and Redis prefix.
 //! - [`nginx`]: the deployment behind a real nginx.
 //! - [`browser`]: the web client in headless Chromium.
+//! - [`plugin_cli`]: `cauldron plugin new | build | publish | status` from nothing to a served plugin.
 //!
 //! What each suite needs (PostgreSQL, Redis, the plugins built for wasm32, Chromium, nginx) is in
 //! its module's documentation and in `common`.
@@ -25,6 +26,7 @@ mod cluster;
 mod e2e;
 mod nginx;
 mod pipeline;
+mod plugin_cli;
 mod redis_services;
 mod store;
 mod ws;
