@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::crate::common::cluster::{ADMIN_TOKEN, DEADLINE, Host, PgServer, Shared, fixture, next, post, register, shout};
+use crate::common::cluster::{ADMIN_TOKEN, DEADLINE, Host, PgServer, Shared, fixture, next, post, register, shout};
 
 /// The probe version `host` serves now, by asking it (`whoami`); `None` if it serves no probe.
 async fn probe_version(host: &Host, token: &str) -> Option<String> {

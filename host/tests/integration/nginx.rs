@@ -34,7 +34,7 @@ use reqwest::header::{self, HeaderMap};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::crate::common::cluster::{ADMIN_TOKEN, Host, Shared, Socket, next, post_json, register_at, shout};
+use crate::common::cluster::{ADMIN_TOKEN, Host, Shared, Socket, next, post_json, register_at, shout};
 use crate::common::{complete_lines, copy_dir};
 
 const DEADLINE: Duration = Duration::from_secs(30);
