@@ -188,6 +188,14 @@ pub struct Settings {
     /// Query actions regained per second, per player (default 30).
     #[arg(long, env = "RATE_LIMIT_QUERY_PER_SEC", global = true)]
     pub rate_limit_query_per_sec: Option<String>,
+    /// Stored versions kept per plugin (default 10, at least 2); older ones are deleted after an
+    /// upload, never the active one or the rollback target.
+    #[arg(long, env = "PLUGIN_KEEP_VERSIONS", global = true)]
+    pub plugin_keep_versions: Option<String>,
+    /// Days the action log keeps each action's exact plugin call, for replay (default 30; 0 keeps
+    /// them forever). Older rows keep everything else (idempotency, audit).
+    #[arg(long, env = "ACTION_LOG_CALL_RETENTION_DAYS", global = true)]
+    pub action_log_call_retention_days: Option<String>,
 }
 
 impl Settings {
@@ -237,6 +245,8 @@ impl Settings {
             rate_limit_action_per_sec: get("RATE_LIMIT_ACTION_PER_SEC"),
             rate_limit_query_burst: get("RATE_LIMIT_QUERY_BURST"),
             rate_limit_query_per_sec: get("RATE_LIMIT_QUERY_PER_SEC"),
+            plugin_keep_versions: get("PLUGIN_KEEP_VERSIONS"),
+            action_log_call_retention_days: get("ACTION_LOG_CALL_RETENTION_DAYS"),
         }
     }
 }
@@ -471,6 +481,10 @@ pub struct Config {
     /// Query actions per player: a separate bucket, so reading screens never uses up the budget for
     /// writes; more generous, since a query writes nothing.
     pub query_rate: Bucket,
+    /// Stored versions kept per plugin (at least 2).
+    pub plugin_keep_versions: usize,
+    /// How long the action log keeps each action's exact call; `None` keeps them forever.
+    pub action_log_call_retention: Option<Duration>,
 }
 
 /// A trimmed, non-empty value.
@@ -722,6 +736,30 @@ impl Config {
                 burst: positive("RATE_LIMIT_QUERY_BURST", &s.rate_limit_query_burst, 60u32)?,
                 per_sec: rate("RATE_LIMIT_QUERY_PER_SEC", &s.rate_limit_query_per_sec, 30.0)?,
             },
+            plugin_keep_versions: {
+                let keep: usize = number("PLUGIN_KEEP_VERSIONS", &s.plugin_keep_versions, 10usize)?;
+                if keep < 2 {
+                    return Err(bad(
+                        "PLUGIN_KEEP_VERSIONS",
+                        "must be at least 2 (the active version and its rollback target)",
+                    ));
+                }
+                keep
+            },
+            action_log_call_retention: match number(
+                "ACTION_LOG_CALL_RETENTION_DAYS",
+                &s.action_log_call_retention_days,
+                30u64,
+            )? {
+                0 => None,
+                days if days > 100 * 365 => {
+                    return Err(bad(
+                        "ACTION_LOG_CALL_RETENTION_DAYS",
+                        format!("{days} days is over the limit of 36500 (use 0 to keep forever)"),
+                    ));
+                }
+                days => Some(Duration::from_secs(days * 24 * 3600)),
+            },
         })
     }
 
@@ -871,6 +909,8 @@ mod tests {
             ("PASSWORD_HASH_WAIT_MS", "soon"),
             ("GROUP_COMMIT_MAX_BATCH", "0"),
             ("GROUP_COMMIT_WINDOW_US", "200000"),
+            ("PLUGIN_KEEP_VERSIONS", "1"),
+            ("ACTION_LOG_CALL_RETENTION_DAYS", "-1"),
         ] {
             let err = config(&[(var, val)]).expect_err(var);
             assert_eq!(err.var, var, "{err}");

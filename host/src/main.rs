@@ -1,7 +1,8 @@
 //! `cauldron`: the game server host. Configuration → logs → [`state::build`] (the one composition
 //! root, shared with the tests: database and migrations, Redis services, plugins, game, rollout,
 //! stored plugin artifacts) → HTTP and WebSocket with graceful shutdown. `cauldron migrate` stops
-//! after the migrations. Every variable is listed by `--help`.
+//! after the migrations; `cauldron replay` replays logged actions against a candidate plugin version
+//! (`cauldron replay --help`). Every variable is listed by `--help`.
 
 use std::sync::Arc;
 
@@ -11,6 +12,10 @@ use cauldron_host::{api, state, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("replay") {
+        let code = cauldron_host::replay::cli::run(std::env::args().skip(1)).await?;
+        std::process::exit(i32::from(code));
+    }
     let (command, config) = Config::load().context("invalid configuration")?;
     telemetry::init(&config);
     if config.jwt_secret.is_generated() {

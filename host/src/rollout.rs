@@ -1,26 +1,36 @@
-//! Plugin rollout across the cluster: uploads, rollbacks and unloads of stored plugin artifacts, the
-//! announcements that carry them to every host, the start-up load of the active artifacts, and the
+//! Plugin rollout across the cluster: uploads, rollbacks and unloads of stored plugin versions, the
+//! announcements that carry them to every host, the start-up load of the active versions, and the
 //! follower that applies announcements. Knows the runtime, the store and the bus, never HTTP (the
 //! admin API in `api::admin` is a thin layer over [`Rollout`]).
 //!
 //! # Words
-//! - **Artifact**: a plugin module stored in the database (`plugin_artifacts`), by name and version.
-//!   One version per name is *active* (serving on every host).
-//! - **Rollback** ([`Rollout::rollback`]): re-activate the stored artifact that was active before the
-//!   current one, on every host. It is the only rollback here.
+//! - **Bundle** ([`Bundle`]): a plugin version as a unit, its wasm module and its content tables,
+//!   identified by one digest over both ([`Bundle::digest`]). A content-only change is a new
+//!   version, whatever the manifest's semver says.
+//! - **Artifact**: a bundle stored in the database (`plugin_artifacts`), by name and digest. One
+//!   version per name is *active* (serving on every host). The last `keep_versions` (setting
+//!   `PLUGIN_KEEP_VERSIONS`) are kept; older ones are deleted after each upload, never the active one
+//!   nor the rollback target.
+//! - **Rollback** ([`Rollout::rollback`]): re-activate the stored version that was active before the
+//!   current one, module and content tables together, on every host. It is the only rollback here.
 //! - The registry also remembers, in this process's memory only, the version the serving one
 //!   *replaced* (`PluginStatus::replaced_version`, `Registry::restore_replaced`); that is per host and
 //!   lost at restart, and no rollout step uses it.
 //!
 //! # Rollout
-//! An upload is validated exactly like a hot reload (`runtime.load`: compile, ABI check, `describe`,
-//! manifest checks) with the content tables of `PLUGINS_DIR/NAME/*.toml`; a refused module is
-//! recorded in the registry (`last_error`) like a refused file and nothing else changes. An accepted
-//! one is stored, activated, published in this host's registry, and announced on the bus's `plugins`
-//! channel. Every host (this one included; it finds nothing to do) applies an [`Announcement`] by
-//! loading the same bytes from the database and publishing them, so all hosts run the same sha256.
-//! Rollback and unload travel the same way. The first upload of a plugin that serves from its file
-//! first stores that file's version, so a rollback has a stored target.
+//! An upload is a bundle ([`Rollout::upload_bundle`]), or a bare module ([`Rollout::upload`]) that
+//! is bundled with the content tables of `PLUGINS_DIR/NAME/*.toml` on this host. It is validated
+//! exactly like a hot reload (`runtime.load`: compile, ABI check, `describe`, manifest checks); a
+//! refused one is recorded in the registry (`last_error`) like a refused file and nothing else
+//! changes. An accepted one is stored, activated, published in this host's registry, and announced on
+//! the bus's `plugins` channel. Every host (this one included; it finds nothing to do) applies an
+//! [`Announcement`] by loading the stored bundle with the announced digest from the database and
+//! publishing it, so all hosts run the same module with the same tables. Rollback and unload travel
+//! the same way. The first upload of a plugin that serves from its files first stores the bundle
+//! serving now, so a rollback has a stored target.
+//!
+//! Modules stored before bundles existed (`ArtifactInfo::bundle` false) still load, with the
+//! host's content tables, as they always did.
 //!
 //! At start-up the active artifacts are loaded after the plugin files ([`Rollout::load_active`]), so
 //! **a stored artifact wins over a file of the same name**: an upload is a deliberate, cluster-wide
@@ -31,28 +41,29 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cauldron_runtime::{
-    HostFailure, PluginError, PluginSource, Registry, Runtime, read_content_dir, sha256_hex,
-};
+use cauldron_runtime::{Bundle, HostFailure, PluginError, PluginSource, PluginVersion, Registry, Runtime};
 use serde::{Deserialize, Serialize};
 
 use crate::bus::{Channel, Subscription};
 use crate::cache::Services;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::store::{ArtifactInfo, Store, StoreError};
+use crate::store::{ArtifactInfo, Store, StoreError, StoredArtifact};
+
+/// How many stored versions of a plugin are kept unless configured (`PLUGIN_KEEP_VERSIONS`).
+pub const DEFAULT_KEEP_VERSIONS: usize = 10;
 
 /// What one rollout step sends to the other hosts over the `plugins` channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Announcement {
-    /// Serve the stored artifact `name` `version` (after an upload or a rollback).
+    /// Serve the stored version of `name` with digest `sha256` (after an upload or a rollback).
     Activate {
         /// Plugin name.
         name: String,
-        /// Version to serve.
+        /// Its semver, for logs.
         version: String,
-        /// Its sha256, checked against the stored bytes.
+        /// The digest of the version to serve, which the stored bytes are looked up by.
         sha256: String,
     },
     /// Stop serving `name`.
@@ -113,32 +124,29 @@ pub enum RolloutError {
         /// Why.
         source: PluginError,
     },
-    /// This version of the plugin is stored with other bytes.
-    #[error("{0}; bump the plugin's version")]
-    VersionExists(String),
     /// No stored version was active before the current one.
     #[error("plugin `{0}` has no stored version to roll back to")]
     NoRollbackTarget(String),
     /// Neither loaded here nor stored as active.
     #[error("no plugin `{0}` is loaded")]
     NotLoaded(String),
-    /// An announcement names an artifact the database does not hold.
-    #[error("{name} {version} is not stored")]
+    /// An announcement or a request names a version the database does not hold.
+    #[error("no version {sha256} of `{name}` is stored")]
     MissingArtifact {
         /// Plugin name.
         name: String,
-        /// Version.
-        version: String,
+        /// The digest asked for.
+        sha256: String,
     },
     /// The stored bytes are not the announced ones.
-    #[error("stored {name} {version} does not match the announced sha256 {sha256}")]
+    #[error("stored {name} {sha256} does not decode to that version: {detail}")]
     ShaMismatch {
         /// Plugin name.
         name: String,
-        /// Version.
-        version: String,
-        /// The announced sha256.
+        /// The announced digest.
         sha256: String,
+        /// What was found instead.
+        detail: String,
     },
     /// The store failed.
     #[error("storage: {0}")]
@@ -158,6 +166,7 @@ struct Inner {
     services: Services,
     metrics: Arc<Metrics>,
     plugins_dir: PathBuf,
+    keep_versions: usize,
 }
 
 impl std::fmt::Debug for Rollout {
@@ -187,18 +196,99 @@ impl Rollout {
                 services,
                 metrics,
                 plugins_dir,
+                keep_versions: DEFAULT_KEEP_VERSIONS,
             }),
         }
     }
 
-    /// Validate `wasm` as plugin `name`, store and activate it, serve it here and announce it to every
-    /// host. Returns the stored artifact.
+    /// Keep the newest `keep` stored versions of each plugin (at least 2: the active one and its
+    /// rollback target are always kept).
+    #[must_use]
+    pub fn with_keep_versions(self, keep: usize) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            runtime: shared.runtime.clone(),
+            registry: Arc::clone(&shared.registry),
+            store: Arc::clone(&shared.store),
+            services: shared.services.clone(),
+            metrics: Arc::clone(&shared.metrics),
+            plugins_dir: shared.plugins_dir.clone(),
+            keep_versions: shared.keep_versions,
+        });
+        Self {
+            inner: Arc::new(Inner {
+                keep_versions: keep.max(2),
+                ..inner
+            }),
+        }
+    }
+
+    /// The runtime versions are loaded and called on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// The store versions are kept in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The registry of this host's serving versions.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// The folder plugin files and content tables are read from.
+    pub fn plugins_dir(&self) -> &Path {
+        &self.inner.plugins_dir
+    }
+
+    /// Bundle `wasm` with this host's content tables for `name` (`PLUGINS_DIR/NAME/*.toml`) and
+    /// upload that bundle ([`Rollout::upload_bundle`]).
     ///
     /// # Errors
-    /// [`RolloutError::Refused`] (recorded in the registry), [`RolloutError::VersionExists`], or a
-    /// store failure.
+    /// As [`Rollout::upload_bundle`]; unreadable content tables are a refusal.
     pub async fn upload(&self, name: &str, wasm: Vec<u8>) -> Result<ArtifactInfo, RolloutError> {
-        let source = self.source_for(name, wasm.clone()).await?;
+        let bundle = self.bundle_with_local_content(name, wasm).await?;
+        self.upload_bundle(name, bundle).await
+    }
+
+    /// Validate `bundle` as plugin `name`, store and activate it, serve it here and announce it to
+    /// every host; then delete the stored versions past the newest `keep_versions`. Uploading the
+    /// version already stored activates it again. Returns the stored version.
+    ///
+    /// # Errors
+    /// [`RolloutError::Refused`] (a table that does not parse, or the module does not load; recorded
+    /// in the registry), or a store failure.
+    pub async fn upload_bundle(&self, name: &str, bundle: Bundle) -> Result<ArtifactInfo, RolloutError> {
+        let (version, stored) = self.validate_and_store(name, bundle).await?;
+        let stored = self.inner.store.activate_artifact(name, &stored.sha256).await?;
+        self.inner.registry.publish(version);
+        self.announce(&Announcement::activate(&stored)).await;
+        self.prune(name).await;
+        Ok(stored)
+    }
+
+    /// Validate `bundle` as plugin `name` and store it without serving it anywhere (to replay it
+    /// first, or activate it later by digest); then delete the stored versions past the newest
+    /// `keep_versions`. Returns the stored version.
+    ///
+    /// # Errors
+    /// As [`Rollout::upload_bundle`].
+    pub async fn store_bundle(&self, name: &str, bundle: Bundle) -> Result<ArtifactInfo, RolloutError> {
+        let (_, stored) = self.validate_and_store(name, bundle).await?;
+        self.prune(name).await;
+        Ok(stored)
+    }
+
+    /// Load `bundle` as `name` (refusals recorded in the registry) and store it, after the
+    /// baseline; nothing is activated.
+    async fn validate_and_store(
+        &self,
+        name: &str,
+        bundle: Bundle,
+    ) -> Result<(Arc<PluginVersion>, ArtifactInfo), RolloutError> {
+        let encoded = bundle.encode();
+        let source = PluginSource::from_bundle(bundle, Some(name)).map_err(|e| self.refused(name, e))?;
         let version = self
             .inner
             .runtime
@@ -206,18 +296,63 @@ impl Rollout {
             .await
             .map_err(|e| self.refused(name, e))?;
         self.store_baseline(name).await?;
-        let store = &self.inner.store;
-        let stored = store
-            .put_artifact(name, version.version(), &wasm)
-            .await
-            .map_err(|e| match e {
-                StoreError::Invalid(msg) => RolloutError::VersionExists(msg),
-                other => other.into(),
-            })?;
-        store.activate_artifact(name, &stored.version).await?;
-        self.inner.registry.publish(version);
-        self.announce(&Announcement::activate(&stored)).await;
-        Ok(stored)
+        let stored = self
+            .inner
+            .store
+            .put_artifact(name, version.version(), &version.wasm_sha256, &encoded)
+            .await?;
+        Ok((version, stored))
+    }
+
+    /// Delete the stored versions of `name` past the newest `keep_versions` (logged, never fatal).
+    async fn prune(&self, name: &str) {
+        let keep = self.inner.keep_versions;
+        match self.inner.store.prune_artifacts(name, keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(plugin = %name, deleted = n, keep, "old plugin versions deleted"),
+            Err(e) => tracing::warn!(plugin = %name, error = %e, "old plugin versions not deleted"),
+        }
+    }
+
+    /// Every stored version of `name`, newest first.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn versions(&self, name: &str) -> Result<Vec<ArtifactInfo>, RolloutError> {
+        Ok(self.inner.store.artifacts(name).await?)
+    }
+
+    /// The stored version `sha256` of `name` as a bundle, without loading it. A module stored
+    /// before bundles comes with this host's content tables.
+    ///
+    /// # Errors
+    /// [`RolloutError::MissingArtifact`], bytes that do not decode, or a store failure.
+    pub async fn stored_bundle(&self, name: &str, sha256: &str) -> Result<Bundle, RolloutError> {
+        let stored =
+            self.inner
+                .store
+                .artifact(name, sha256)
+                .await?
+                .ok_or_else(|| RolloutError::MissingArtifact {
+                    name: name.to_owned(),
+                    sha256: sha256.to_owned(),
+                })?;
+        self.bundle_of(stored).await
+    }
+
+    /// Load the stored version `sha256` of `name` without publishing it (to compare or replay it).
+    ///
+    /// # Errors
+    /// As [`Rollout::stored_bundle`], or the version no longer loads ([`RolloutError::Refused`], not
+    /// recorded in the registry: nothing was asked to serve it).
+    pub async fn load_stored(&self, name: &str, sha256: &str) -> Result<Arc<PluginVersion>, RolloutError> {
+        let bundle = self.stored_bundle(name, sha256).await?;
+        let refused = |e| RolloutError::Refused {
+            name: name.to_owned(),
+            source: e,
+        };
+        let source = PluginSource::from_bundle(bundle, Some(name)).map_err(refused)?;
+        self.inner.runtime.load(source).await.map_err(refused)
     }
 
     /// Re-activate the stored artifact of `name` that was active before the current one, serve it
@@ -238,6 +373,31 @@ impl Rollout {
         let announcement = Announcement::activate(&info);
         self.apply(&announcement).await?;
         self.announce(&announcement).await;
+        Ok(info)
+    }
+
+    /// Serve the stored version `sha256` of `name` (any version still kept) here and on every host;
+    /// the version it replaces becomes the rollback target. Returns the version now active.
+    ///
+    /// # Errors
+    /// [`RolloutError::MissingArtifact`], the version no longer loads, or a store failure.
+    pub async fn activate(&self, name: &str, sha256: &str) -> Result<ArtifactInfo, RolloutError> {
+        // Load first: a version that no longer loads is refused before anything changes.
+        let loaded = self.load_stored(name, sha256).await?;
+        let info = self
+            .inner
+            .store
+            .activate_artifact(name, sha256)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => RolloutError::MissingArtifact {
+                    name: name.to_owned(),
+                    sha256: sha256.to_owned(),
+                },
+                other => other.into(),
+            })?;
+        self.inner.registry.publish(loaded);
+        self.announce(&Announcement::activate(&info)).await;
         Ok(info)
     }
 
@@ -274,31 +434,13 @@ impl Rollout {
             } else {
                 Applied::Unchanged
             }),
-            Announcement::Activate {
-                name,
-                version,
-                sha256,
-            } => {
+            Announcement::Activate { name, sha256, .. } => {
                 if registry.get(name).is_some_and(|v| &v.sha256 == sha256) {
                     return Ok(Applied::Unchanged);
                 }
-                let bytes = self
-                    .inner
-                    .store
-                    .artifact_bytes(name, version)
-                    .await?
-                    .ok_or_else(|| RolloutError::MissingArtifact {
-                        name: name.clone(),
-                        version: version.clone(),
-                    })?;
-                if &sha256_hex(&bytes) != sha256 {
-                    return Err(RolloutError::ShaMismatch {
-                        name: name.clone(),
-                        version: version.clone(),
-                        sha256: sha256.clone(),
-                    });
-                }
-                let source = self.source_for(name, bytes).await?;
+                let bundle = self.stored_bundle(name, sha256).await?;
+                let source =
+                    PluginSource::from_bundle(bundle, Some(name)).map_err(|e| self.refused(name, e))?;
                 let loaded = self
                     .inner
                     .runtime
@@ -382,45 +524,62 @@ impl Rollout {
         }
     }
 
-    /// Before the first upload of `name`, store the version serving now from its file (when the file
-    /// still holds exactly those bytes) and activate it, so the upload's rollback target is in the
-    /// database and a rollback reaches every host.
+    /// Before the first upload of `name`, store the bundle serving now from its files and activate
+    /// it, so the upload's rollback target is in the database and a rollback reaches every host.
     async fn store_baseline(&self, name: &str) -> Result<(), RolloutError> {
         let Some(current) = self.inner.registry.get(name) else {
+            return Ok(());
+        };
+        let Some(bundle) = current.bundle.as_ref() else {
             return Ok(());
         };
         let store = &self.inner.store;
         if store.active_artifacts().await?.iter().any(|a| a.name == name) {
             return Ok(());
         }
-        let path = self.inner.plugins_dir.join(format!("{name}.wasm"));
-        let Ok(bytes) = tokio::fs::read(&path).await else {
-            return Ok(());
-        };
-        if sha256_hex(&bytes) != current.sha256 {
-            return Ok(());
-        }
-        match store.put_artifact(name, current.version(), &bytes).await {
-            Ok(_) => {}
-            // Stored earlier with other bytes under the same version: that one stays the record.
-            Err(StoreError::Invalid(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        store.activate_artifact(name, current.version()).await?;
-        tracing::info!(plugin = %name, version = %current.version(), "stored the file version as the rollback target");
+        let stored = store
+            .put_artifact(name, current.version(), &current.wasm_sha256, &bundle.encode())
+            .await?;
+        store.activate_artifact(name, &stored.sha256).await?;
+        tracing::info!(plugin = %name, version = %current.version(), sha256 = %stored.sha256, "stored the serving files as the rollback target");
         Ok(())
     }
 
-    /// `wasm` with the content tables of `plugins_dir/name/*.toml`, as a hot reload would read them.
-    async fn source_for(&self, name: &str, wasm: Vec<u8>) -> Result<PluginSource, RolloutError> {
-        let content = read_content(&self.inner.plugins_dir, name)
+    /// A stored version as a bundle: decoded, or (a module stored before bundles) with this host's
+    /// content tables. A decoded bundle must have the digest it is stored under.
+    async fn bundle_of(&self, stored: StoredArtifact) -> Result<Bundle, RolloutError> {
+        let StoredArtifact { info, bytes } = stored;
+        if !info.bundle {
+            return self.bundle_with_local_content(&info.name, bytes).await;
+        }
+        let bundle = Bundle::decode(&bytes).map_err(|e| RolloutError::ShaMismatch {
+            name: info.name.clone(),
+            sha256: info.sha256.clone(),
+            detail: e.to_string(),
+        })?;
+        let digest = bundle.digest();
+        if digest != info.sha256 {
+            return Err(RolloutError::ShaMismatch {
+                name: info.name,
+                sha256: info.sha256,
+                detail: format!("its digest is {digest}"),
+            });
+        }
+        Ok(bundle)
+    }
+
+    /// `wasm` with the content tables of `plugins_dir/name/`, as a hot reload would read them
+    /// (unreadable tables are a refusal, recorded in the registry).
+    ///
+    /// # Errors
+    /// [`RolloutError::Refused`].
+    pub async fn bundle_with_local_content(&self, name: &str, wasm: Vec<u8>) -> Result<Bundle, RolloutError> {
+        let dir = self.inner.plugins_dir.join(name);
+        tokio::task::spawn_blocking(move || Bundle::with_content_dir(wasm, &dir))
             .await
-            .map_err(|e| self.refused(name, e))?;
-        Ok(PluginSource {
-            wasm,
-            content,
-            expected_name: Some(name.to_owned()),
-        })
+            .map_err(|e| PluginError::host(HostFailure::Internal, format!("reading content: {e}")))
+            .and_then(|r| r)
+            .map_err(|e| self.refused(name, e))
     }
 
     /// Record a refused load like the watcher does.
@@ -450,15 +609,4 @@ impl Rollout {
             );
         }
     }
-}
-
-/// The content tables of `plugins_dir/name/`.
-async fn read_content(
-    plugins_dir: &Path,
-    name: &str,
-) -> Result<std::collections::BTreeMap<String, cauldron_sdk::Doc>, PluginError> {
-    let dir = plugins_dir.join(name);
-    tokio::task::spawn_blocking(move || read_content_dir(&dir))
-        .await
-        .map_err(|e| PluginError::host(HostFailure::Internal, format!("reading content: {e}")))?
 }

@@ -2,6 +2,10 @@
 //! suite, run by `cargo test -p cauldron-host --test integration [SUITE::]`.
 //!
 //! - [`api`]: the HTTP API on both backends.
+//! - [`bundles`]: plugin bundles through the admin API: versions by digest, content-only changes,
+//!   rollback with content, kept versions.
+//! - [`replay`]: replaying logged actions against candidate versions (the library, the admin API
+//!   and `cauldron replay`).
 //! - [`pipeline`]: the action pipeline against the real stores and services.
 //! - [`store`]: the SQL store, one suite over PostgreSQL and SQLite.
 //! - [`redis_services`]: the Redis services and their in-process equivalents.
@@ -19,10 +23,12 @@ mod common;
 
 mod api;
 mod browser;
+mod bundles;
 mod cluster;
 mod e2e;
 mod nginx;
 mod pipeline;
 mod redis_services;
+mod replay;
 mod store;
 mod ws;
