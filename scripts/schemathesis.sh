@@ -153,11 +153,13 @@ for entry in catalog:
 json.dump(doc, sys.stdout)
 PY
 
-# The admin upload's body is `application/wasm`: sent as raw bytes, like octet-stream.
+# The admin upload's body is `application/wasm` or a plugin bundle: sent as raw bytes, like
+# octet-stream.
 cat >"$WORK/cauldron_hooks.py" <<'PY'
 import schemathesis
 
 schemathesis.serializer.alias("application/wasm", "application/octet-stream")
+schemathesis.serializer.alias("application/vnd.cauldron.bundle", "application/octet-stream")
 PY
 
 # Per-operation settings. On the per-action operations a schema-valid request can still be refused
@@ -166,7 +168,8 @@ PY
 # value is of the declared type but out of the plugin's range (a negative count), 404 for an
 # entity id the player does not own. positive_data_acceptance accepts those there and nowhere else.
 # Likewise an upload's body is any bytes to the schema, but only a module that compiles and passes
-# the ABI and manifest checks is taken: anything else is the documented 422 `plugin_refused`.
+# the ABI and manifest checks is taken: anything else is the documented 422 `plugin_refused`, or,
+# sent as a bundle, the documented 400 `bad_bundle` when the bytes are not a bundle's encoding.
 cat >"$WORK/schemathesis.toml" <<'TOML'
 [[operations]]
 include-path-regex = "^/api/v1/actions/[^{]"
@@ -175,7 +178,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 [[operations]]
 include-path = "/api/v1/admin/plugins/{name}"
 include-method = "POST"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "429"]
 TOML
 
 # 6. The run: every check, every phase (examples, coverage, fuzzing, and stateful sequences

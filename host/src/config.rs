@@ -265,6 +265,16 @@ pub struct ServeArgs {
     /// Query actions regained per second, per player.
     #[arg(long, env = "RATE_LIMIT_QUERY_PER_SEC", default_value_t = 30.0, value_parser = positive_rate)]
     pub rate_limit_query_per_sec: f64,
+    /// Stored versions kept per plugin, at least 2 (the active one and its rollback target); older
+    /// ones are deleted after an upload, never the active one or the rollback target.
+    #[arg(long, env = "PLUGIN_KEEP_VERSIONS", default_value_t = 10,
+        value_parser = RangedU64ValueParser::<usize>::new().range(2..))]
+    pub plugin_keep_versions: usize,
+    /// Days the action log keeps each action's exact plugin call, for replay; 0 keeps them forever.
+    /// Older rows keep everything else (idempotency, audit).
+    #[arg(long, env = "ACTION_LOG_CALL_RETENTION_DAYS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=36_500))]
+    pub action_log_call_retention_days: u64,
 }
 
 /// The longest `GROUP_COMMIT_WINDOW_US`: a tenth of a second.
@@ -746,6 +756,10 @@ pub struct Config {
     /// Query actions per player: a separate bucket, so reading screens never uses up the budget for
     /// writes; more generous, since a query writes nothing.
     pub query_rate: Bucket,
+    /// Stored versions kept per plugin (at least 2).
+    pub plugin_keep_versions: usize,
+    /// How long the action log keeps each action's exact call; `None` keeps them forever.
+    pub action_log_call_retention: Option<Duration>,
 }
 
 impl Config {
@@ -852,6 +866,11 @@ impl Config {
             query_rate: Bucket {
                 burst: args.rate_limit_query_burst,
                 per_sec: args.rate_limit_query_per_sec,
+            },
+            plugin_keep_versions: args.plugin_keep_versions,
+            action_log_call_retention: match args.action_log_call_retention_days {
+                0 => None,
+                days => Some(Duration::from_secs(days * 24 * 3600)),
             },
         })
     }

@@ -14,6 +14,8 @@
 //!   the app state whose parts handlers extract.
 //! - `rollout`: plugin uploads, rollbacks and unloads across hosts, and the start-up load of stored
 //!   plugin artifacts.
+//! - `replay`: re-running logged actions against a candidate plugin version (`cauldron replay`,
+//!   the admin API's replay route).
 //! - `clock`: the game clock (system time in production, movable in tests).
 //! - `api`: the HTTP API (axum), its error type, extractors and routes; the WebSocket endpoint and
 //!   the admin routes over `rollout`.
@@ -30,6 +32,7 @@ pub mod game;
 pub mod json;
 pub mod metrics;
 pub mod plugin_cli;
+pub mod replay;
 pub mod rollout;
 pub mod shutdown;
 pub mod state;

@@ -1,9 +1,10 @@
 //! `cauldron`: the game server host. The command line and settings (`config::Cli`: `cauldron` alone
 //! or `cauldron serve` serves, `cauldron migrate` stops after the migrations, `cauldron plugin`
-//! runs the modder's plugin tools) → logs →
-//! [`state::build`] (the one composition root, shared with the tests: database and migrations,
-//! Redis services, plugins, game, rollout, stored plugin artifacts) → HTTP and WebSocket with
-//! graceful shutdown. `cauldron --help` lists every setting with its variable and default.
+//! runs the modder's plugin tools, `cauldron replay` replays logged actions against a candidate
+//! plugin version, see `cauldron replay --help`) → logs → [`state::build`] (the one composition
+//! root, shared with the tests: database and migrations, Redis services, plugins, game, rollout,
+//! stored plugin artifacts) → HTTP and WebSocket with graceful shutdown. `cauldron --help` lists
+//! every setting with its variable and default.
 
 use std::sync::Arc;
 
@@ -13,6 +14,11 @@ use cauldron_host::{api, state, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `cauldron replay` has a command line of its own (filters, candidate, report format).
+    if std::env::args().nth(1).as_deref() == Some("replay") {
+        let code = cauldron_host::replay::cli::run(std::env::args().skip(1)).await?;
+        std::process::exit(i32::from(code));
+    }
     let cli = Cli::load().context("invalid configuration")?;
     match cli.into_command() {
         Command::Serve(args) => serve(args).await,

@@ -1,39 +1,48 @@
-//! Plugin rollout across the cluster: uploads, rollbacks and unloads of stored plugin artifacts, the
-//! announcements that carry them to every host, the start-up load of the active artifacts, and the
+//! Plugin rollout across the cluster: uploads, rollbacks and unloads of stored plugin versions, the
+//! announcements that carry them to every host, the start-up load of the active versions, and the
 //! follower that applies announcements. Knows the runtime, the store and the bus, never HTTP (the
 //! admin API in `api::admin` is a thin layer over [`Rollout`]).
 //!
 //! # Words
-//! - **Artifact**: a plugin module stored in the database (`plugin_artifacts`), by name and version.
-//!   One version per name is *active* (serving on every host).
-//! - **Rollback** ([`Rollout::rollback`]): re-activate the stored artifact that was active before the
-//!   current one, on every host. It is the only rollback here.
+//! - **Bundle** ([`Bundle`]): a plugin version as a unit, its wasm module and its content tables,
+//!   identified by one digest over both ([`Bundle::digest`]). A content-only change is a new
+//!   version, whatever the manifest's semver says.
+//! - **Artifact**: a bundle stored in the database (`plugin_artifacts`), by name and digest. One
+//!   version per name is *active* (serving on every host). The last `keep_versions` (setting
+//!   `PLUGIN_KEEP_VERSIONS`) are kept; older ones are deleted after each upload, never the active one
+//!   nor the rollback target.
+//! - **Rollback** ([`Rollout::rollback`]): re-activate the stored version that was active before the
+//!   current one, module and content tables together, on every host. It is the only rollback here.
 //! - The registry also remembers, in this process's memory only, the version the serving one
 //!   *replaced* (`PluginStatus::replaced_version`, `Registry::restore_replaced`); that is per host and
 //!   lost at restart, and no rollout step uses it.
 //!
 //! # Rollout
-//! An upload is validated exactly like a hot reload (`runtime.load`: compile, ABI check, `describe`,
-//! manifest checks) with the content tables of `PLUGINS_DIR/NAME/*.toml`; a refused module is
-//! recorded in the registry (`last_error`) like a refused file and nothing else changes. An accepted
-//! one is stored, activated, published in this host's registry, and announced on the bus's `plugins`
-//! channel. Every host (this one included; it finds nothing to do) applies an [`Announcement`] by
-//! loading the same bytes from the database and publishing them, so all hosts run the same sha256.
-//! Rollback and unload travel the same way. The first upload of a plugin that serves from its file
-//! first stores that file's version, so a rollback has a stored target.
+//! An upload is a bundle ([`Rollout::upload_bundle`]), or a bare module ([`Rollout::upload`]) that
+//! is bundled with the content tables of `PLUGINS_DIR/NAME/*.toml` on this host. It is validated
+//! exactly like a hot reload (`runtime.load`: compile, ABI check, `describe`, manifest checks); a
+//! refused one is recorded in the registry (`last_error`) like a refused file and nothing else
+//! changes. An accepted one is stored, activated, published in this host's registry, and announced on
+//! the bus's `plugins` channel. Every host (this one included; it finds nothing to do) applies an
+//! [`Announcement`] by loading the stored bundle with the announced digest from the database and
+//! publishing it, so all hosts run the same module with the same tables. Rollback and unload travel
+//! the same way. The first upload of a plugin that serves from its files first stores the bundle
+//! serving now, so a rollback has a stored target.
+//!
+//! Modules stored before bundles existed (`ArtifactInfo::bundle` false) still load, with the
+//! host's content tables, as they always did.
 //!
 //! # Canary and shadow
 //! A plugin may have two **companions**, stored versions beside the active one
-//! (`cauldron_runtime::Companion`). A **canary** serves a share of the players
-//! ([`Rollout::start_canary`]: validated and stored like an upload, not activated). Which players is
-//! `cauldron_runtime::canary_bucket`, a hash of the plugin name and the player id, so every host
-//! serves each player the same version without asking anyone, and widening the share
-//! ([`Rollout::set_canary_share`]) keeps the players who had it. [`Rollout::promote_canary`] makes it
-//! the active version (the one it replaces becomes the rollback target). A **shadow**
-//! ([`Rollout::attach_shadow`]) serves nobody: a share of the live calls is run on it as well, off the
-//! request path, and compared (`crate::game::shadow`). [`Rollout::end_companion`] removes either. Both
-//! are stored (`plugin_companions`), announced like the rest, and loaded at start-up after the
-//! active artifacts.
+//! (`cauldron_runtime::Companion`), set with [`Rollout::set_companion`] (typically a version
+//! uploaded with `activate=false`). A **canary** serves a share of the players, chosen by
+//! `cauldron_runtime::canary_bucket` (a hash of the plugin name and the player id), so every host
+//! serves each player the same version without asking anyone, and widening the share keeps the
+//! players who had it; [`Rollout::promote_canary`] makes it the active version (the one it
+//! replaces becomes the rollback target). A **shadow** serves nobody: a share of the live calls is
+//! run on it as well, off the request path, and compared (`crate::game::shadow`).
+//! [`Rollout::end_companion`] removes either. Both are stored (`plugin_companions`), announced like
+//! the rest, and loaded at start-up after the active artifacts.
 //!
 //! At start-up the active artifacts are loaded after the plugin files ([`Rollout::load_active`]), so
 //! **a stored artifact wins over a file of the same name**: an upload is a deliberate, cluster-wide
@@ -45,7 +54,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cauldron_runtime::{
-    Companion, HostFailure, PluginError, PluginSource, Registry, Runtime, read_content_dir, sha256_hex,
+    Bundle, Companion, HostFailure, PluginError, PluginSource, PluginVersion, Registry, Runtime,
 };
 use serde::{Deserialize, Serialize};
 
@@ -53,19 +62,22 @@ use crate::bus::{Channel, Subscription};
 use crate::cache::Services;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::store::{ArtifactInfo, CompanionInfo, Store, StoreError};
+use crate::store::{ArtifactInfo, CompanionInfo, Store, StoreError, StoredArtifact};
+
+/// How many stored versions of a plugin are kept unless configured (`PLUGIN_KEEP_VERSIONS`).
+pub const DEFAULT_KEEP_VERSIONS: usize = 10;
 
 /// What one rollout step sends to the other hosts over the `plugins` channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Announcement {
-    /// Serve the stored artifact `name` `version` (after an upload or a rollback).
+    /// Serve the stored version of `name` with digest `sha256` (after an upload or a rollback).
     Activate {
         /// Plugin name.
         name: String,
-        /// Version to serve.
+        /// Its semver, for logs.
         version: String,
-        /// Its sha256, checked against the stored bytes.
+        /// The digest of the version to serve, which the stored bytes are looked up by.
         sha256: String,
     },
     /// Stop serving `name`.
@@ -163,9 +175,6 @@ pub enum RolloutError {
         /// Why.
         source: PluginError,
     },
-    /// This version of the plugin is stored with other bytes.
-    #[error("{0}; bump the plugin's version")]
-    VersionExists(String),
     /// No stored version was active before the current one.
     #[error("plugin `{0}` has no stored version to roll back to")]
     NoRollbackTarget(String),
@@ -183,23 +192,23 @@ pub enum RolloutError {
     /// An announcement names a companion kind this host does not know.
     #[error("unknown companion kind `{0}`")]
     UnknownCompanion(String),
-    /// An announcement names an artifact the database does not hold.
-    #[error("{name} {version} is not stored")]
+    /// An announcement or a request names a version the database does not hold.
+    #[error("no version {sha256} of `{name}` is stored")]
     MissingArtifact {
         /// Plugin name.
         name: String,
-        /// Version.
-        version: String,
+        /// The digest asked for.
+        sha256: String,
     },
     /// The stored bytes are not the announced ones.
-    #[error("stored {name} {version} does not match the announced sha256 {sha256}")]
+    #[error("stored {name} {sha256} does not decode to that version: {detail}")]
     ShaMismatch {
         /// Plugin name.
         name: String,
-        /// Version.
-        version: String,
-        /// The announced sha256.
+        /// The announced digest.
         sha256: String,
+        /// What was found instead.
+        detail: String,
     },
     /// The store failed.
     #[error("storage: {0}")]
@@ -219,6 +228,7 @@ struct Inner {
     services: Services,
     metrics: Arc<Metrics>,
     plugins_dir: PathBuf,
+    keep_versions: usize,
 }
 
 impl std::fmt::Debug for Rollout {
@@ -248,18 +258,99 @@ impl Rollout {
                 services,
                 metrics,
                 plugins_dir,
+                keep_versions: DEFAULT_KEEP_VERSIONS,
             }),
         }
     }
 
-    /// Validate `wasm` as plugin `name`, store and activate it, serve it here and announce it to every
-    /// host. Returns the stored artifact.
+    /// Keep the newest `keep` stored versions of each plugin (at least 2: the active one and its
+    /// rollback target are always kept).
+    #[must_use]
+    pub fn with_keep_versions(self, keep: usize) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            runtime: shared.runtime.clone(),
+            registry: Arc::clone(&shared.registry),
+            store: Arc::clone(&shared.store),
+            services: shared.services.clone(),
+            metrics: Arc::clone(&shared.metrics),
+            plugins_dir: shared.plugins_dir.clone(),
+            keep_versions: shared.keep_versions,
+        });
+        Self {
+            inner: Arc::new(Inner {
+                keep_versions: keep.max(2),
+                ..inner
+            }),
+        }
+    }
+
+    /// The runtime versions are loaded and called on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// The store versions are kept in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The registry of this host's serving versions.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// The folder plugin files and content tables are read from.
+    pub fn plugins_dir(&self) -> &Path {
+        &self.inner.plugins_dir
+    }
+
+    /// Bundle `wasm` with this host's content tables for `name` (`PLUGINS_DIR/NAME/*.toml`) and
+    /// upload that bundle ([`Rollout::upload_bundle`]).
     ///
     /// # Errors
-    /// [`RolloutError::Refused`] (recorded in the registry), [`RolloutError::VersionExists`], or a
-    /// store failure.
+    /// As [`Rollout::upload_bundle`]; unreadable content tables are a refusal.
     pub async fn upload(&self, name: &str, wasm: Vec<u8>) -> Result<ArtifactInfo, RolloutError> {
-        let source = self.source_for(name, wasm.clone()).await?;
+        let bundle = self.bundle_with_local_content(name, wasm).await?;
+        self.upload_bundle(name, bundle).await
+    }
+
+    /// Validate `bundle` as plugin `name`, store and activate it, serve it here and announce it to
+    /// every host; then delete the stored versions past the newest `keep_versions`. Uploading the
+    /// version already stored activates it again. Returns the stored version.
+    ///
+    /// # Errors
+    /// [`RolloutError::Refused`] (a table that does not parse, or the module does not load; recorded
+    /// in the registry), or a store failure.
+    pub async fn upload_bundle(&self, name: &str, bundle: Bundle) -> Result<ArtifactInfo, RolloutError> {
+        let (version, stored) = self.validate_and_store(name, bundle).await?;
+        let stored = self.inner.store.activate_artifact(name, &stored.sha256).await?;
+        self.inner.registry.publish(version);
+        self.announce(&Announcement::activate(&stored)).await;
+        self.prune(name).await;
+        Ok(stored)
+    }
+
+    /// Validate `bundle` as plugin `name` and store it without serving it anywhere (to replay it
+    /// first, or activate it later by digest); then delete the stored versions past the newest
+    /// `keep_versions`. Returns the stored version.
+    ///
+    /// # Errors
+    /// As [`Rollout::upload_bundle`].
+    pub async fn store_bundle(&self, name: &str, bundle: Bundle) -> Result<ArtifactInfo, RolloutError> {
+        let (_, stored) = self.validate_and_store(name, bundle).await?;
+        self.prune(name).await;
+        Ok(stored)
+    }
+
+    /// Load `bundle` as `name` (refusals recorded in the registry) and store it, after the
+    /// baseline; nothing is activated.
+    async fn validate_and_store(
+        &self,
+        name: &str,
+        bundle: Bundle,
+    ) -> Result<(Arc<PluginVersion>, ArtifactInfo), RolloutError> {
+        let encoded = bundle.encode();
+        let source = PluginSource::from_bundle(bundle, Some(name)).map_err(|e| self.refused(name, e))?;
         let version = self
             .inner
             .runtime
@@ -267,18 +358,63 @@ impl Rollout {
             .await
             .map_err(|e| self.refused(name, e))?;
         self.store_baseline(name).await?;
-        let store = &self.inner.store;
-        let stored = store
-            .put_artifact(name, version.version(), &wasm)
-            .await
-            .map_err(|e| match e {
-                StoreError::Invalid(msg) => RolloutError::VersionExists(msg),
-                other => other.into(),
-            })?;
-        store.activate_artifact(name, &stored.version).await?;
-        self.inner.registry.publish(version);
-        self.announce(&Announcement::activate(&stored)).await;
-        Ok(stored)
+        let stored = self
+            .inner
+            .store
+            .put_artifact(name, version.version(), &version.wasm_sha256, &encoded)
+            .await?;
+        Ok((version, stored))
+    }
+
+    /// Delete the stored versions of `name` past the newest `keep_versions` (logged, never fatal).
+    async fn prune(&self, name: &str) {
+        let keep = self.inner.keep_versions;
+        match self.inner.store.prune_artifacts(name, keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(plugin = %name, deleted = n, keep, "old plugin versions deleted"),
+            Err(e) => tracing::warn!(plugin = %name, error = %e, "old plugin versions not deleted"),
+        }
+    }
+
+    /// Every stored version of `name`, newest first.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn versions(&self, name: &str) -> Result<Vec<ArtifactInfo>, RolloutError> {
+        Ok(self.inner.store.artifacts(name).await?)
+    }
+
+    /// The stored version `sha256` of `name` as a bundle, without loading it. A module stored
+    /// before bundles comes with this host's content tables.
+    ///
+    /// # Errors
+    /// [`RolloutError::MissingArtifact`], bytes that do not decode, or a store failure.
+    pub async fn stored_bundle(&self, name: &str, sha256: &str) -> Result<Bundle, RolloutError> {
+        let stored =
+            self.inner
+                .store
+                .artifact(name, sha256)
+                .await?
+                .ok_or_else(|| RolloutError::MissingArtifact {
+                    name: name.to_owned(),
+                    sha256: sha256.to_owned(),
+                })?;
+        self.bundle_of(stored).await
+    }
+
+    /// Load the stored version `sha256` of `name` without publishing it (to compare or replay it).
+    ///
+    /// # Errors
+    /// As [`Rollout::stored_bundle`], or the version no longer loads ([`RolloutError::Refused`], not
+    /// recorded in the registry: nothing was asked to serve it).
+    pub async fn load_stored(&self, name: &str, sha256: &str) -> Result<Arc<PluginVersion>, RolloutError> {
+        let bundle = self.stored_bundle(name, sha256).await?;
+        let refused = |e| RolloutError::Refused {
+            name: name.to_owned(),
+            source: e,
+        };
+        let source = PluginSource::from_bundle(bundle, Some(name)).map_err(refused)?;
+        self.inner.runtime.load(source).await.map_err(refused)
     }
 
     /// Re-activate the stored artifact of `name` that was active before the current one, serve it
@@ -299,6 +435,31 @@ impl Rollout {
         let announcement = Announcement::activate(&info);
         self.apply(&announcement).await?;
         self.announce(&announcement).await;
+        Ok(info)
+    }
+
+    /// Serve the stored version `sha256` of `name` (any version still kept) here and on every host;
+    /// the version it replaces becomes the rollback target. Returns the version now active.
+    ///
+    /// # Errors
+    /// [`RolloutError::MissingArtifact`], the version no longer loads, or a store failure.
+    pub async fn activate(&self, name: &str, sha256: &str) -> Result<ArtifactInfo, RolloutError> {
+        // Load first: a version that no longer loads is refused before anything changes.
+        let loaded = self.load_stored(name, sha256).await?;
+        let info = self
+            .inner
+            .store
+            .activate_artifact(name, sha256)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => RolloutError::MissingArtifact {
+                    name: name.to_owned(),
+                    sha256: sha256.to_owned(),
+                },
+                other => other.into(),
+            })?;
+        self.inner.registry.publish(loaded);
+        self.announce(&Announcement::activate(&info)).await;
         Ok(info)
     }
 
@@ -335,24 +496,28 @@ impl Rollout {
             } else {
                 Applied::Unchanged
             }),
-            Announcement::Activate {
-                name,
-                version,
-                sha256,
-            } => {
+            Announcement::Activate { name, sha256, .. } => {
                 if registry.get(name).is_some_and(|v| &v.sha256 == sha256) {
                     return Ok(Applied::Unchanged);
                 }
-                let loaded = self.load_stored(name, version, sha256).await?;
+                let bundle = self.stored_bundle(name, sha256).await?;
+                let source =
+                    PluginSource::from_bundle(bundle, Some(name)).map_err(|e| self.refused(name, e))?;
+                let loaded = self
+                    .inner
+                    .runtime
+                    .load(source)
+                    .await
+                    .map_err(|e| self.refused(name, e))?;
                 registry.publish(loaded);
                 Ok(Applied::Loaded)
             }
             Announcement::Companion {
                 kind,
                 name,
-                version,
                 sha256,
                 share_bp,
+                ..
             } => {
                 let kind = companion_kind(kind)?;
                 let loaded = match registry.companion(kind, name) {
@@ -362,7 +527,7 @@ impl Rollout {
                         }
                         companion
                     }
-                    _ => self.load_stored(name, version, sha256).await?,
+                    _ => self.load_stored(name, sha256).await?,
                 };
                 if !registry.set_companion(kind, loaded, *share_bp) {
                     return Err(RolloutError::NotLoaded(name.clone()));
@@ -380,112 +545,6 @@ impl Rollout {
         }
     }
 
-    /// Load the stored artifact `name` `version`, checking its bytes against `sha256`.
-    async fn load_stored(
-        &self,
-        name: &str,
-        version: &str,
-        sha256: &str,
-    ) -> Result<Arc<cauldron_runtime::PluginVersion>, RolloutError> {
-        let bytes = self
-            .inner
-            .store
-            .artifact_bytes(name, version)
-            .await?
-            .ok_or_else(|| RolloutError::MissingArtifact {
-                name: name.to_owned(),
-                version: version.to_owned(),
-            })?;
-        if sha256_hex(&bytes) != sha256 {
-            return Err(RolloutError::ShaMismatch {
-                name: name.to_owned(),
-                version: version.to_owned(),
-                sha256: sha256.to_owned(),
-            });
-        }
-        let source = self.source_for(name, bytes).await?;
-        self.inner
-            .runtime
-            .load(source)
-            .await
-            .map_err(|e| self.refused(name, e))
-    }
-
-    /// Validate `wasm` as a new version of `name`, store it (not active) and serve it as the
-    /// plugin's canary to `share_bp` basis points of the players, here and on every host. The
-    /// active version keeps serving everyone else.
-    ///
-    /// # Errors
-    /// [`RolloutError::NotLoaded`] when the plugin serves no version to split with,
-    /// [`RolloutError::Refused`], [`RolloutError::VersionExists`], or a store failure.
-    pub async fn start_canary(
-        &self,
-        name: &str,
-        wasm: Vec<u8>,
-        share_bp: u32,
-    ) -> Result<CompanionInfo, RolloutError> {
-        if self.inner.registry.get(name).is_none() {
-            return Err(RolloutError::NotLoaded(name.to_owned()));
-        }
-        let source = self.source_for(name, wasm.clone()).await?;
-        let version = self
-            .inner
-            .runtime
-            .load(source)
-            .await
-            .map_err(|e| self.refused(name, e))?;
-        self.store_baseline(name).await?;
-        let stored = self
-            .inner
-            .store
-            .put_artifact(name, version.version(), &wasm)
-            .await
-            .map_err(|e| match e {
-                StoreError::Invalid(msg) => RolloutError::VersionExists(msg),
-                other => other.into(),
-            })?;
-        self.set_companion(Companion::Canary, name, &stored.version, share_bp)
-            .await
-    }
-
-    /// Attach the stored version `version` of `name` as its shadow: `share_bp` basis points of the
-    /// live calls of `name` are run on it too, on every host, and compared (nothing it does is
-    /// applied).
-    ///
-    /// # Errors
-    /// [`RolloutError::MissingArtifact`] when that version is not stored, [`RolloutError::NotLoaded`]
-    /// when the plugin serves no version, or a store failure.
-    pub async fn attach_shadow(
-        &self,
-        name: &str,
-        version: &str,
-        share_bp: u32,
-    ) -> Result<CompanionInfo, RolloutError> {
-        if self.inner.registry.get(name).is_none() {
-            return Err(RolloutError::NotLoaded(name.to_owned()));
-        }
-        self.set_companion(Companion::Shadow, name, version, share_bp)
-            .await
-            .map_err(|e| match e {
-                RolloutError::Store(StoreError::NotFound) => RolloutError::MissingArtifact {
-                    name: name.to_owned(),
-                    version: version.to_owned(),
-                },
-                other => other,
-            })
-    }
-
-    /// Change the share of the canary of `name` (widen or narrow it), here and on every host. The
-    /// players who had it keep it when it widens.
-    ///
-    /// # Errors
-    /// [`RolloutError::NoCompanion`], or a store failure.
-    pub async fn set_canary_share(&self, name: &str, share_bp: u32) -> Result<CompanionInfo, RolloutError> {
-        let current = self.stored_companion(Companion::Canary, name).await?;
-        self.set_companion(Companion::Canary, name, &current.version, share_bp)
-            .await
-    }
-
     /// Make the canary of `name` its active version for every player, here and on every host; the
     /// version it replaces becomes the rollback target.
     ///
@@ -494,7 +553,7 @@ impl Rollout {
     pub async fn promote_canary(&self, name: &str) -> Result<ArtifactInfo, RolloutError> {
         let canary = self.stored_companion(Companion::Canary, name).await?;
         let store = &self.inner.store;
-        let info = store.activate_artifact(name, &canary.version).await?;
+        let info = store.activate_artifact(name, &canary.sha256).await?;
         match store.clear_companion(Companion::Canary.label(), name).await {
             Ok(()) | Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
@@ -532,20 +591,36 @@ impl Rollout {
         Ok(())
     }
 
-    /// Store `version` as the `kind` companion of `name` with `share_bp`, serve it here and
-    /// announce it.
-    async fn set_companion(
+    /// Make the stored version `sha256` of `name` its `kind` companion with `share_bp` basis points
+    /// (a canary of that share of the players, or a shadow of that share of the live calls), here
+    /// and on every host. Setting the companion it already has changes only the share: a canary
+    /// widened keeps the players who had it.
+    ///
+    /// # Errors
+    /// [`RolloutError::NotLoaded`] when the plugin serves no version, [`RolloutError::MissingArtifact`]
+    /// when that version is not stored, the version does not load, or a store failure.
+    pub async fn set_companion(
         &self,
         kind: Companion,
         name: &str,
-        version: &str,
+        sha256: &str,
         share_bp: u32,
     ) -> Result<CompanionInfo, RolloutError> {
+        if self.inner.registry.get(name).is_none() {
+            return Err(RolloutError::NotLoaded(name.to_owned()));
+        }
         let info = self
             .inner
             .store
-            .set_companion(kind.label(), name, version, share_bp)
-            .await?;
+            .set_companion(kind.label(), name, sha256, share_bp)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => RolloutError::MissingArtifact {
+                    name: name.to_owned(),
+                    sha256: sha256.to_owned(),
+                },
+                other => other.into(),
+            })?;
         let announcement = Announcement::companion(&info);
         self.apply(&announcement).await?;
         self.announce(&announcement).await;
@@ -647,45 +722,62 @@ impl Rollout {
         }
     }
 
-    /// Before the first upload of `name`, store the version serving now from its file (when the file
-    /// still holds exactly those bytes) and activate it, so the upload's rollback target is in the
-    /// database and a rollback reaches every host.
+    /// Before the first upload of `name`, store the bundle serving now from its files and activate
+    /// it, so the upload's rollback target is in the database and a rollback reaches every host.
     async fn store_baseline(&self, name: &str) -> Result<(), RolloutError> {
         let Some(current) = self.inner.registry.get(name) else {
+            return Ok(());
+        };
+        let Some(bundle) = current.bundle.as_ref() else {
             return Ok(());
         };
         let store = &self.inner.store;
         if store.active_artifacts().await?.iter().any(|a| a.name == name) {
             return Ok(());
         }
-        let path = self.inner.plugins_dir.join(format!("{name}.wasm"));
-        let Ok(bytes) = tokio::fs::read(&path).await else {
-            return Ok(());
-        };
-        if sha256_hex(&bytes) != current.sha256 {
-            return Ok(());
-        }
-        match store.put_artifact(name, current.version(), &bytes).await {
-            Ok(_) => {}
-            // Stored earlier with other bytes under the same version: that one stays the record.
-            Err(StoreError::Invalid(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        store.activate_artifact(name, current.version()).await?;
-        tracing::info!(plugin = %name, version = %current.version(), "stored the file version as the rollback target");
+        let stored = store
+            .put_artifact(name, current.version(), &current.wasm_sha256, &bundle.encode())
+            .await?;
+        store.activate_artifact(name, &stored.sha256).await?;
+        tracing::info!(plugin = %name, version = %current.version(), sha256 = %stored.sha256, "stored the serving files as the rollback target");
         Ok(())
     }
 
-    /// `wasm` with the content tables of `plugins_dir/name/*.toml`, as a hot reload would read them.
-    async fn source_for(&self, name: &str, wasm: Vec<u8>) -> Result<PluginSource, RolloutError> {
-        let content = read_content(&self.inner.plugins_dir, name)
+    /// A stored version as a bundle: decoded, or (a module stored before bundles) with this host's
+    /// content tables. A decoded bundle must have the digest it is stored under.
+    async fn bundle_of(&self, stored: StoredArtifact) -> Result<Bundle, RolloutError> {
+        let StoredArtifact { info, bytes } = stored;
+        if !info.bundle {
+            return self.bundle_with_local_content(&info.name, bytes).await;
+        }
+        let bundle = Bundle::decode(&bytes).map_err(|e| RolloutError::ShaMismatch {
+            name: info.name.clone(),
+            sha256: info.sha256.clone(),
+            detail: e.to_string(),
+        })?;
+        let digest = bundle.digest();
+        if digest != info.sha256 {
+            return Err(RolloutError::ShaMismatch {
+                name: info.name,
+                sha256: info.sha256,
+                detail: format!("its digest is {digest}"),
+            });
+        }
+        Ok(bundle)
+    }
+
+    /// `wasm` with the content tables of `plugins_dir/name/`, as a hot reload would read them
+    /// (unreadable tables are a refusal, recorded in the registry).
+    ///
+    /// # Errors
+    /// [`RolloutError::Refused`].
+    pub async fn bundle_with_local_content(&self, name: &str, wasm: Vec<u8>) -> Result<Bundle, RolloutError> {
+        let dir = self.inner.plugins_dir.join(name);
+        tokio::task::spawn_blocking(move || Bundle::with_content_dir(wasm, &dir))
             .await
-            .map_err(|e| self.refused(name, e))?;
-        Ok(PluginSource {
-            wasm,
-            content,
-            expected_name: Some(name.to_owned()),
-        })
+            .map_err(|e| PluginError::host(HostFailure::Internal, format!("reading content: {e}")))
+            .and_then(|r| r)
+            .map_err(|e| self.refused(name, e))
     }
 
     /// Record a refused load like the watcher does.
@@ -720,15 +812,4 @@ impl Rollout {
 /// The companion labelled `label`, or an error naming it.
 fn companion_kind(label: &str) -> Result<Companion, RolloutError> {
     Companion::from_label(label).ok_or_else(|| RolloutError::UnknownCompanion(label.to_owned()))
-}
-
-/// The content tables of `plugins_dir/name/`.
-async fn read_content(
-    plugins_dir: &Path,
-    name: &str,
-) -> Result<std::collections::BTreeMap<String, cauldron_sdk::Doc>, PluginError> {
-    let dir = plugins_dir.join(name);
-    tokio::task::spawn_blocking(move || read_content_dir(&dir))
-        .await
-        .map_err(|e| PluginError::host(HostFailure::Internal, format!("reading content: {e}")))?
 }

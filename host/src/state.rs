@@ -209,7 +209,8 @@ pub async fn build_with(config: Arc<Config>, overrides: Overrides) -> anyhow::Re
         services.clone(),
         Arc::clone(&metrics),
         plugins_dir,
-    );
+    )
+    .with_keep_versions(config.plugin_keep_versions);
     let auth = AuthState {
         keys: TokenKeys::new(config.jwt_secret.as_bytes(), config.jwt_ttl),
         hashes: HashSlots::new(config.password_hash_concurrency, config.password_hash_wait),

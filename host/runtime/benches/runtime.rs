@@ -134,6 +134,7 @@ fn bench(c: &mut Criterion) {
         wasm: wasm.clone(),
         content,
         expected_name: None,
+        bundle: None,
     };
     let plugin = rt.load_blocking(source.clone()).unwrap();
     assert!(plugin.preinitialised);

@@ -2,6 +2,8 @@
 //! here, and no plugin is named.
 //!
 //! # Layout
+//! - `bundle`: [`Bundle`], a plugin version as a unit (module and content tables, one digest), and
+//!   its canonical encoding.
 //! - `engine`: the one [`Runtime`] (engine, linker, pooling allocator, epoch ticker, [`Limits`]) and
 //!   the per-call sandbox.
 //! - `module`: loading a [`PluginVersion`]: compile with the sha256-keyed cache, ABI check from
@@ -12,6 +14,7 @@
 //! - `watcher`: hot reload from a plugins folder.
 //! - `error`: [`PluginError`].
 
+mod bundle;
 mod engine;
 mod error;
 mod memory;
@@ -20,6 +23,9 @@ mod preinit;
 mod registry;
 pub mod watcher;
 
+pub use bundle::{
+    BUNDLE_FORMAT, BUNDLE_MAGIC, BUNDLE_MEDIA_TYPE, Bundle, MAX_BUNDLE_BYTES, MAX_TABLE_NAME, MAX_TABLES,
+};
 pub use engine::{EPOCH_TICK, Limits, Profiler, Runtime};
 pub use error::{HostFailure, PluginError};
 pub use module::{CacheStats, PluginSource, PluginVersion, read_content_dir, sha256_hex};

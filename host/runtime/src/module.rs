@@ -15,6 +15,7 @@ use cauldron_sdk::wire::{Call, Init, Manifest, Outcome};
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, ExternType, InstancePre, Module, ModuleExport, ValType};
 
+use crate::bundle::{Bundle, parse_table, read_table_texts};
 use crate::engine::{CallState, Runtime};
 use crate::{HostFailure, PluginError};
 
@@ -27,19 +28,25 @@ pub struct PluginSource {
     pub content: BTreeMap<String, Doc>,
     /// When set, the manifest's name must equal it (the file stem of `NAME.wasm`).
     pub expected_name: Option<String>,
+    /// The bundle the module and tables came from, if they came from one: its digest then
+    /// identifies the loaded version ([`PluginVersion::sha256`]). Without one, the module's own
+    /// digest does.
+    pub bundle: Option<Arc<Bundle>>,
 }
 
 impl PluginSource {
-    /// Read `dir/NAME.wasm` and the content tables in `dir/NAME/*.toml`.
+    /// Read `dir/NAME.wasm` and the content tables in `dir/NAME/*.toml`, as a bundle.
     pub fn from_dir(dir: &Path, name: &str) -> Result<Self, PluginError> {
-        let wasm_path = dir.join(format!("{name}.wasm"));
-        let wasm = std::fs::read(&wasm_path)
-            .map_err(|e| PluginError::Compile(format!("reading {}: {e}", wasm_path.display())))?;
-        let content = read_content_dir(&dir.join(name))?;
+        Self::from_bundle(Bundle::from_dir(dir, name)?, Some(name))
+    }
+
+    /// The module and parsed tables of `bundle`; with `expected_name`, the manifest must carry it.
+    pub fn from_bundle(bundle: Bundle, expected_name: Option<&str>) -> Result<Self, PluginError> {
         Ok(Self {
-            wasm,
-            content,
-            expected_name: Some(name.to_owned()),
+            wasm: bundle.wasm.clone(),
+            content: bundle.tables()?,
+            expected_name: expected_name.map(str::to_owned),
+            bundle: Some(Arc::new(bundle)),
         })
     }
 }
@@ -47,29 +54,10 @@ impl PluginSource {
 /// Read every `*.toml` in `dir` as a content table named by its file stem. A missing folder means no
 /// tables; an unreadable or invalid file is an error naming it.
 pub fn read_content_dir(dir: &Path) -> Result<BTreeMap<String, Doc>, PluginError> {
-    let mut tables = BTreeMap::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(tables),
-        Err(e) => return Err(PluginError::BadContent(format!("{}: {e}", dir.display()))),
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path();
-        if path.extension().is_none_or(|x| x != "toml") {
-            continue;
-        }
-        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| PluginError::BadContent(format!("{}: {e}", path.display())))?;
-        let value: toml::Value =
-            toml::from_str(&text).map_err(|e| PluginError::BadContent(format!("{}: {e}", path.display())))?;
-        let doc =
-            Doc::encode(&value).map_err(|e| PluginError::BadContent(format!("{}: {e}", path.display())))?;
-        tables.insert(stem.to_owned(), doc);
-    }
-    Ok(tables)
+    read_table_texts(dir)?
+        .iter()
+        .map(|(name, text)| Ok((name.clone(), parse_table(name, text)?)))
+        .collect()
 }
 
 /// Resolved export locations, so a call never looks exports up by name.
@@ -212,8 +200,13 @@ impl RawResult for u64 {
 pub struct PluginVersion {
     /// The manifest from `describe`.
     pub manifest: Manifest,
-    /// Hex sha256 of the wasm bytes.
+    /// What identifies this version: the digest of its bundle ([`Bundle::digest`], module and
+    /// content tables together), or, for a source built without a bundle, of its module.
     pub sha256: String,
+    /// Hex sha256 of the wasm module alone.
+    pub wasm_sha256: String,
+    /// The bundle this version was loaded from, if any (to store, replay or compare it).
+    pub bundle: Option<Arc<Bundle>>,
     /// When this version was loaded, ms since the epoch.
     pub loaded_at_ms: i64,
     /// Content tables.
@@ -583,6 +576,10 @@ impl Runtime {
     pub fn load_blocking(&self, source: PluginSource) -> Result<PluginVersion, PluginError> {
         let inner = &self.inner;
         let sha256 = sha256_hex(&source.wasm);
+        let digest = source
+            .bundle
+            .as_ref()
+            .map_or_else(|| sha256.clone(), |b| b.digest());
         // Modules may come as WebAssembly text (wasmtime reads both); pre-initialisation needs binary.
         let binary = wat::parse_bytes(&source.wasm).map_err(|e| PluginError::Compile(format!("{e}")))?;
         let preinitialised = inner.limits.preinitialise && crate::preinit::exports_init(&binary);
@@ -615,7 +612,9 @@ impl Runtime {
                 actions: vec![],
                 hooks: vec![],
             },
-            sha256,
+            sha256: digest,
+            wasm_sha256: sha256,
+            bundle: source.bundle,
             loaded_at_ms: now_ms(),
             content: source.content,
             wasm_bytes: source.wasm.len(),
@@ -718,6 +717,19 @@ impl Runtime {
                 );
             }
         };
+        self.call_encoded_metered(&plugin, &input).await
+    }
+
+    /// Run one already-encoded `Call` (`input`, the MessagePack exactly as a plugin receives it) the
+    /// way [`Runtime::call_metered_raw`] runs a call: bounded by the call semaphore, inline while
+    /// short and then on a yielding fiber, under the same limits. Rejections and guest faults come
+    /// back as errors; a successful outcome with the bytes it was decoded from. Also reports the fuel
+    /// used. Replaying a logged call bit for bit is this with the logged bytes.
+    pub async fn call_encoded_metered(
+        &self,
+        plugin: &PluginVersion,
+        input: &[u8],
+    ) -> (Result<(Outcome, Vec<u8>), PluginError>, u64) {
         if input.len() > abi::MAX_CALL_BYTES {
             let msg = format!("call of {} bytes exceeds the call cap", input.len());
             return (Err(PluginError::host(HostFailure::CallTooLarge, msg)), 0);
@@ -733,7 +745,7 @@ impl Runtime {
         };
         // On this task: inline while the call is short (nearly all are), then on a fiber that
         // yields at every epoch tick, so a long call shares the worker instead of stalling it.
-        let (raw, fuel) = self.run_guest_metered(&plugin, &input).await;
+        let (raw, fuel) = self.run_guest_metered(plugin, input).await;
         let outcome = raw.and_then(|raw| match codec::decode::<Outcome>(&raw) {
             Ok(Outcome::Rejected { code, message }) => Err(PluginError::Rejected { code, message }),
             Ok(Outcome::Fault { code, message }) => Err(PluginError::GuestFault { code, message }),
@@ -765,7 +777,7 @@ impl Runtime {
     /// `describe` (for benchmarks). Fails if the module is not in the disk cache.
     pub fn load_cached_module_only(&self, plugin: &PluginVersion) -> Result<(), PluginError> {
         let inner = &self.inner;
-        let key = snapshot_key(&plugin.sha256, &encode_init(&plugin.content)?);
+        let key = snapshot_key(&plugin.wasm_sha256, &encode_init(&plugin.content)?);
         inner.cache.clear_memory();
         let module = inner
             .cache

@@ -23,8 +23,10 @@ pub struct PluginStatus {
     pub name: String,
     /// Version serving now, if any.
     pub version: Option<String>,
-    /// sha256 of the serving module.
+    /// Digest of the serving version (its bundle: module and content tables).
     pub sha256: Option<String>,
+    /// sha256 of the serving module alone.
+    pub wasm_sha256: Option<String>,
     /// When the serving version was loaded, ms since the epoch.
     pub loaded_at_ms: Option<i64>,
     /// The most recent refused load, if it came after the serving version.
@@ -108,7 +110,7 @@ pub enum RegistryEvent {
         name: String,
         /// Version now serving.
         version: String,
-        /// Its sha256.
+        /// Its digest ([`PluginVersion::sha256`]).
         sha256: String,
     },
     /// A load was refused; the old version (if any) keeps serving.
@@ -402,6 +404,7 @@ impl Registry {
                 name: name.clone(),
                 version: e.current.as_ref().map(|v| v.version().to_owned()),
                 sha256: e.current.as_ref().map(|v| v.sha256.clone()),
+                wasm_sha256: e.current.as_ref().map(|v| v.wasm_sha256.clone()),
                 loaded_at_ms: e.current.as_ref().map(|v| v.loaded_at_ms),
                 last_error: e.last_error.clone(),
                 replaced_version: e.replaced.as_ref().map(|v| v.version().to_owned()),

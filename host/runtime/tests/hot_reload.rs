@@ -46,7 +46,14 @@ fn put(dir: &Path, bytes: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replacing_the_file_100_times_under_16_callers_fails_no_call() {
     let (v1, v2) = probe().clone();
-    let sha = |b: &[u8]| cauldron_runtime::sha256_hex(b);
+    // A folder without content tables: each version is the bundle of its module alone.
+    let sha = |b: &[u8]| {
+        cauldron_runtime::Bundle {
+            wasm: b.to_vec(),
+            content: Default::default(),
+        }
+        .digest()
+    };
     let (sha1, sha2) = (sha(&v1), sha(&v2));
     let dir = tempfile::tempdir().unwrap();
     put(dir.path(), &v1);

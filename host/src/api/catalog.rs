@@ -222,7 +222,7 @@ pub struct CatalogEntryView {
     pub manifest: ManifestView,
     /// The version serving.
     pub version: String,
-    /// Hex sha256 of the module.
+    /// What identifies the serving version: the hex sha256 of its bundle (module and content tables).
     #[schema(min_length = 64, max_length = 64, pattern = "^[0-9a-f]+$")]
     pub sha256: String,
     /// Content tables by name, as JSON.

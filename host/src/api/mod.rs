@@ -328,8 +328,9 @@ pub(crate) async fn rate_limit(services: &Services, key: &str, bucket: Bucket) -
 /// sessions finish for up to `SHUTDOWN_TIMEOUT_SECS`, and return.
 ///
 /// Also runs this host's background tasks for as long as it serves: the rollout follower (plugin
-/// announcements from other hosts), the revocation follower (tokens revoked by logouts on any host)
-/// and the presence poller (online count for the sessions).
+/// announcements from other hosts), the revocation follower (tokens revoked by logouts on any host),
+/// the presence poller (online count for the sessions) and the action log's call retention
+/// (`ACTION_LOG_CALL_RETENTION_DAYS`).
 ///
 /// # Errors
 /// An accept-loop I/O error.
@@ -343,6 +344,10 @@ pub async fn serve(
     let _rollouts = AbortOnDrop(state.rollout.follow(state.shutdown.clone()).await);
     let _revocations = AbortOnDrop(auth::follow_revocations(state.clone()).await);
     let _presence = AbortOnDrop(tokio::spawn(ws::poll_presence(state.clone())));
+    let _call_retention = AbortOnDrop(tokio::spawn(crate::game::call_log::retention(
+        Arc::clone(&state.store),
+        state.config.action_log_call_retention,
+    )));
     let sessions = state.shutdown.clone();
     let app = app(state, surface).into_make_service_with_connect_info::<SocketAddr>();
     let signalled = Arc::new(tokio::sync::Notify::new());

@@ -6,6 +6,7 @@
 //! - `effects`: checking a plugin's effects before they are written.
 //! - `stats`: composing effective stats from modifiers.
 //! - `modifier_cache`: the `modifiers` hooks' answers per player version.
+//! - `call_log`: the exact call of each logged action, compressed, and its retention.
 //!
 //! One action: look up the plugin version (an `Arc`, so a reload never disturbs it) and the action in
 //! its manifest → honour the idempotency key → take this node's lock for the player (so one player's
@@ -31,6 +32,7 @@
 //! The `modifiers` hooks' answers are cached per (player, version, registry generation), so reads at an
 //! unchanged state call no hook (see `modifier_cache`).
 
+pub mod call_log;
 pub mod effects;
 mod modifier_cache;
 #[cfg(test)]
@@ -43,9 +45,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use cauldron_runtime::HostFailure;
 use cauldron_runtime::{ALL_BP, Companion, PluginError, PluginVersion, Registry, Runtime};
 use cauldron_sdk::Doc;
 use cauldron_sdk::abi::{QUERY_EFFECTS, reject_codes};
+use cauldron_sdk::codec;
 use cauldron_sdk::wire::{
     ActionSpec, Call, CallKind, Effect, Entity, HOOK_MODIFIERS, Manifest, Modifier, OtherPlayer, Outcome,
     ParamType, PlayerState, Scope, Section,
@@ -126,7 +130,7 @@ pub struct CatalogEntry {
     pub manifest: Manifest,
     /// Its version.
     pub version: String,
-    /// sha256 of its module.
+    /// Digest of the serving version (its bundle: module and content tables).
     pub sha256: String,
     /// Its content tables as JSON.
     pub content: BTreeMap<String, serde_json::Value>,
@@ -602,15 +606,27 @@ impl Game {
         version: &Arc<PluginVersion>,
         call: &Call,
     ) -> Result<(Outcome, Vec<u8>), PluginError> {
+        let input = codec::encode(call)
+            .map_err(|e| PluginError::host(HostFailure::Internal, format!("encoding call: {e}")))?;
+        self.call_plugin_encoded(version, &call.action, &input).await
+    }
+
+    /// [`Game::call_plugin`] with the call already encoded (`input`, for `action`).
+    async fn call_plugin_encoded(
+        &self,
+        version: &Arc<PluginVersion>,
+        action: &str,
+        input: &[u8],
+    ) -> Result<(Outcome, Vec<u8>), PluginError> {
         let started = Instant::now();
-        let (result, fuel) = self.inner.runtime.call_metered_raw(version.clone(), call).await;
+        let (result, fuel) = self.inner.runtime.call_encoded_metered(version, input).await;
         let label = match &result {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
         self.inner.metrics.plugin_call(
             version.name(),
-            &call.action,
+            action,
             label,
             started.elapsed().as_secs_f64(),
             fuel,
@@ -719,7 +735,14 @@ impl Game {
             let (mut snap, modifiers) = self.prepare(req.player_id, now, &planned.sections()).await?;
             let other = self.other_player(planned, now).await?;
             let call = planned.call(&snap, &modifiers, now, other);
-            let (outcome, raw) = match self.call_plugin(version, &call).await {
+            // Encoded once: these bytes run the call and go to the log, so a replay runs exactly them.
+            let input = codec::encode(&call).map_err(|e| {
+                host_unavailable(&PluginError::host(
+                    HostFailure::Internal,
+                    format!("encoding call: {e}"),
+                ))
+            })?;
+            let (outcome, raw) = match self.call_plugin_encoded(version, &call.action, &input).await {
                 Ok(called) => called,
                 Err(PluginError::Rejected { code, message }) => {
                     return Err(rejection(req, code, message));
@@ -768,6 +791,7 @@ impl Game {
                 seed: call.seed,
                 now_ms: now,
                 outcome_digest: digest,
+                call: Some(call_log::pack(&input)),
                 reply: reply_json.clone(),
                 idempotency_key: req.idempotency_key.clone(),
                 fingerprint: req.idempotency_key.as_ref().map(|_| fingerprint.clone()),

@@ -301,7 +301,8 @@ impl Pick {
 pub struct LogEntry {
     /// The plugin's semver version.
     pub plugin_version: String,
-    /// The hex sha256 of the plugin's module.
+    /// The digest of the plugin version that ran the action: the hex sha256 of its bundle (module and
+    /// content tables; `PluginVersion::sha256`). Column `action_log.plugin_sha256`.
     pub plugin_sha256: String,
     /// Action name.
     pub action: String,
@@ -313,6 +314,10 @@ pub struct LogEntry {
     pub now_ms: i64,
     /// The hex sha256 of the outcome bytes the plugin wrote, to compare replays with.
     pub outcome_digest: String,
+    /// The exact `Call` the plugin received (its MessagePack), compressed (`game::call_log`), so the
+    /// action can be re-run bit for bit on its own. `None` for rows logged without it, or whose call
+    /// the retention setting cleared.
+    pub call: Option<Vec<u8>>,
     /// The reply the client got, as JSON.
     pub reply: serde_json::Value,
     /// The client's Idempotency-Key, if it sent one.
@@ -355,6 +360,26 @@ pub struct LoggedAction {
     pub entry: LogEntry,
 }
 
+/// Which logged actions of a plugin to read, a page at a time (replay). Only actions that still carry
+/// their call (`LogEntry::call`) are read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// The plugin.
+    pub plugin: String,
+    /// Only ids after this one (the last id of the previous page; 0 for the first).
+    pub after_id: i64,
+    /// Most rows in the page.
+    pub limit: u32,
+    /// Only actions logged at or after this time (wall clock, ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only actions logged before this time (wall clock, ms since the epoch).
+    pub until_ms: Option<i64>,
+    /// Only these players' actions (none: every player's).
+    pub players: Vec<i64>,
+    /// Only this action.
+    pub action: Option<String>,
+}
+
 /// The logged answer to an earlier request with the same idempotency key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdempotentReply {
@@ -366,15 +391,21 @@ pub struct IdempotentReply {
     pub fingerprint: Option<String>,
 }
 
-/// A stored plugin module, without its bytes.
+/// A stored plugin version (a bundle, or a module stored before bundles), without its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct ArtifactInfo {
     /// Plugin name.
     pub name: String,
-    /// Semver version.
+    /// Semver version from the manifest (several stored versions may share it).
     pub version: String,
-    /// Hex sha256 of the bytes, computed by the store.
+    /// What identifies the version: hex sha256 of the stored bytes, computed by the store. For a
+    /// bundle that is the bundle digest (module and content tables).
     pub sha256: String,
+    /// Hex sha256 of the module alone.
+    pub wasm_sha256: String,
+    /// Whether the bytes are an encoded bundle; false for a module stored before bundles, which
+    /// loads with the host's content tables.
+    pub bundle: bool,
     /// Size in bytes.
     pub size: i64,
     /// Whether this is the version nodes should run.
@@ -401,6 +432,15 @@ pub struct CompanionInfo {
     pub share_bp: i64,
     /// When it was set or last widened, ms since the epoch.
     pub updated_ms: i64,
+}
+
+/// A stored plugin version with its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    /// What is known about it.
+    pub info: ArtifactInfo,
+    /// The encoded bundle (or, when `info.bundle` is false, the module).
+    pub bytes: Vec<u8>,
 }
 
 /// One line of a leaderboard.
@@ -490,13 +530,20 @@ pub trait Store: Send + Sync {
         key: &str,
     ) -> Result<Option<IdempotentReply>, StoreError>;
 
-    /// Store a plugin module (inactive). Uploading the same bytes again is a no-op;
-    /// different bytes under an existing name and version are [`StoreError::Invalid`].
-    async fn put_artifact(&self, name: &str, version: &str, bytes: &[u8])
-    -> Result<ArtifactInfo, StoreError>;
+    /// Store an encoded plugin bundle of `name` (inactive), identified by the sha256 of `bytes`;
+    /// `version` is its manifest's semver and `wasm_sha256` its module's digest. Storing the same
+    /// bytes again is a no-op that answers the stored version.
+    async fn put_artifact(
+        &self,
+        name: &str,
+        version: &str,
+        wasm_sha256: &str,
+        bytes: &[u8],
+    ) -> Result<ArtifactInfo, StoreError>;
 
-    /// Make `version` the active one of `name`; the version it replaces becomes the rollback target.
-    async fn activate_artifact(&self, name: &str, version: &str) -> Result<ArtifactInfo, StoreError>;
+    /// Make the stored version `sha256` the active one of `name`; the version it replaces becomes
+    /// the rollback target. [`StoreError::NotFound`] if no such version is stored.
+    async fn activate_artifact(&self, name: &str, sha256: &str) -> Result<ArtifactInfo, StoreError>;
 
     /// Re-activate the rollback target of `name` (the active one, if any, is just deactivated).
     /// Returns the now active version; [`StoreError::NotFound`] if there is no rollback target.
@@ -508,17 +555,32 @@ pub trait Store: Send + Sync {
     /// The active version of every plugin, by name.
     async fn active_artifacts(&self) -> Result<Vec<ArtifactInfo>, StoreError>;
 
-    /// The bytes of one stored version.
-    async fn artifact_bytes(&self, name: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every stored version of `name`, newest first.
+    async fn artifacts(&self, name: &str) -> Result<Vec<ArtifactInfo>, StoreError>;
 
-    /// Make the stored version `version` of `name` its `kind` companion (`canary` or `shadow`) with a
+    /// The stored version `sha256` of `name` with its bytes.
+    async fn artifact(&self, name: &str, sha256: &str) -> Result<Option<StoredArtifact>, StoreError>;
+
+    /// Delete the stored versions of `name` beyond the newest `keep`, never the active one nor the
+    /// rollback target. Returns how many were deleted.
+    async fn prune_artifacts(&self, name: &str, keep: usize) -> Result<u64, StoreError>;
+
+    /// Clear the stored call (`LogEntry::call`) of up to `limit` actions logged before `before_ms`
+    /// (wall clock); the rows themselves stay. Returns how many were cleared.
+    async fn clear_logged_calls(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError>;
+
+    /// One page of the logged actions `query` picks that still carry their call, in id order. The
+    /// reply is not read: `LogEntry::reply` is null in these rows.
+    async fn logged_calls(&self, query: &LogQuery) -> Result<Vec<LoggedAction>, StoreError>;
+
+    /// Make the stored version `sha256` of `name` its `kind` companion (`canary` or `shadow`) with a
     /// share of `share_bp` basis points, replacing the one it had. [`StoreError::NotFound`] if that
     /// version is not stored.
     async fn set_companion(
         &self,
         kind: &str,
         name: &str,
-        version: &str,
+        sha256: &str,
         share_bp: u32,
     ) -> Result<CompanionInfo, StoreError>;
 
@@ -926,6 +988,7 @@ struct LogRow {
     seed: i64,
     now_ms: i64,
     outcome_digest: String,
+    call: Option<Vec<u8>>,
     reply: sqlx::types::Json<serde_json::Value>,
     idempotency_key: Option<String>,
     request_fingerprint: Option<String>,
@@ -949,6 +1012,7 @@ impl From<LogRow> for LoggedAction {
                 seed: seed_from_db(r.seed),
                 now_ms: r.now_ms,
                 outcome_digest: r.outcome_digest,
+                call: r.call,
                 reply: r.reply.0,
                 idempotency_key: r.idempotency_key,
                 fingerprint: r.request_fingerprint,

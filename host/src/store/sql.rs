@@ -19,8 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::group::{self, Batched, GroupCommit, Pending};
 use super::{
     Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, CompanionInfo, FullState, IdempotentReply,
-    LogRow, LoggedAction, Pick, Player, RankedScore, RenameOutcome, RenameRequest, Revocation, Role,
-    ScoreEntry, Sections, Store, StoreError, StoredEntity, db_err, seed_to_db, sha256_hex, wall_clock_ms,
+    LogQuery, LogRow, LoggedAction, Pick, Player, RankedScore, RenameOutcome, RenameRequest, Revocation,
+    Role, ScoreEntry, Sections, Store, StoreError, StoredArtifact, StoredEntity, db_err, seed_to_db,
+    sha256_hex, wall_clock_ms,
 };
 
 /// What differs between the databases a [`SqlStore`] runs on.
@@ -71,8 +72,8 @@ struct Write<B: Backend> {
     _gate: B::Gate,
 }
 
-const ARTIFACT_COLUMNS: &str =
-    "name, version, sha256, cast(length(bytes) as bigint) as size, active, previous, uploaded_ms";
+const ARTIFACT_COLUMNS: &str = "name, version, sha256, wasm_sha256, bundle, cast(length(bytes) as bigint) as size, \
+     active, previous, uploaded_ms";
 
 const PLAYER_BY_ID: &str = "select id, account_id, name, version, created_ms from players where id = $1";
 
@@ -161,6 +162,8 @@ macro_rules! for_every_backend {
             for<'r> Option<&'r str>: Encode<'r, B::Db>,
             for<'r> Vec<u8>: Decode<'r, B::Db> + Type<B::Db>,
             for<'r> &'r [u8]: Encode<'r, B::Db> + Type<B::Db>,
+            for<'r> Option<&'r [u8]>: Encode<'r, B::Db>,
+            for<'r> Option<Vec<u8>>: Decode<'r, B::Db>,
             for<'r> Json<serde_json::Value>: Decode<'r, B::Db> + Type<B::Db>,
             for<'r> Json<&'r serde_json::Value>: Encode<'r, B::Db> + Type<B::Db>,
         {
@@ -300,34 +303,34 @@ for_every_backend! {
             }
         }
 
-        /// The stored version `version` of `name`.
-        async fn artifact(
+        /// The stored version `sha256` of `name`.
+        async fn artifact_info(
             db: &mut <B::Db as Database>::Connection,
             name: &str,
-            version: &str,
+            sha256: &str,
         ) -> Result<ArtifactInfo, StoreError> {
             let info: Option<ArtifactInfo> = sqlx::query_as(&format!(
-                "select {ARTIFACT_COLUMNS} from plugin_artifacts where name = $1 and version = $2"
+                "select {ARTIFACT_COLUMNS} from plugin_artifacts where name = $1 and sha256 = $2"
             ))
             .bind(name)
-            .bind(version)
+            .bind(sha256)
             .fetch_optional(db)
             .await
             .map_err(db_err)?;
             info.ok_or(StoreError::NotFound)
         }
 
-        /// Run artifact updates that take `name` and, with `version`, a second parameter. Bind exactly the
+        /// Run artifact updates that take `name` and, with `sha256`, a second parameter. Bind exactly the
         /// parameters each statement has: a prepared statement is cached by its text.
         async fn update_artifacts(
             db: &mut <B::Db as Database>::Connection,
             statements: &[(&'static str, bool)],
             name: &str,
-            version: &str,
+            sha256: &str,
         ) -> Result<(), StoreError> {
-            for &(sql, with_version) in statements {
+            for &(sql, with_sha) in statements {
                 let query = sqlx::query(sql).bind(name);
-                let query = if with_version { query.bind(version) } else { query };
+                let query = if with_sha { query.bind(sha256) } else { query };
                 query.execute(&mut *db).await.map_err(db_err)?;
             }
             Ok(())
@@ -374,8 +377,8 @@ for_every_backend! {
             let inserted = sqlx::query(
                 "insert into action_log (player_id, plugin, plugin_version, plugin_sha256, action, params, seed,
                                          now_ms, outcome_digest, reply, idempotency_key, request_fingerprint,
-                                         version, created_ms)
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                                         version, created_ms, call)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                  on conflict (player_id, idempotency_key) do nothing",
             )
             .bind(req.player_id)
@@ -392,6 +395,7 @@ for_every_backend! {
             .bind(log.fingerprint.as_deref())
             .bind(version)
             .bind(wall_clock_ms())
+            .bind(log.call.as_deref())
             .execute(&mut *db)
             .await
             .map_err(db_err)?;
@@ -843,36 +847,33 @@ for_every_backend! {
             &self,
             name: &str,
             version: &str,
+            wasm_sha256: &str,
             bytes: &[u8],
         ) -> Result<ArtifactInfo, StoreError> {
             let sha256 = sha256_hex(bytes);
             let mut w = self.begin_write().await?;
             sqlx::query(
-                "insert into plugin_artifacts (name, version, sha256, bytes, uploaded_ms)
-                 values ($1, $2, $3, $4, $5)
-                 on conflict (name, version) do nothing",
+                "insert into plugin_artifacts (name, version, sha256, wasm_sha256, bytes, bundle, uploaded_ms)
+                 values ($1, $2, $3, $4, $5, true, $6)
+                 on conflict (name, sha256) do nothing",
             )
             .bind(name)
             .bind(version)
             .bind(sha256.as_str())
+            .bind(wasm_sha256)
             .bind(bytes)
             .bind(wall_clock_ms())
             .execute(&mut *w.tx)
             .await
             .map_err(db_err)?;
-            let info = Self::artifact(&mut w.tx, name, version).await?;
-            if info.sha256 != sha256 {
-                return Err(StoreError::Invalid(format!(
-                    "{name} {version} is already stored with different bytes"
-                )));
-            }
+            let info = Self::artifact_info(&mut w.tx, name, &sha256).await?;
             w.tx.commit().await.map_err(db_err)?;
             Ok(info)
         }
 
-        async fn activate_artifact(&self, name: &str, version: &str) -> Result<ArtifactInfo, StoreError> {
+        async fn activate_artifact(&self, name: &str, sha256: &str) -> Result<ArtifactInfo, StoreError> {
             let mut w = self.begin_write().await?;
-            let target = Self::artifact(&mut w.tx, name, version).await?;
+            let target = Self::artifact_info(&mut w.tx, name, sha256).await?;
             if target.active {
                 return Ok(target);
             }
@@ -888,11 +889,11 @@ for_every_backend! {
                     false,
                 ),
                 (
-                    "update plugin_artifacts set active = true where name = $1 and version = $2",
+                    "update plugin_artifacts set active = true where name = $1 and sha256 = $2",
                     true,
                 ),
             ];
-            Self::update_artifacts(&mut w.tx, &steps, name, version).await?;
+            Self::update_artifacts(&mut w.tx, &steps, name, sha256).await?;
             w.tx.commit().await.map_err(db_err)?;
             Ok(ArtifactInfo {
                 active: true,
@@ -918,11 +919,11 @@ for_every_backend! {
                     false,
                 ),
                 (
-                    "update plugin_artifacts set previous = false, active = true where name = $1 and version = $2",
+                    "update plugin_artifacts set previous = false, active = true where name = $1 and sha256 = $2",
                     true,
                 ),
             ];
-            Self::update_artifacts(&mut w.tx, &steps, name, &target.version).await?;
+            Self::update_artifacts(&mut w.tx, &steps, name, &target.sha256).await?;
             w.tx.commit().await.map_err(db_err)?;
             Ok(ArtifactInfo {
                 active: true,
@@ -954,25 +955,140 @@ for_every_backend! {
             .map_err(db_err)
         }
 
-        async fn artifact_bytes(&self, name: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            sqlx::query_scalar("select bytes from plugin_artifacts where name = $1 and version = $2")
-                .bind(name)
-                .bind(version)
-                .fetch_optional(&self.pool)
+        async fn artifacts(&self, name: &str) -> Result<Vec<ArtifactInfo>, StoreError> {
+            sqlx::query_as(&format!(
+                "select {ARTIFACT_COLUMNS} from plugin_artifacts where name = $1 order by id desc"
+            ))
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+        }
+
+        async fn artifact(&self, name: &str, sha256: &str) -> Result<Option<StoredArtifact>, StoreError> {
+            let info: Option<ArtifactInfo> = sqlx::query_as(&format!(
+                "select {ARTIFACT_COLUMNS} from plugin_artifacts where name = $1 and sha256 = $2"
+            ))
+            .bind(name)
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            let Some(info) = info else {
+                return Ok(None);
+            };
+            let bytes: Option<Vec<u8>> =
+                sqlx::query_scalar("select bytes from plugin_artifacts where name = $1 and sha256 = $2")
+                    .bind(name)
+                    .bind(sha256)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+            Ok(bytes.map(|bytes| StoredArtifact { info, bytes }))
+        }
+
+        async fn prune_artifacts(&self, name: &str, keep: usize) -> Result<u64, StoreError> {
+            let mut w = self.begin_write().await?;
+            // The newest `keep` by id stay, and so do the active version and the rollback target.
+            let done = sqlx::query(
+                "delete from plugin_artifacts
+                 where name = $1 and active = false and previous = false
+                   and id not in (select id from plugin_artifacts where name = $1 order by id desc limit $2)",
+            )
+            .bind(name)
+            .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+            .execute(&mut *w.tx)
+            .await
+            .map_err(db_err)?;
+            w.tx.commit().await.map_err(db_err)?;
+            Ok(B::rows_affected(&done))
+        }
+
+        async fn logged_calls(&self, query: &LogQuery) -> Result<Vec<LoggedAction>, StoreError> {
+            // Only placeholders are formatted into the text, never values; the filters a query does
+            // not use leave their clause out, so each combination is one prepared statement.
+            // The reply is not read (a replay compares outcome digests): it comes back as null.
+            let mut sql = format!(
+                "select id, player_id, plugin, plugin_version, plugin_sha256, action, params, seed, now_ms,
+                        outcome_digest, call, cast('null' as {doc}) as reply, idempotency_key,
+                        request_fingerprint, version, created_ms
+                 from action_log where plugin = $1 and id > $2 and call is not null",
+                doc = B::DOC_TYPE
+            );
+            let mut n = 3;
+            let mut next = || {
+                n += 1;
+                n - 1
+            };
+            if query.since_ms.is_some() {
+                sql.push_str(&format!(" and created_ms >= ${}", next()));
+            }
+            if query.until_ms.is_some() {
+                sql.push_str(&format!(" and created_ms < ${}", next()));
+            }
+            if query.action.is_some() {
+                sql.push_str(&format!(" and action = ${}", next()));
+            }
+            if !query.players.is_empty() {
+                let list: Vec<String> = query.players.iter().map(|_| format!("${}", next())).collect();
+                sql.push_str(&format!(" and player_id in ({})", list.join(", ")));
+            }
+            sql.push_str(&format!(" order by id limit ${}", next()));
+            let mut q = sqlx::query_as::<_, LogRow>(&sql)
+                .bind(query.plugin.as_str())
+                .bind(query.after_id);
+            if let Some(since) = query.since_ms {
+                q = q.bind(since);
+            }
+            if let Some(until) = query.until_ms {
+                q = q.bind(until);
+            }
+            if let Some(action) = &query.action {
+                q = q.bind(action.as_str());
+            }
+            for &player in &query.players {
+                q = q.bind(player);
+            }
+            let rows = q
+                .bind(i64::from(query.limit))
+                .fetch_all(&self.pool)
                 .await
-                .map_err(db_err)
+                .map_err(db_err)?;
+            Ok(rows.into_iter().map(LoggedAction::from).collect())
+        }
+
+        async fn clear_logged_calls(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+            let _gate = self.backend.gate().await?;
+            let done = sqlx::query(
+                "update action_log set call = null
+                 where id in (select id from action_log
+                              where call is not null and created_ms < $1 order by created_ms limit $2)",
+            )
+            .bind(before_ms)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(B::rows_affected(&done))
         }
 
         async fn set_companion(
             &self,
             kind: &str,
             name: &str,
-            version: &str,
+            sha256: &str,
             share_bp: u32,
         ) -> Result<CompanionInfo, StoreError> {
             let share = i64::from(share_bp.min(10_000));
             let mut w = self.begin_write().await?;
-            let artifact = Self::artifact(&mut w.tx, name, version).await?;
+            let version: Option<String> =
+                sqlx::query_scalar("select version from plugin_artifacts where name = $1 and sha256 = $2")
+                    .bind(name)
+                    .bind(sha256)
+                    .fetch_optional(&mut *w.tx)
+                    .await
+                    .map_err(db_err)?;
+            let version = version.ok_or(StoreError::NotFound)?;
             let info: CompanionInfo = sqlx::query_as(
                 "insert into plugin_companions (name, kind, version, sha256, share_bp, updated_ms)
                  values ($1, $2, $3, $4, $5, $6)
@@ -982,8 +1098,8 @@ for_every_backend! {
             )
             .bind(name)
             .bind(kind)
-            .bind(version)
-            .bind(artifact.sha256.as_str())
+            .bind(version.as_str())
+            .bind(sha256)
             .bind(share)
             .bind(wall_clock_ms())
             .fetch_one(&mut *w.tx)
@@ -1034,7 +1150,7 @@ for_every_backend! {
         ) -> Result<Vec<LoggedAction>, StoreError> {
             let rows: Vec<LogRow> = sqlx::query_as(
                 "select id, player_id, plugin, plugin_version, plugin_sha256, action, params, seed, now_ms,
-                        outcome_digest, reply, idempotency_key, request_fingerprint, version, created_ms
+                        outcome_digest, call, reply, idempotency_key, request_fingerprint, version, created_ms
                  from action_log where plugin = $1 and id > $2 order by id limit $3",
             )
             .bind(plugin)

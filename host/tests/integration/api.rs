@@ -5,11 +5,10 @@
 
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion here")]
 
-
 use std::time::{Duration, Instant};
 
-use cauldron_host::auth::{Claims, TokenKeys};
 use crate::common::{Backend, TEST_SECRET, TestApp};
+use cauldron_host::auth::{Claims, TokenKeys};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -159,7 +158,6 @@ async fn grant(app: &TestApp, user: &User, key: &str) -> (StatusCode, Option<Str
     (status, retry_after, body)
 }
 
-
 both_backends!(
     crate::common::TestApp::start;
     register_login_me_logout,
@@ -195,7 +193,6 @@ both_backends!(
     reading_a_player_needs_the_declaration_and_a_real_player,
     players_around_me_are_paged_nearest_first_and_named_only,
 );
-
 
 /// An app whose duel content lets new characters duel at once (level 1, no spirit cost).
 async fn easy_duel_app(backend: Backend) -> TestApp {
@@ -241,10 +238,17 @@ const NAMELESS: &str = "无名修士";
 /// of the same name.
 async fn stored_plugin_versions_serve_after_a_restart(mut first: TestApp) {
     assert_eq!(first.stored_artifacts, 0, "a fresh database has no stored plugin");
-    let v2 = crate::common::cluster::fixture("probe_v2.wasm");
+    let v2 = cauldron_runtime::Bundle {
+        wasm: crate::common::cluster::fixture("probe_v2.wasm"),
+        content: Default::default(),
+    };
     let store = &first.state.store;
-    let stored = store.put_artifact("probe", "0.2.0", &v2).await.unwrap();
-    store.activate_artifact("probe", "0.2.0").await.unwrap();
+    let stored = store
+        .put_artifact("probe", "0.2.0", &v2.wasm_sha256(), &v2.encode())
+        .await
+        .unwrap();
+    assert_eq!(stored.sha256, v2.digest());
+    store.activate_artifact("probe", &stored.sha256).await.unwrap();
     first.stop().await;
 
     let database_url = first.database_url.clone();

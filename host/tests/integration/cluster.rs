@@ -185,6 +185,34 @@ async fn uploads_rollbacks_and_unloads_reach_every_host() {
     assert_eq!(probe_version(&a, &token).await, None);
 }
 
+/// Store probe 0.2.0 through `host` without serving it; returns its digest.
+async fn store_probe_v2(host: &Host) -> String {
+    let (status, body) = admin(
+        host,
+        reqwest::Method::POST,
+        "/api/v1/admin/plugins/probe?activate=false",
+        Some(ADMIN_TOKEN),
+        fixture("probe_v2.wasm"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"], "0.1.0", "still serving 0.1.0: {body}");
+    body["stored"]["sha256"].as_str().unwrap().to_owned()
+}
+
+/// `PUT /api/v1/admin/plugins/probe/{kind}` with the version `sha256` and `share` percent.
+async fn set_companion(host: &Host, kind: &str, sha256: &str, share: f64) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .put(host.url(&format!("/api/v1/admin/plugins/probe/{kind}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"sha256": sha256, "share_percent": share}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 /// `n` players written straight into the database, each with a token signed by the hosts' key:
 /// registering a thousand through the API would spend minutes hashing passwords, and the canary
 /// test is about which version serves each player, not about sign-up.
@@ -281,16 +309,10 @@ async fn a_canary_serves_a_stable_share_of_players_on_every_host() {
     let b = Host::start(&shared).await;
     let players = players_in_database(&shared.database_url, 1_000).await;
 
-    // Probe 0.2.0 as a 20 % canary, started through A.
-    let (status, body) = admin(
-        &a,
-        reqwest::Method::POST,
-        "/api/v1/admin/plugins/probe/canary?share_percent=20",
-        Some(ADMIN_TOKEN),
-        fixture("probe_v2.wasm"),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    // Probe 0.2.0 as a 20 % canary, stored and started through A.
+    let v2 = store_probe_v2(&a).await;
+    let (status, body) = set_companion(&a, "canary", &v2, 20.0).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(body["version"], "0.1.0", "{body}");
     assert_eq!(body["canary"]["version"], "0.2.0", "{body}");
     until_canary(&b, Some(20.0)).await;
@@ -329,14 +351,8 @@ async fn a_canary_serves_a_stable_share_of_players_on_every_host() {
     }
 
     // Widened to 50 % through B: everyone who had the canary keeps it.
-    let resp = reqwest::Client::new()
-        .put(b.url("/api/v1/admin/plugins/probe/canary"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"share_percent": 50}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, body) = set_companion(&b, "canary", &v2, 50.0).await;
+    assert_eq!(status, 200, "{body}");
     until_canary(&a, Some(50.0)).await;
     let wider = versions_by_player(&a, &players).await;
     assert_eq!(versions_by_player(&b, &players).await, wider);
@@ -383,15 +399,9 @@ async fn a_promoted_canary_serves_everyone_and_rolls_back_like_an_upload() {
     let a = Host::start(&shared).await;
     let b = Host::start(&shared).await;
     let (token, _, _) = register(&a).await;
-    let (status, body) = admin(
-        &a,
-        reqwest::Method::POST,
-        "/api/v1/admin/plugins/probe/canary?share_percent=0",
-        Some(ADMIN_TOKEN),
-        fixture("probe_v2.wasm"),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let v2 = store_probe_v2(&a).await;
+    let (status, body) = set_companion(&a, "canary", &v2, 0.0).await;
+    assert_eq!(status, 200, "{body}");
     until_canary(&b, Some(0.0)).await;
     // A 0 % canary serves nobody.
     assert_eq!(probe_version(&b, &token).await.as_deref(), Some("0.1.0"));
@@ -424,18 +434,13 @@ async fn a_promoted_canary_serves_everyone_and_rolls_back_like_an_upload() {
     assert_eq!(body["version"], "0.1.0");
     until_serving(&b, &token, Some("0.1.0"), Instant::now()).await;
 
-    // Bad shares and a missing canary are clean 4xx answers.
-    for query in ["share_percent=101", "share_percent=-1", "share_percent=lots"] {
-        let (status, body) = admin(
-            &a,
-            reqwest::Method::POST,
-            &format!("/api/v1/admin/plugins/probe/canary?{query}"),
-            Some(ADMIN_TOKEN),
-            fixture("probe_v2.wasm"),
-        )
-        .await;
-        assert_eq!(status, 400, "{query}: {body}");
+    // Bad shares, digests and a missing canary are clean 4xx answers.
+    for (sha, share) in [(v2.as_str(), 101.0), (v2.as_str(), -1.0), ("beef", 10.0)] {
+        let (status, body) = set_companion(&a, "canary", sha, share).await;
+        assert_eq!(status, 400, "{sha} {share}: {body}");
     }
+    let (status, body) = set_companion(&a, "canary", &"0".repeat(64), 10.0).await;
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("no_artifact")), "{body}");
     let (status, body) = admin(
         &a,
         reqwest::Method::POST,
@@ -477,35 +482,11 @@ async fn a_shadow_on_two_hosts_counts_divergences_and_applies_nothing() {
     let b = Host::start(&shared).await;
     let (token, player, _) = register(&a).await;
 
-    // Store probe 0.2.0 without serving it to anyone (a canary of no players, ended), then attach
-    // it through A as the shadow of every live call.
-    let (status, body) = admin(
-        &a,
-        reqwest::Method::POST,
-        "/api/v1/admin/plugins/probe/canary?share_percent=0",
-        Some(ADMIN_TOKEN),
-        fixture("probe_v2.wasm"),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, _) = admin(
-        &a,
-        reqwest::Method::DELETE,
-        "/api/v1/admin/plugins/probe/canary",
-        Some(ADMIN_TOKEN),
-        vec![],
-    )
-    .await;
-    assert_eq!(status, 200);
-    let resp = reqwest::Client::new()
-        .put(a.url("/api/v1/admin/plugins/probe/shadow"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"version": "0.2.0", "share_percent": 100}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
+    // Store probe 0.2.0 without serving it, then attach it through A as the shadow of every live
+    // call.
+    let v2 = store_probe_v2(&a).await;
+    let (status, body) = set_companion(&a, "shadow", &v2, 100.0).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(body["shadow"]["version"], "0.2.0", "{body}");
     assert_eq!(body["version"], "0.1.0", "{body}");
     // B learns of it over the bus.

@@ -3,6 +3,10 @@
 //!
 //! - [`api`]: the HTTP API on both backends.
 //! - [`cli`]: the `cauldron` binary's command line and settings.
+//! - [`bundles`]: plugin bundles through the admin API: versions by digest, content-only changes,
+//!   rollback with content, kept versions.
+//! - [`replay`]: replaying logged actions against candidate versions (the library, the admin API
+//!   and `cauldron replay`).
 //! - [`pipeline`]: the action pipeline against the real stores and services.
 //! - [`store`]: the SQL store, one suite over PostgreSQL and SQLite.
 //! - [`redis_services`]: the Redis services and their in-process equivalents.
@@ -21,6 +25,7 @@ mod common;
 
 mod api;
 mod browser;
+mod bundles;
 mod cli;
 mod cluster;
 mod e2e;
@@ -28,5 +33,6 @@ mod nginx;
 mod pipeline;
 mod plugin_cli;
 mod redis_services;
+mod replay;
 mod store;
 mod ws;

@@ -24,7 +24,6 @@ use cauldron_sdk::wire::{Buff, Effect, Entity, Event, Modifier, PlayerState, Sco
 use serde_json::json;
 use sqlx::Connection;
 
-
 // ---- harness ----------------------------------------------------------------------------------------
 
 #[derive(Clone, Copy)]
@@ -149,7 +148,6 @@ async fn raw_execute(db: &TestDb, sql: &str) {
     }
 }
 
-
 both_backends!(
     crate::store::test_db;
     migrations_run_and_are_idempotent,
@@ -188,6 +186,7 @@ fn log(action: &str) -> LogEntry {
         seed: 42,
         now_ms: NOW,
         outcome_digest: "cd".repeat(32),
+        call: Some(format!("call of {action}").into_bytes()),
         reply: json!({"ok": true}),
         idempotency_key: None,
         fingerprint: None,
@@ -741,61 +740,104 @@ async fn concurrent_removals_never_oversell(db: TestDb) {
 
 async fn artifacts_activate_rollback_deactivate(db: TestDb) {
     let store = &*db.store;
-    let v1 = store.put_artifact("alchemy", "1.0.0", b"one").await.unwrap();
+    let v1 = store
+        .put_artifact("alchemy", "1.0.0", "w1", b"one")
+        .await
+        .unwrap();
     assert_eq!(
         v1.sha256,
         "7692c3ad3540bb803c020b3aee66cd8887123234ea0c6e7143c0add73ff431ed"
     );
-    assert_eq!(v1.size, 3);
+    assert_eq!((v1.size, v1.wasm_sha256.as_str(), v1.bundle), (3, "w1", true));
     assert!(!v1.active && !v1.previous);
     assert_eq!(
-        store.put_artifact("alchemy", "1.0.0", b"one").await.unwrap(),
+        store
+            .put_artifact("alchemy", "1.0.0", "w1", b"one")
+            .await
+            .unwrap(),
         v1,
         "re-upload is a no-op"
     );
-    assert!(matches!(
-        store.put_artifact("alchemy", "1.0.0", b"other").await,
-        Err(StoreError::Invalid(_))
-    ));
-    store.put_artifact("alchemy", "1.1.0", b"two").await.unwrap();
-    store.put_artifact("pet", "0.1.0", b"pet").await.unwrap();
+    // Other bytes under the same semver (a content-only change) are another version.
+    let other = store
+        .put_artifact("alchemy", "1.0.0", "w1", b"other")
+        .await
+        .unwrap();
+    assert_ne!(other.sha256, v1.sha256);
+    let two = store
+        .put_artifact("alchemy", "1.1.0", "w2", b"two")
+        .await
+        .unwrap();
+    let pet = store.put_artifact("pet", "0.1.0", "wp", b"pet").await.unwrap();
     assert!(store.active_artifacts().await.unwrap().is_empty());
+    let got = store.artifact("alchemy", &two.sha256).await.unwrap().unwrap();
+    assert_eq!((got.bytes.as_slice(), got.info), (&b"two"[..], two.clone()));
+    assert_eq!(store.artifact("alchemy", &"0".repeat(64)).await.unwrap(), None);
     assert_eq!(
-        store.artifact_bytes("alchemy", "1.1.0").await.unwrap().unwrap(),
-        b"two"
+        store.artifact("pet", &two.sha256).await.unwrap(),
+        None,
+        "by name too"
     );
-    assert_eq!(store.artifact_bytes("alchemy", "9.9.9").await.unwrap(), None);
     assert!(matches!(
-        store.activate_artifact("alchemy", "9.9.9").await,
+        store.activate_artifact("alchemy", &"0".repeat(64)).await,
         Err(StoreError::NotFound)
     ));
+    let listed: Vec<String> = store
+        .artifacts("alchemy")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.sha256)
+        .collect();
+    assert_eq!(
+        listed,
+        [two.sha256.clone(), other.sha256.clone(), v1.sha256.clone()],
+        "newest first"
+    );
 
     let active =
-        |infos: Vec<store::ArtifactInfo>| infos.into_iter().map(|a| (a.name, a.version)).collect::<Vec<_>>();
-    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
-    assert!(store.activate_artifact("alchemy", "1.0.0").await.unwrap().active);
-    store.activate_artifact("pet", "0.1.0").await.unwrap();
+        |infos: Vec<store::ArtifactInfo>| infos.into_iter().map(|a| (a.name, a.sha256)).collect::<Vec<_>>();
+    let pair = |n: &str, v: &store::ArtifactInfo| (n.to_owned(), v.sha256.clone());
+    assert!(
+        store
+            .activate_artifact("alchemy", &v1.sha256)
+            .await
+            .unwrap()
+            .active
+    );
+    store.activate_artifact("pet", &pet.sha256).await.unwrap();
     assert_eq!(
         active(store.active_artifacts().await.unwrap()),
-        [pair("alchemy", "1.0.0"), pair("pet", "0.1.0")]
+        [pair("alchemy", &v1), pair("pet", &pet)]
     );
-    store.activate_artifact("alchemy", "1.1.0").await.unwrap();
+    store.activate_artifact("alchemy", &two.sha256).await.unwrap();
     assert_eq!(
         active(store.active_artifacts().await.unwrap()),
-        [pair("alchemy", "1.1.0"), pair("pet", "0.1.0")]
+        [pair("alchemy", &two), pair("pet", &pet)]
     );
-    // Activating the active one changes nothing: 1.0.0 stays the rollback target (below).
-    let again = store.activate_artifact("alchemy", "1.1.0").await.unwrap();
+    // Activating the active one changes nothing: v1 stays the rollback target (below).
+    let again = store.activate_artifact("alchemy", &two.sha256).await.unwrap();
     assert!(again.active && !again.previous);
+
+    // Pruning to one keeps the active version and the rollback target all the same.
+    assert_eq!(store.prune_artifacts("alchemy", 1).await.unwrap(), 1);
+    let kept: Vec<String> = store
+        .artifacts("alchemy")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.sha256)
+        .collect();
+    assert_eq!(kept, [two.sha256.clone(), v1.sha256.clone()]);
 
     let back = store.rollback_artifact("alchemy").await.unwrap();
     assert_eq!(
-        (back.version.as_str(), back.active, back.previous),
-        ("1.0.0", true, false)
+        (back.sha256.as_str(), back.active, back.previous),
+        (v1.sha256.as_str(), true, false)
     );
     assert_eq!(
         active(store.active_artifacts().await.unwrap()),
-        [pair("alchemy", "1.0.0"), pair("pet", "0.1.0")]
+        [pair("alchemy", &v1), pair("pet", &pet)]
     );
     assert!(matches!(
         store.rollback_artifact("alchemy").await,
@@ -807,7 +849,7 @@ async fn artifacts_activate_rollback_deactivate(db: TestDb) {
     assert!(matches!(again, Err(StoreError::NotFound)), "{again:?}");
     assert_eq!(
         active(store.active_artifacts().await.unwrap()),
-        [pair("alchemy", "1.0.0")]
+        [pair("alchemy", &v1)]
     );
 }
 
@@ -905,10 +947,28 @@ async fn action_log_pages_for_replay(db: TestDb) {
         assert_eq!(row.entry.reply, json!({"ok": true}));
         assert_eq!(row.entry.now_ms, NOW);
         assert_eq!(row.entry.plugin_sha256, "ab".repeat(32));
+        assert_eq!(
+            row.entry.call.as_deref(),
+            Some(format!("call of brew{i}").as_bytes()),
+            "the call is kept byte for byte"
+        );
         assert_eq!(row.version, 2 * i as i64 + 1);
     }
     assert_eq!(store.action_log("pet", 0, 100).await.unwrap().len(), 5);
     assert!(store.action_log("dungeon", 0, 100).await.unwrap().is_empty());
+
+    // Retention clears the stored calls of old rows, a batch at a time; the rows stay.
+    assert_eq!(
+        store.clear_logged_calls(0, 100).await.unwrap(),
+        0,
+        "nothing is that old"
+    );
+    assert_eq!(store.clear_logged_calls(i64::MAX, 4).await.unwrap(), 4);
+    assert_eq!(store.clear_logged_calls(i64::MAX, 100).await.unwrap(), 6);
+    assert_eq!(store.clear_logged_calls(i64::MAX, 100).await.unwrap(), 0);
+    let rows = store.action_log(PLUGIN, 0, 100).await.unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r.entry.call.is_none()));
 }
 
 async fn a_load_reads_only_the_chosen_sections_in_one_snapshot(db: TestDb) {

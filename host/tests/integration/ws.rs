@@ -4,12 +4,11 @@
 
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion here")]
 
-
 use std::time::Duration;
 
+use crate::common::{Backend, TestApp};
 use bytes::Bytes;
 use cauldron_host::bus::Channel;
-use crate::common::{Backend, TestApp};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

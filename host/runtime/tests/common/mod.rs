@@ -99,6 +99,7 @@ pub(crate) fn source(wasm: &[u8]) -> PluginSource {
         wasm: wasm.to_vec(),
         content: BTreeMap::new(),
         expected_name: None,
+        bundle: None,
     }
 }
 

@@ -1,4 +1,4 @@
--- The SQLite twin of migrations/postgres/0010: companion versions of a plugin beside its active one
+-- The SQLite twin of migrations/postgres/0011: companion versions of a plugin beside its active one
 -- (`canary`: serves a share of the players; `shadow`: re-runs a share of the live calls), with their
 -- share in basis points.
 
