@@ -14,7 +14,7 @@ use cauldron_host::game::{ActionRequest, Game, GameError};
 use cauldron_host::metrics::Metrics;
 use cauldron_host::store::{self, Role, Store};
 use cauldron_runtime::{Limits, PluginSource, Registry, Runtime};
-use crate::common::{Backend, TestApp};
+use crate::common::TestApp;
 use serde_json::json;
 
 /// A fresh account with a character; returns the player id.
