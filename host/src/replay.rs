@@ -486,7 +486,8 @@ pub async fn replay(
 ) -> Result<ReplayReport, ReplayError> {
     let started = Instant::now();
     let workers = options.workers.max(1);
-    let (tx, rx) = tokio::sync::mpsc::channel::<LoggedAction>(workers * 64);
+    // Room for two pages: the reader fetches the next page while the workers run the last one.
+    let (tx, rx) = tokio::sync::mpsc::channel::<LoggedAction>(2 * PAGE as usize);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let mut tasks = Vec::with_capacity(workers);

@@ -4,6 +4,8 @@
 //!
 //! Needs what the API tests need (see `common`).
 
+#![allow(clippy::unwrap_used, reason = "an unwrap is an assertion in a test")]
+
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -9,6 +9,7 @@
 //! bytes per action and the replay rate against the runtime's own call rate; nothing is asserted
 //! about time.
 
+#![allow(clippy::unwrap_used, reason = "an unwrap is an assertion in a test")]
 #![allow(
     clippy::disallowed_macros,
     reason = "the cases report their measurements on stderr"
