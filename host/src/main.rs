@@ -27,13 +27,9 @@ async fn main() -> anyhow::Result<()> {
             state::open_store(&config).await?;
             Ok(())
         }
-        Command::Plugin(args) => {
-            if let Err(e) = cauldron_host::plugin_cli::run(args.command).await {
-                eprintln!("cauldron plugin: {e}");
-                std::process::exit(1);
-            }
-            Ok(())
-        }
+        Command::Plugin(args) => cauldron_host::plugin_cli::run(args.command)
+            .await
+            .map_err(|e| anyhow::anyhow!("cauldron plugin: {e}")),
     }
 }
 

@@ -12,6 +12,11 @@
 //!   the admin token from `ADMIN_TOKEN`.
 //! - `status --url URL` prints what the host serves.
 
+#![allow(
+    clippy::disallowed_macros,
+    reason = "a command-line tool reports to its terminal"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -122,7 +127,10 @@ fn valid_name(name: &str) -> bool {
 /// The SDK folder of the checkout this binary was built from, if it is still there.
 fn checkout_sdk() -> Option<PathBuf> {
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    sdk.join("Cargo.toml").is_file().then(|| sdk.canonicalize().ok()).flatten()
+    sdk.join("Cargo.toml")
+        .is_file()
+        .then(|| sdk.canonicalize().ok())
+        .flatten()
 }
 
 /// A TOML basic string.
@@ -194,7 +202,10 @@ fn new(args: &NewArgs) -> Result<(), String> {
     let files: [(&str, &str); 5] = [
         ("Cargo.toml", include_str!("../templates/plugin/Cargo.toml.tmpl")),
         ("src/lib.rs", include_str!("../templates/plugin/lib.rs.tmpl")),
-        ("content/rewards.toml", include_str!("../templates/plugin/rewards.toml.tmpl")),
+        (
+            "content/rewards.toml",
+            include_str!("../templates/plugin/rewards.toml.tmpl"),
+        ),
         ("README.md", include_str!("../templates/plugin/README.md.tmpl")),
         (".gitignore", include_str!("../templates/plugin/gitignore.tmpl")),
     ];
@@ -206,7 +217,10 @@ fn new(args: &NewArgs) -> Result<(), String> {
         std::fs::write(&path, fill(template)).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     println!("created plugin `{name}` in {} (depends on {from})", dir.display());
-    println!("next: cd {} && cargo test && cauldron plugin build", dir.display());
+    println!(
+        "next: cd {} && cargo test && cauldron plugin build",
+        dir.display()
+    );
     Ok(())
 }
 
@@ -235,7 +249,13 @@ struct CrateInfo {
 
 fn crate_info(dir: &Path) -> Result<CrateInfo, String> {
     let out = Command::new(cargo())
-        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--manifest-path",
+        ])
         .arg(dir.join("Cargo.toml"))
         .output()
         .map_err(|e| format!("cargo metadata: {e}"))?;
@@ -246,8 +266,7 @@ fn crate_info(dir: &Path) -> Result<CrateInfo, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let meta: Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    let meta: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
     let manifest = dir
         .join("Cargo.toml")
         .canonicalize()
@@ -305,10 +324,16 @@ fn ensure_wasm_target() {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == WASM_TARGET));
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET)
+        });
     if installed == Some(false) {
         println!("installing the {WASM_TARGET} target with rustup");
-        let _ = Command::new("rustup").args(["target", "add", WASM_TARGET]).status();
+        let _ = Command::new("rustup")
+            .args(["target", "add", WASM_TARGET])
+            .status();
     }
 }
 
@@ -360,14 +385,16 @@ async fn publish(args: &PublishArgs) -> Result<(), String> {
     let built = if args.no_build {
         let info = crate_info(&args.dir)?;
         Built {
-            bundle: info.target_dir.join("cauldron").join(format!("{}.bundle", info.plugin)),
+            bundle: info
+                .target_dir
+                .join("cauldron")
+                .join(format!("{}.bundle", info.plugin)),
             plugin: info.plugin,
         }
     } else {
         build(&args.dir)?
     };
-    let bytes =
-        std::fs::read(&built.bundle).map_err(|e| format!("{}: {e}", built.bundle.display()))?;
+    let bytes = std::fs::read(&built.bundle).map_err(|e| format!("{}: {e}", built.bundle.display()))?;
     let url = format!(
         "{}/api/v1/admin/plugins/{}",
         args.url.trim_end_matches('/'),
@@ -429,7 +456,7 @@ async fn status(args: &StatusArgs) -> Result<(), String> {
             None => "the host serves no plugin".into(),
         });
     }
-    println!("{:<14} {:<10} {:<14} {}", "PLUGIN", "VERSION", "DIGEST", "STATUS");
+    println!("{:<14} {:<10} {:<14} STATUS", "PLUGIN", "VERSION", "DIGEST");
     for p in plugins {
         let digest = p["sha256"].as_str().unwrap_or("-");
         let error = p["last_error"].as_str();

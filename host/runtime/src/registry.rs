@@ -435,11 +435,8 @@ mod tests {
 
     #[test]
     fn canary_buckets_are_stable_spread_and_per_plugin() {
-        let in_share = |name: &str, share: u32| {
-            (0..10_000)
-                .filter(|&p| canary_bucket(name, p) < share)
-                .count()
-        };
+        let in_share =
+            |name: &str, share: u32| (0..10_000).filter(|&p| canary_bucket(name, p) < share).count();
         // About a fifth of 10 000 players for a 20 % share; a tenth for 10 %.
         let fifth = in_share("cultivation", 2_000);
         assert!((1_800..=2_200).contains(&fifth), "{fifth}");

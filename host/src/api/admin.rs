@@ -18,7 +18,9 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use cauldron_runtime::{ALL_BP, BUNDLE_MEDIA_TYPE, Bundle, Companion, CompanionStatus, PluginStatus, Registry};
+use cauldron_runtime::{
+    ALL_BP, BUNDLE_MEDIA_TYPE, Bundle, Companion, CompanionStatus, PluginStatus, Registry,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -176,7 +178,11 @@ impl CompanionRequest {
     /// The digest, checked, and the share in basis points; else 400 `bad_digest` or `bad_share`.
     fn checked(&self) -> Result<(&str, u32), ApiError> {
         let digest = self.sha256.as_str();
-        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if digest.len() != 64
+            || !digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(ApiError::bad_request(
                 "bad_digest",
                 "sha256 is 64 lowercase hex digits",
@@ -621,7 +627,9 @@ async fn set_canary(
 ) -> Result<axum::Json<PluginInfo>, ApiError> {
     check_name(&name)?;
     let (sha256, share) = req.checked()?;
-    let info = rollout.set_companion(Companion::Canary, &name, sha256, share).await?;
+    let info = rollout
+        .set_companion(Companion::Canary, &name, sha256, share)
+        .await?;
     tracing::info!(plugin = %name, version = %info.version, sha256 = %info.sha256, share_bp = info.share_bp, by = %admin.who, "plugin canary set");
     Ok(axum::Json(status_of(&registry, &name)))
 }
@@ -712,7 +720,9 @@ async fn set_shadow(
 ) -> Result<axum::Json<PluginInfo>, ApiError> {
     check_name(&name)?;
     let (sha256, share) = req.checked()?;
-    let info = rollout.set_companion(Companion::Shadow, &name, sha256, share).await?;
+    let info = rollout
+        .set_companion(Companion::Shadow, &name, sha256, share)
+        .await?;
     tracing::info!(plugin = %name, version = %info.version, sha256 = %info.sha256, share_bp = info.share_bp, by = %admin.who, "plugin shadow set");
     Ok(axum::Json(status_of(&registry, &name)))
 }
@@ -754,7 +764,11 @@ impl From<RolloutError> for ApiError {
             RolloutError::NoRollbackTarget(_) => Self::not_found("no_previous", err.to_string()),
             RolloutError::NotLoaded(_) => Self::not_found("unknown_plugin", err.to_string()),
             RolloutError::NoCompanion { kind, .. } => {
-                let code = if kind == "shadow" { "no_shadow" } else { "no_canary" };
+                let code = if kind == "shadow" {
+                    "no_shadow"
+                } else {
+                    "no_canary"
+                };
                 Self::not_found(code, err.to_string())
             }
             RolloutError::UnknownCompanion(_) => Self::Internal(err.to_string()),

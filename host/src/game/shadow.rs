@@ -67,11 +67,7 @@ impl ShadowRunner {
             handle.spawn(run(rx, runtime, store, metrics.clone(), counts.clone()));
             tx
         });
-        Self {
-            tx,
-            counts,
-            metrics,
-        }
+        Self { tx, counts, metrics }
     }
 
     /// Queue `job`, or drop it (counted) when the queue is full.
@@ -128,12 +124,14 @@ fn record(
 ) -> u64 {
     metrics.inc(
         "cauldron_shadow_calls_total",
-        &[("plugin", plugin), ("version", version), ("result", outcome.label())],
+        &[
+            ("plugin", plugin),
+            ("version", version),
+            ("result", outcome.label()),
+        ],
     );
     let mut counts = lock(counts);
-    let c = counts
-        .entry((plugin.to_owned(), version.to_owned()))
-        .or_default();
+    let c = counts.entry((plugin.to_owned(), version.to_owned())).or_default();
     let n = match outcome {
         Outcome::Identical => &mut c.identical,
         Outcome::Diverged => &mut c.diverged,
@@ -172,7 +170,7 @@ async fn run(
         let plugin = job.shadow.name();
         let version = job.shadow.version();
         let n = record(&counts, &metrics, plugin, version, outcome);
-        if outcome != Outcome::Identical && (n <= 20 || n % 100 == 0) {
+        if outcome != Outcome::Identical && (n <= 20 || n.is_multiple_of(100)) {
             let log_id = store
                 .log_id(job.player_id, job.player_version)
                 .await

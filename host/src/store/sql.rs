@@ -18,10 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::group::{self, Batched, GroupCommit, Pending};
 use super::{
-    Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, CompanionInfo, FullState, IdempotentReply,
-    LogQuery, LogRow, LoggedAction, Pick, Player, RankedScore, RenameOutcome, RenameRequest, Revocation,
-    Role, ScoreEntry, Sections, Store, StoreError, StoredArtifact, StoredEntity, db_err, seed_to_db,
-    sha256_hex, wall_clock_ms,
+    Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, CompanionInfo, FullState,
+    IdempotentReply, LogQuery, LogRow, LoggedAction, Pick, Player, RankedScore, RenameOutcome, RenameRequest,
+    Revocation, Role, ScoreEntry, Sections, Store, StoreError, StoredArtifact, StoredEntity, db_err,
+    seed_to_db, sha256_hex, wall_clock_ms,
 };
 
 /// What differs between the databases a [`SqlStore`] runs on.

@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -570,7 +569,8 @@ async fn the_web_client_plays_the_game_in_chromium() {
     a.idle().await;
 
     // The header's spirit counts up between server replies, at the income rate.
-    let spirit_shown = "Number(document.querySelector('[data-testid=spirit]').textContent.replace(/[^0-9]/g, ''))";
+    let spirit_shown =
+        "Number(document.querySelector('[data-testid=spirit]').textContent.replace(/[^0-9]/g, ''))";
     let first = a.js(&format!("return {spirit_shown};"), json!([])).await;
     let first = first.as_f64().unwrap();
     a.wait(
@@ -593,8 +593,12 @@ async fn the_web_client_plays_the_game_in_chromium() {
     .await;
     assert_eq!(stat(&a, "counters", "explorations").await, 0.0);
     a.click("[data-testid=loop-auto-explore-stop]").await;
-    a.wait("the paused loop closed", "!document.querySelector('[data-testid=loop-auto-explore]')", 10)
-        .await;
+    a.wait(
+        "the paused loop closed",
+        "!document.querySelector('[data-testid=loop-auto-explore]')",
+        10,
+    )
+    .await;
 
     // Check in, then meditate.
     a.click("[data-testid=tab-cultivation]").await;
@@ -656,12 +660,19 @@ async fn the_web_client_plays_the_game_in_chromium() {
     a.click("[data-testid=tab-character]").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while stat(&a, "counters", "explorations").await < before + 2.0 {
-        assert!(Instant::now() < deadline, "auto-explore explored twice within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "auto-explore explored twice within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     a.click("[data-testid=loop-auto-explore-stop]").await;
-    a.wait("auto-explore stopped", "!document.querySelector('[data-testid=loop-auto-explore]')", 10)
-        .await;
+    a.wait(
+        "auto-explore stopped",
+        "!document.querySelector('[data-testid=loop-auto-explore]')",
+        10,
+    )
+    .await;
     a.idle().await;
     // Stopped means stopped: nothing more is sent over several loop periods.
     let stopped_at = stat(&a, "counters", "explorations").await;
@@ -1004,7 +1015,10 @@ async fn the_web_client_plays_the_game_in_chromium() {
     // The admin screen is for administrators: none for a player; made an admin (in the database,
     // as an operator would), the player logs in again and sees the plugins and their versions.
     let tab_admin = "document.querySelector('[data-testid=tab-admin]')";
-    assert_eq!(a.js(&format!("return !!{tab_admin};"), json!([])).await, json!(false));
+    assert_eq!(
+        a.js(&format!("return !!{tab_admin};"), json!([])).await,
+        json!(false)
+    );
     {
         use sqlx::Connection;
         let mut db = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();

@@ -17,7 +17,6 @@
     reason = "a test reports its measurements on stderr"
 )]
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +27,9 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::cluster::{ADMIN_TOKEN, DEADLINE, Host, PgServer, Shared, fixture, next, post, register, shout};
+use crate::common::cluster::{
+    ADMIN_TOKEN, DEADLINE, Host, PgServer, Shared, fixture, next, post, register, shout,
+};
 
 /// The probe version `host` serves now, by asking it (`whoami`); `None` if it serves no probe.
 async fn probe_version(host: &Host, token: &str) -> Option<String> {
@@ -235,10 +236,8 @@ async fn players_in_database(database_url: &str, n: i64) -> Vec<(i64, String)> {
     .fetch_all(&mut db)
     .await
     .unwrap();
-    let keys = cauldron_host::auth::TokenKeys::new(
-        crate::common::TEST_SECRET.as_bytes(),
-        Duration::from_secs(3600),
-    );
+    let keys =
+        cauldron_host::auth::TokenKeys::new(crate::common::TEST_SECRET.as_bytes(), Duration::from_secs(3600));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -261,9 +260,11 @@ async fn players_in_database(database_url: &str, n: i64) -> Vec<(i64, String)> {
 /// The probe version `host` serves each player, by player id (16 requests at a time).
 async fn versions_by_player(host: &Host, players: &[(i64, String)]) -> BTreeMap<i64, String> {
     use futures_util::StreamExt;
-    futures_util::stream::iter(players.iter().map(|(id, token)| async move {
-        (*id, probe_version(host, token).await.unwrap())
-    }))
+    futures_util::stream::iter(
+        players
+            .iter()
+            .map(|(id, token)| async move { (*id, probe_version(host, token).await.unwrap()) }),
+    )
     .buffer_unordered(16)
     .collect()
     .await
@@ -440,7 +441,11 @@ async fn a_promoted_canary_serves_everyone_and_rolls_back_like_an_upload() {
         assert_eq!(status, 400, "{sha} {share}: {body}");
     }
     let (status, body) = set_companion(&a, "canary", &"0".repeat(64), 10.0).await;
-    assert_eq!((status, body["error"]["code"].clone()), (404, json!("no_artifact")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, json!("no_artifact")),
+        "{body}"
+    );
     let (status, body) = admin(
         &a,
         reqwest::Method::POST,
@@ -492,7 +497,14 @@ async fn a_shadow_on_two_hosts_counts_divergences_and_applies_nothing() {
     // B learns of it over the bus.
     let started = Instant::now();
     loop {
-        let (_, body) = admin(&b, reqwest::Method::GET, "/api/v1/admin/plugins", Some(ADMIN_TOKEN), vec![]).await;
+        let (_, body) = admin(
+            &b,
+            reqwest::Method::GET,
+            "/api/v1/admin/plugins",
+            Some(ADMIN_TOKEN),
+            vec![],
+        )
+        .await;
         let attached = body
             .as_array()
             .unwrap()
@@ -501,7 +513,10 @@ async fn a_shadow_on_two_hosts_counts_divergences_and_applies_nothing() {
         if attached {
             break;
         }
-        assert!(started.elapsed() < DEADLINE, "B never attached the shadow: {body}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "B never attached the shadow: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -538,12 +553,19 @@ async fn a_shadow_on_two_hosts_counts_divergences_and_applies_nothing() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let metrics = reqwest::get(host.url("/metrics")).await.unwrap().text().await.unwrap();
+        let metrics = reqwest::get(host.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(
-            metrics.lines().any(|l| l.starts_with("cauldron_shadow_calls_total")
-                && l.contains("plugin=\"probe\"")
-                && l.contains("version=\"0.2.0\"")
-                && l.contains("result=\"diverged\"")),
+            metrics
+                .lines()
+                .any(|l| l.starts_with("cauldron_shadow_calls_total")
+                    && l.contains("plugin=\"probe\"")
+                    && l.contains("version=\"0.2.0\"")
+                    && l.contains("result=\"diverged\"")),
             "no shadow divergence counted in /metrics of {}",
             host.base
         );

@@ -27,7 +27,6 @@
     reason = "the rules produce exact values the test recomputes"
 )]
 
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -678,7 +677,6 @@ async fn start_run(p: &Player<'_>, spirit_base: f64) -> Value {
 }
 
 // ---- the scenarios ------------------------------------------------------------------------------
-
 
 both_backends!(crate::common::backend; play_a_fresh_account, play_a_designer_economy);
 

@@ -22,7 +22,6 @@
     reason = "a test reports what nginx did, and its logs on failure, on stderr"
 )]
 
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

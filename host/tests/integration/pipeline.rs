@@ -3,18 +3,17 @@
 
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion in a test")]
 
-
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::TestApp;
 use cauldron_host::bus::Channel;
 use cauldron_host::cache::{Health, Services, ServicesConfig};
 use cauldron_host::game::{ActionRequest, Game, GameError};
 use cauldron_host::metrics::Metrics;
 use cauldron_host::store::{self, Role, Store};
 use cauldron_runtime::{Limits, PluginSource, Registry, Runtime};
-use crate::common::TestApp;
 use serde_json::json;
 
 /// A fresh account with a character; returns the player id.

@@ -53,7 +53,11 @@ async fn a_new_plugin_is_tested_built_and_published_to_a_running_host() {
 
     // new: a crate that builds, with its SDK from this checkout.
     let out = cauldron(tmp.path(), &target, &["plugin", "new", "trainer"], &[]);
-    assert!(stdout(&out).contains("created plugin `trainer`"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("created plugin `trainer`"),
+        "{}",
+        stdout(&out)
+    );
     let krate = tmp.path().join("trainer");
     for file in ["Cargo.toml", "src/lib.rs", "content/rewards.toml", "README.md"] {
         assert!(krate.join(file).is_file(), "{file} missing");
@@ -100,7 +104,11 @@ async fn a_new_plugin_is_tested_built_and_published_to_a_running_host() {
         &["plugin", "publish", "--no-build", "--url", &app.base],
         &[("ADMIN_TOKEN", ADMIN_TOKEN)],
     );
-    assert!(stdout(&out).contains("published `trainer` 0.1.0"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("published `trainer` 0.1.0"),
+        "{}",
+        stdout(&out)
+    );
 
     let registered: Value = app
         .http
@@ -133,5 +141,8 @@ async fn a_new_plugin_is_tested_built_and_published_to_a_running_host() {
         &[("ADMIN_TOKEN", ADMIN_TOKEN)],
     );
     let shown = stdout(&out);
-    assert!(shown.contains("trainer") && shown.contains("0.1.0") && shown.contains("serving"), "{shown}");
+    assert!(
+        shown.contains("trainer") && shown.contains("0.1.0") && shown.contains("serving"),
+        "{shown}"
+    );
 }

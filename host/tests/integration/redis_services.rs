@@ -117,7 +117,6 @@ fn b(s: &'static str) -> Bytes {
     Bytes::from_static(s.as_bytes())
 }
 
-
 fn server_url(port: u16) -> String {
     format!("redis://127.0.0.1:{port}")
 }

@@ -68,7 +68,7 @@ export default {
           'data-testid': `admin-canary-share-${p.name}`, style: { width: '4.5rem' } });
         const widen = h('button.ghost.small', { type: 'button', 'data-testid': `admin-canary-set-${p.name}`,
           onclick: () => run(ctx, `Canary of ${p.name} to ${share.value} %`, widen,
-            () => ctx.api.admin.canaryShare(p.name, share.value)) }, '设定 Set');
+            () => ctx.api.admin.canary(p.name, c.sha256, share.value)) }, '设定 Set');
         const promote = h('button.small', { type: 'button', 'data-testid': `admin-canary-promote-${p.name}`,
           onclick: () => run(ctx, `Promoting ${p.name} ${c.version}`, promote, () => ctx.api.admin.promote(p.name)) },
         '全量 Promote');
@@ -94,7 +94,7 @@ export default {
             : 'no call compared yet'),
           detach);
       } else {
-        const version = h('input', { placeholder: 'stored version', maxLength: 64, style: { width: '7rem' },
+        const version = h('input', { placeholder: 'stored digest (sha256)', maxLength: 64, style: { width: '9rem' },
           'data-testid': `admin-shadow-version-${p.name}` });
         const share = h('input', { type: 'number', min: 0, max: 100, step: 1, value: 10, style: { width: '4.5rem' } });
         const attach = h('button.ghost.small', { type: 'button', 'data-testid': `admin-shadow-start-${p.name}`,
@@ -138,8 +138,10 @@ export default {
     const canary = h('button.ghost', { type: 'button', 'data-testid': 'admin-canary-start', onclick: async () => {
       const c = chosen();
       if (c) {
-        await run(ctx, `Canary of ${name.value} for ${share.value} %`, canary,
-          () => ctx.api.admin.canary(name.value, c.f, c.type, share.value));
+        await run(ctx, `Canary of ${name.value} for ${share.value} %`, canary, async () => {
+          const stored = await ctx.api.admin.store(name.value, c.f, c.type);
+          await ctx.api.admin.canary(name.value, stored.stored.sha256, share.value);
+        });
       }
     } }, '灰度 As a canary for');
 
