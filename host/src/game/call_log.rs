@@ -11,14 +11,13 @@
 //! rows lose their stored call (set to NULL) and keep everything else, since idempotency answers
 //! and audits still need them.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cauldron_sdk::abi::MAX_CALL_BYTES;
-use flate2::Compression;
-use flate2::read::DeflateDecoder;
 use flate2::write::DeflateEncoder;
+use flate2::{Compression, Decompress, FlushDecompress, Status};
 
 use crate::store::Store;
 
@@ -36,20 +35,60 @@ pub fn pack(call: &[u8]) -> Vec<u8> {
 }
 
 /// The encoded call a logged value holds. Refuses data that does not inflate, or inflates past the
-/// ABI's call cap.
+/// ABI's call cap. (One call: a loop over many keeps an [`Unpacker`].)
 pub fn unpack(stored: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(stored.len() * 4);
-    let limit = u64::try_from(MAX_CALL_BYTES).unwrap_or(u64::MAX) + 1;
-    DeflateDecoder::new(stored)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("the stored call does not inflate: {e}"))?;
-    if out.len() > MAX_CALL_BYTES {
-        return Err(format!(
-            "the stored call inflates past the {MAX_CALL_BYTES}-byte call cap"
-        ));
+    Unpacker::default().unpack(stored)
+}
+
+/// Inflates stored calls one after another with one decompressor: its state (tens of kilobytes)
+/// is allocated and cleared once, not per call, which a replay of thousands of calls notices.
+pub struct Unpacker {
+    inflate: Decompress,
+}
+
+impl Default for Unpacker {
+    fn default() -> Self {
+        Self {
+            inflate: Decompress::new(false),
+        }
     }
-    Ok(out)
+}
+
+impl Unpacker {
+    /// As [`unpack`].
+    pub fn unpack(&mut self, stored: &[u8]) -> Result<Vec<u8>, String> {
+        self.inflate.reset(false);
+        // A call compresses about 2-3 times; the buffer grows (up to the cap) when that guess is short.
+        let mut out = Vec::with_capacity((stored.len() * 4).clamp(64, MAX_CALL_BYTES + 1));
+        loop {
+            let read = usize::try_from(self.inflate.total_in()).unwrap_or(usize::MAX);
+            let written = out.len();
+            let rest = stored.get(read..).unwrap_or_default();
+            let status = self
+                .inflate
+                .decompress_vec(rest, &mut out, FlushDecompress::Finish)
+                .map_err(|e| format!("the stored call does not inflate: {e}"))?;
+            if out.len() > MAX_CALL_BYTES {
+                return Err(format!(
+                    "the stored call inflates past the {MAX_CALL_BYTES}-byte call cap"
+                ));
+            }
+            match status {
+                Status::StreamEnd => return Ok(out),
+                _ if out.len() == out.capacity() => {
+                    // Full: room for more, never past one byte over the cap (which refuses it above).
+                    let more = out.len().min(MAX_CALL_BYTES + 1 - out.len()).max(1);
+                    out.reserve_exact(more);
+                }
+                _ if out.len() == written
+                    && usize::try_from(self.inflate.total_in()).unwrap_or(usize::MAX) == read =>
+                {
+                    return Err("the stored call does not inflate: it is cut short".to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Clear the stored calls of actions logged more than `keep` ago, now and then every
@@ -102,5 +141,21 @@ mod tests {
         let err = unpack(&bomb).expect_err("past the cap");
         assert!(err.contains("call cap"), "{err}");
         assert_eq!(unpack(&pack(&[])).expect("empty"), Vec::<u8>::new());
+        // Cut short: refused, not read as a shorter call.
+        assert!(unpack(&packed[..packed.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn one_unpacker_inflates_many_calls_and_recovers_from_a_bad_one() {
+        let mut unpacker = Unpacker::default();
+        let calls: Vec<Vec<u8>> = (0..50u32)
+            .map(|n| (0..n * 97).map(|i| (i * n % 251) as u8).collect())
+            .collect();
+        for call in &calls {
+            assert_eq!(&unpacker.unpack(&pack(call)).expect("inflates"), call);
+        }
+        assert!(unpacker.unpack(b"\xff\xff\xff not deflate").is_err());
+        assert!(unpacker.unpack(&pack(&vec![0u8; MAX_CALL_BYTES + 1])).is_err());
+        assert_eq!(&unpacker.unpack(&pack(&calls[7])).expect("inflates"), &calls[7]);
     }
 }
