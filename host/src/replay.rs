@@ -40,18 +40,21 @@ use utoipa::ToSchema;
 
 use crate::game::call_log;
 use crate::json::doc_to_json;
-use crate::store::{LogQuery, LoggedAction, Store, StoreError};
+use crate::store::{LogQuery, LoggedCall, Store, StoreError};
 
 /// Rows read per page.
 pub const PAGE: u32 = 1_000;
 /// Rows of the first page: small, so the workers start while the next page is read.
 pub const FIRST_PAGE: u32 = 64;
+/// Rows a worker takes from the reader at a time.
+const BATCH: usize = 16;
 /// Divergences shown with a diff unless asked otherwise.
 pub const DEFAULT_DIFFS: usize = 10;
 /// Faults listed in a report, at most.
 pub const MAX_FAULT_SAMPLES: usize = 20;
-/// Calls kept to measure the runtime's own call rate ([`ReplayOptions::measure`]).
-pub const MEASURE_CALLS: usize = 4_000;
+/// Calls kept to measure the runtime's own call rate ([`ReplayOptions::measure`]): a uniform
+/// sample of the replayed calls.
+pub const MEASURE_CALLS: usize = 10_000;
 
 /// Which logged actions to replay.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +105,9 @@ pub enum ReplayError {
     /// The store failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// A task of the replay failed (a bug: it panicked).
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 /// A version as the report names it.
@@ -428,11 +434,35 @@ struct Tally {
     skipped: u64,
     divergences: BTreeMap<i64, Divergence>,
     faults: BTreeMap<i64, FaultSample>,
-    /// Calls kept for the direct measurement.
+    /// Calls kept for the direct measurement: a uniform sample of those this worker ran.
     kept: Vec<Vec<u8>>,
+    /// Calls offered to the sample.
+    offered: u64,
 }
 
 impl Tally {
+    /// Reservoir sampling: every call run has the same chance to be among the `cap` kept, so the
+    /// direct measurement runs calls from the whole log (later calls carry bigger states than the
+    /// first ones), not only its start. `salt` (the log id) stirs the pseudo-random draw.
+    fn sample(&mut self, input: Vec<u8>, cap: usize, salt: i64) {
+        self.offered += 1;
+        if self.kept.len() < cap {
+            self.kept.push(input);
+            return;
+        }
+        // SplitMix64 of the count and the id: a fixed, well-spread draw, no random source needed.
+        let mut z = self.offered ^ salt.unsigned_abs().rotate_left(32);
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        if let Ok(slot) = usize::try_from(z % self.offered)
+            && let Some(kept) = self.kept.get_mut(slot)
+        {
+            *kept = input;
+        }
+    }
+
     fn add(&mut self, id: i64, verdict: Verdict, diffs: usize) {
         match verdict {
             Verdict::Skipped => {
@@ -487,7 +517,8 @@ pub async fn replay(
     let started = Instant::now();
     let workers = options.workers.max(1);
     // Room for two pages: the reader fetches the next page while the workers run the last one.
-    let (tx, rx) = tokio::sync::mpsc::channel::<LoggedAction>(2 * PAGE as usize);
+    // Rows travel in batches: one hand-over (and at most one wake-up) per batch, not per row.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<LoggedCall>>(2 * (PAGE as usize).div_ceil(BATCH));
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let mut tasks = Vec::with_capacity(workers);
@@ -498,68 +529,79 @@ pub async fn replay(
         let (diffs, measure) = (options.diffs, options.measure);
         tasks.push(tokio::spawn(async move {
             let mut local = Tally::default();
+            let mut unpacker = call_log::Unpacker::default();
             loop {
-                let row = { rx.lock().await.recv().await };
-                let Some(row) = row else { break };
-                let id = row.id;
-                let (verdict, input) = replay_one(&runtime, &candidate, &originals, row).await;
-                if measure
-                    && local.kept.len() < MEASURE_CALLS / workers.max(1) + 1
-                    && let Some(input) = input
-                {
-                    local.kept.push(input);
+                let batch = { rx.lock().await.recv().await };
+                let Some(batch) = batch else { break };
+                for row in batch {
+                    let id = row.id;
+                    let (verdict, input) =
+                        replay_one(&runtime, &candidate, &originals, &mut unpacker, row).await;
+                    if measure && let Some(input) = input {
+                        local.sample(input, MEASURE_CALLS / workers.max(1) + 1, id);
+                    }
+                    local.add(id, verdict, diffs);
                 }
-                local.add(id, verdict, diffs);
             }
             let mut all = tally.lock().unwrap_or_else(|p| p.into_inner());
             merge(&mut all, local, diffs);
         }));
     }
 
-    // The reader: pages of the log into the workers' queue, so reading overlaps running.
+    // The readers: pages of the log into the workers' queue, so reading overlaps running. Two
+    // readers, one from each end of the log, meet in the middle, so two queries (on PostgreSQL, two
+    // backends) are in flight at once; with a limit ("the oldest N") one reader reads oldest first.
     let filter = &options.filter;
-    let mut query = LogQuery {
+    let query = LogQuery {
         plugin: plugin.to_owned(),
         after_id: 0,
+        before_id: None,
+        newest_first: false,
         limit: PAGE,
         since_ms: filter.since_ms,
         until_ms: filter.until_ms,
         players: filter.players.clone(),
         action: filter.action.clone(),
     };
-    let mut left = filter.limit.unwrap_or(u64::MAX);
-    let mut read_error = None;
-    let mut page_size = FIRST_PAGE;
-    while left > 0 {
-        query.limit = u32::try_from(left.min(u64::from(page_size))).unwrap_or(page_size);
-        page_size = PAGE;
-        let page = match store.logged_calls(&query).await {
-            Ok(page) => page,
-            Err(e) => {
-                read_error = Some(e);
-                break;
-            }
+    let frontier = Arc::new(Mutex::new(Frontier {
+        oldest_taken: 0,
+        newest_taken: i64::MAX,
+    }));
+    let mut readers = Vec::new();
+    let ends: &[bool] = if filter.limit.is_some() {
+        &[false]
+    } else {
+        &[false, true]
+    };
+    for &newest_first in ends {
+        let (store, tx, frontier) = (Arc::clone(&store), tx.clone(), Arc::clone(&frontier));
+        let query = LogQuery {
+            newest_first,
+            ..query.clone()
         };
-        let Some(last) = page.last() else { break };
-        query.after_id = last.id;
-        let full = page.len() == query.limit as usize;
-        left -= page.len() as u64;
-        for row in page {
-            if tx.send(row).await.is_err() {
-                break;
-            }
-        }
-        if !full {
-            break;
-        }
+        // Tasks of their own, on the runtime's workers like the calls: run inline on the caller
+        // (the CLI's main thread), every page handed over woke that thread across cores.
+        readers.push(tokio::spawn(read_log(
+            store,
+            query,
+            filter.limit.unwrap_or(u64::MAX),
+            frontier,
+            tx,
+        )));
     }
     drop(tx);
+    let mut read = Ok(());
+    for reader in readers {
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => read = Err(ReplayError::from(e)),
+            Err(e) => read = Err(ReplayError::Internal(format!("a log reader failed: {e}"))),
+        }
+    }
     for task in tasks {
         let _ = task.await;
     }
-    if let Some(e) = read_error {
-        return Err(e.into());
-    }
+    read?;
     let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
     let elapsed = started.elapsed();
     let rate = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
@@ -583,6 +625,69 @@ pub async fn replay(
         calls_per_sec,
         throughput,
     })
+}
+
+/// Where the two readers of a replay are: every row up to `oldest_taken` was taken by the reader
+/// of the oldest rows, every row from `newest_taken` up by the reader of the newest. A reader takes
+/// only rows on its side of the other's mark, under the lock, and stops at the first it leaves, so
+/// each row is run exactly once.
+struct Frontier {
+    oldest_taken: i64,
+    newest_taken: i64,
+}
+
+/// One reader: pages of `query` (at most `limit` rows) into `tx`, in batches, until the log ends
+/// or it meets the other reader's side.
+async fn read_log(
+    store: Arc<dyn Store>,
+    mut query: LogQuery,
+    limit: u64,
+    frontier: Arc<Mutex<Frontier>>,
+    tx: tokio::sync::mpsc::Sender<Vec<LoggedCall>>,
+) -> Result<(), StoreError> {
+    let mut left = limit;
+    let mut page_size = FIRST_PAGE;
+    while left > 0 {
+        query.limit = u32::try_from(left.min(u64::from(page_size))).unwrap_or(page_size);
+        page_size = PAGE;
+        let page = store.logged_calls(&query).await?;
+        let Some(last) = page.last() else { break };
+        let full = page.len() == query.limit as usize;
+        if query.newest_first {
+            query.before_id = Some(last.id);
+        } else {
+            query.after_id = last.id;
+        }
+        let mut page = page;
+        let met = {
+            let mut f = frontier.lock().unwrap_or_else(|p| p.into_inner());
+            let (oldest, newest) = (f.oldest_taken, f.newest_taken);
+            let before = page.len();
+            if query.newest_first {
+                page.retain(|r| r.id > oldest);
+                if let Some(r) = page.last() {
+                    f.newest_taken = r.id;
+                }
+            } else {
+                page.retain(|r| r.id < newest);
+                if let Some(r) = page.last() {
+                    f.oldest_taken = r.id;
+                }
+            }
+            page.len() < before
+        };
+        left = left.saturating_sub(page.len() as u64);
+        let mut rows = page.into_iter().peekable();
+        while rows.peek().is_some() {
+            if tx.send(rows.by_ref().take(BATCH).collect()).await.is_err() {
+                return Ok(());
+            }
+        }
+        if met || !full {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn merge(all: &mut Tally, local: Tally, diffs: usize) {
@@ -671,55 +776,84 @@ fn input_for<'a>(version: &PluginVersion, logged: &'a [u8]) -> Result<Cow<'a, [u
         .map_err(|e| format!("re-encoding the call: {e}"))
 }
 
-/// Run `input` on `version` and give the outcome as a view, with the digest of the outcome bytes
-/// when it was accepted. `None` when the host could not run it at all.
-async fn run(
-    runtime: &Runtime,
-    version: &PluginVersion,
-    logged: &[u8],
-) -> Option<(OutcomeView, Option<String>, Vec<Effect>)> {
+/// One call's result as run, before any of it is turned into JSON (most replays only compare
+/// digests, so the readable view is built only for a divergence).
+enum Ran {
+    /// Accepted: the effects, the reply and the digest of the outcome bytes.
+    Accepted {
+        effects: Vec<Effect>,
+        reply: cauldron_sdk::Doc,
+        digest: [u8; 32],
+    },
+    /// The rules said no.
+    Rejected { code: String, message: String },
+    /// The call failed (`kind` as [`PluginError::kind`]).
+    Faulted { kind: String, message: String },
+}
+
+impl Ran {
+    /// Whether the outcome bytes hash to `logged` (a hex digest).
+    fn matches(&self, logged: &str) -> bool {
+        let Ran::Accepted { digest, .. } = self else {
+            return false;
+        };
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(digest, &mut hex).is_ok() && hex.as_slice() == logged.as_bytes()
+    }
+
+    fn effects(&self) -> &[Effect] {
+        match self {
+            Ran::Accepted { effects, .. } => effects,
+            _ => &[],
+        }
+    }
+
+    fn view(&self) -> OutcomeView {
+        match self {
+            Ran::Accepted { effects, reply, .. } => OutcomeView::Accepted {
+                effects: effects.iter().map(effect_json).collect(),
+                reply: doc_to_json("reply", reply).unwrap_or(serde_json::Value::Null),
+            },
+            Ran::Rejected { code, message } => OutcomeView::Rejected {
+                code: code.clone(),
+                message: message.clone(),
+            },
+            Ran::Faulted { kind, message } => OutcomeView::Faulted {
+                kind: kind.clone(),
+                message: message.clone(),
+            },
+        }
+    }
+}
+
+/// Run `logged` on `version`. `None` when the host could not run it at all (busy, shutting down).
+async fn run(runtime: &Runtime, version: &PluginVersion, logged: &[u8]) -> Option<Ran> {
     let input = match input_for(version, logged) {
         Ok(i) => i,
         Err(message) => {
-            return Some((
-                OutcomeView::Faulted {
-                    kind: "bad_call".into(),
-                    message,
-                },
-                None,
-                Vec::new(),
-            ));
+            return Some(Ran::Faulted {
+                kind: "bad_call".into(),
+                message,
+            });
         }
     };
     let (result, _fuel) = runtime.call_encoded_metered(version, &input).await;
     Some(match result {
-        Ok((Outcome::Ok { effects, reply, .. }, raw)) => {
-            let view = OutcomeView::Accepted {
-                effects: effects.iter().map(effect_json).collect(),
-                reply: doc_to_json("reply", &reply).unwrap_or(serde_json::Value::Null),
-            };
-            (view, Some(hex::encode(Sha256::digest(&raw))), effects)
-        }
-        Ok((other, _)) => (
-            OutcomeView::Faulted {
-                kind: "bad_output".into(),
-                message: format!("unexpected outcome {other:?}"),
-            },
-            None,
-            Vec::new(),
-        ),
-        Err(PluginError::Rejected { code, message }) => {
-            (OutcomeView::Rejected { code, message }, None, Vec::new())
-        }
+        Ok((Outcome::Ok { effects, reply, .. }, raw)) => Ran::Accepted {
+            effects,
+            reply,
+            digest: Sha256::digest(&raw).into(),
+        },
+        Ok((other, _)) => Ran::Faulted {
+            kind: "bad_output".into(),
+            message: format!("unexpected outcome {other:?}"),
+        },
+        Err(PluginError::Rejected { code, message }) => Ran::Rejected { code, message },
         Err(e) if e.host_failure().is_some() => return None,
-        Err(e) => (
-            OutcomeView::Faulted {
-                kind: e.kind().to_owned(),
-                message: e.to_string(),
-            },
-            None,
-            Vec::new(),
-        ),
+        Err(e) => Ran::Faulted {
+            kind: e.kind().to_owned(),
+            message: e.to_string(),
+        },
     })
 }
 
@@ -729,44 +863,46 @@ async fn replay_one(
     runtime: &Runtime,
     candidate: &PluginVersion,
     originals: &Originals,
-    row: LoggedAction,
+    unpacker: &mut call_log::Unpacker,
+    row: LoggedCall,
 ) -> (Verdict, Option<Vec<u8>>) {
-    let Some(stored) = row.entry.call.as_deref() else {
+    let Ok(input) = unpacker.unpack(&row.call) else {
         return (Verdict::Skipped, None);
     };
-    let Ok(input) = call_log::unpack(stored) else {
-        return (Verdict::Skipped, None);
-    };
-    let Some((new, digest, new_effects)) = run(runtime, candidate, &input).await else {
+    let Some(new) = run(runtime, candidate, &input).await else {
         return (Verdict::Skipped, Some(input));
     };
-    if digest.as_deref() == Some(row.entry.outcome_digest.as_str()) {
+    if new.matches(&row.outcome_digest) {
         return (Verdict::Identical, Some(input));
     }
-    if let OutcomeView::Faulted { kind, message } = &new {
+    if let Ran::Faulted { kind, message } = new {
         let fault = FaultSample {
             log_id: row.id,
             player_id: row.player_id,
-            action: row.entry.action.clone(),
-            kind: kind.clone(),
-            message: message.clone(),
+            action: row.action.clone(),
+            kind,
+            message,
         };
         return (Verdict::Faulted(fault), Some(input));
     }
-    let original = originals.get(&row.entry.plugin_sha256).await;
+    let original = originals.get(&row.plugin_sha256).await;
     let old = match &original {
         Some(version) => run(runtime, version, &input).await,
         None => None,
     };
-    let (old_view, old_digest, old_effects) = match old {
-        Some((view, digest, effects)) => (Some(view), digest, effects),
-        None => (None, None, Vec::new()),
-    };
-    let kind = match (&old_view, &new) {
-        (_, OutcomeView::Rejected { .. }) => DivergenceKind::Rejected,
+    let kind = match (&old, &new) {
+        (_, Ran::Rejected { .. }) => DivergenceKind::Rejected,
         (
-            Some(OutcomeView::Accepted { reply: old_reply, .. }),
-            OutcomeView::Accepted { reply: new_reply, .. },
+            Some(Ran::Accepted {
+                effects: old_effects,
+                reply: old_reply,
+                ..
+            }),
+            Ran::Accepted {
+                effects: new_effects,
+                reply: new_reply,
+                ..
+            },
         ) => {
             if old_effects != new_effects {
                 DivergenceKind::Effects
@@ -778,17 +914,18 @@ async fn replay_one(
         }
         _ => DivergenceKind::Other,
     };
-    let (removed, added) = effect_diff(&old_effects, &new_effects);
+    let old_effects = old.as_ref().map_or(&[][..], Ran::effects);
+    let (removed, added) = effect_diff(old_effects, new.effects());
     let divergence = Divergence {
         log_id: row.id,
         player_id: row.player_id,
-        action: row.entry.action,
-        params: row.entry.params,
+        action: row.action,
+        params: serde_json::from_str(&row.params).unwrap_or(serde_json::Value::String(row.params)),
         kind,
-        old_reproduced: old_digest.as_deref() == Some(row.entry.outcome_digest.as_str()),
-        logged_sha256: row.entry.plugin_sha256,
-        old: old_view,
-        new,
+        old_reproduced: old.as_ref().is_some_and(|o| o.matches(&row.outcome_digest)),
+        logged_sha256: row.plugin_sha256,
+        old: old.as_ref().map(Ran::view),
+        new: new.view(),
         effects_removed: removed,
         effects_added: added,
     };

@@ -592,6 +592,7 @@ async fn replay(
             code: "plugin_refused".to_owned(),
             message: m,
         },
+        ReplayError::Internal(m) => ApiError::Internal(m),
     })?;
     tracing::info!(plugin = %name, candidate = %req.candidate, replayed = report.replayed, diverged = report.diverged.total, faulted = report.faulted, by = %admin.who, "plugin replay");
     Ok(axum::Json(report))

@@ -360,6 +360,26 @@ pub struct LoggedAction {
     pub entry: LogEntry,
 }
 
+/// A logged action as a replay reads it ([`Store::logged_calls`]): what re-running it and
+/// reporting a divergence need, and nothing else (a replay reads thousands of these a second).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LoggedCall {
+    /// Log id.
+    pub id: i64,
+    /// The acting player.
+    pub player_id: i64,
+    /// Action name.
+    pub action: String,
+    /// The params as logged, as JSON text (parsed only when a report shows them).
+    pub params: String,
+    /// The bundle digest of the version that ran it (`LogEntry::plugin_sha256`).
+    pub plugin_sha256: String,
+    /// The digest of the outcome bytes (`LogEntry::outcome_digest`).
+    pub outcome_digest: String,
+    /// The stored call, compressed (`LogEntry::call`).
+    pub call: Vec<u8>,
+}
+
 /// Which logged actions of a plugin to read, a page at a time (replay). Only actions that still carry
 /// their call (`LogEntry::call`) are read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -368,6 +388,10 @@ pub struct LogQuery {
     pub plugin: String,
     /// Only ids after this one (the last id of the previous page; 0 for the first).
     pub after_id: i64,
+    /// Only ids before this one (the last id of the previous page, reading newest first).
+    pub before_id: Option<i64>,
+    /// Newest first (descending ids) instead of oldest first.
+    pub newest_first: bool,
     /// Most rows in the page.
     pub limit: u32,
     /// Only actions logged at or after this time (wall clock, ms since the epoch).
@@ -569,9 +593,9 @@ pub trait Store: Send + Sync {
     /// (wall clock); the rows themselves stay. Returns how many were cleared.
     async fn clear_logged_calls(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError>;
 
-    /// One page of the logged actions `query` picks that still carry their call, in id order. The
-    /// reply is not read: `LogEntry::reply` is null in these rows.
-    async fn logged_calls(&self, query: &LogQuery) -> Result<Vec<LoggedAction>, StoreError>;
+    /// One page of the logged actions `query` picks that still carry their call, in id order
+    /// (descending with [`LogQuery::newest_first`]), with only what a replay reads.
+    async fn logged_calls(&self, query: &LogQuery) -> Result<Vec<LoggedCall>, StoreError>;
 
     /// Make the stored version `sha256` of `name` its `kind` companion (`canary` or `shadow`) with a
     /// share of `share_bp` basis points, replacing the one it had. [`StoreError::NotFound`] if that

@@ -19,9 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::group::{self, Batched, GroupCommit, Pending};
 use super::{
     Account, AccountRow, ApplyRequest, ArtifactInfo, Balance, BuffRow, Change, CompanionInfo, FullState,
-    IdempotentReply, LogQuery, LogRow, LoggedAction, Pick, Player, RankedScore, RenameOutcome, RenameRequest,
-    Revocation, Role, ScoreEntry, Sections, Store, StoreError, StoredArtifact, StoredEntity, db_err,
-    seed_to_db, sha256_hex, wall_clock_ms,
+    IdempotentReply, LogQuery, LogRow, LoggedAction, LoggedCall, Pick, Player, RankedScore, RenameOutcome,
+    RenameRequest, Revocation, Role, ScoreEntry, Sections, Store, StoreError, StoredArtifact, StoredEntity,
+    db_err, seed_to_db, sha256_hex, wall_clock_ms,
 };
 
 /// What differs between the databases a [`SqlStore`] runs on.
@@ -1004,22 +1004,22 @@ for_every_backend! {
             Ok(B::rows_affected(&done))
         }
 
-        async fn logged_calls(&self, query: &LogQuery) -> Result<Vec<LoggedAction>, StoreError> {
+        async fn logged_calls(&self, query: &LogQuery) -> Result<Vec<LoggedCall>, StoreError> {
             // Only placeholders are formatted into the text, never values; the filters a query does
             // not use leave their clause out, so each combination is one prepared statement.
-            // The reply is not read (a replay compares outcome digests): it comes back as null.
-            let mut sql = format!(
-                "select id, player_id, plugin, plugin_version, plugin_sha256, action, params, seed, now_ms,
-                        outcome_digest, call, cast('null' as {doc}) as reply, idempotency_key,
-                        request_fingerprint, version, created_ms
+            let mut sql = String::from(
+                "select id, player_id, action, cast(params as text) as params, plugin_sha256,
+                        outcome_digest, call
                  from action_log where plugin = $1 and id > $2 and call is not null",
-                doc = B::DOC_TYPE
             );
             let mut n = 3;
             let mut next = || {
                 n += 1;
                 n - 1
             };
+            if query.before_id.is_some() {
+                sql.push_str(&format!(" and id < ${}", next()));
+            }
             if query.since_ms.is_some() {
                 sql.push_str(&format!(" and created_ms >= ${}", next()));
             }
@@ -1033,10 +1033,14 @@ for_every_backend! {
                 let list: Vec<String> = query.players.iter().map(|_| format!("${}", next())).collect();
                 sql.push_str(&format!(" and player_id in ({})", list.join(", ")));
             }
-            sql.push_str(&format!(" order by id limit ${}", next()));
-            let mut q = sqlx::query_as::<_, LogRow>(&sql)
+            let order = if query.newest_first { "desc" } else { "asc" };
+            sql.push_str(&format!(" order by id {order} limit ${}", next()));
+            let mut q = sqlx::query_as::<_, LoggedCall>(&sql)
                 .bind(query.plugin.as_str())
                 .bind(query.after_id);
+            if let Some(before) = query.before_id {
+                q = q.bind(before);
+            }
             if let Some(since) = query.since_ms {
                 q = q.bind(since);
             }
@@ -1049,12 +1053,10 @@ for_every_backend! {
             for &player in &query.players {
                 q = q.bind(player);
             }
-            let rows = q
-                .bind(i64::from(query.limit))
+            q.bind(i64::from(query.limit))
                 .fetch_all(&self.pool)
                 .await
-                .map_err(db_err)?;
-            Ok(rows.into_iter().map(LoggedAction::from).collect())
+                .map_err(db_err)
         }
 
         async fn clear_logged_calls(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {

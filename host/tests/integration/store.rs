@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use cauldron_host::game::effects::validate;
 use cauldron_host::json::json_to_doc;
 use cauldron_host::store::{
-    self, ApplyRequest, CheckedEffects, DEFAULT_PLAYER_NAME, FullState, GroupCommit, LogEntry, Pick,
-    RenameOutcome, RenameRequest, Role, Sections, Store, StoreError,
+    self, ApplyRequest, CheckedEffects, DEFAULT_PLAYER_NAME, FullState, GroupCommit, LogEntry, LogQuery,
+    Pick, RenameOutcome, RenameRequest, Role, Sections, Store, StoreError,
 };
 use cauldron_sdk::Doc;
 use cauldron_sdk::wire::{Buff, Effect, Entity, Event, Modifier, PlayerState, Scope};
@@ -957,6 +957,99 @@ async fn action_log_pages_for_replay(db: TestDb) {
     assert_eq!(store.action_log("pet", 0, 100).await.unwrap().len(), 5);
     assert!(store.action_log("dungeon", 0, 100).await.unwrap().is_empty());
 
+    // What a replay reads: the same rows with their calls, through each filter.
+    let query = LogQuery {
+        plugin: PLUGIN.into(),
+        after_id: 0,
+        limit: 100,
+        ..LogQuery::default()
+    };
+    let calls = store.logged_calls(&query).await.unwrap();
+    assert_eq!(calls.len(), 5);
+    for (row, call) in all.iter().zip(&calls) {
+        assert_eq!((call.id, call.player_id), (row.id, p));
+        assert_eq!(call.action, row.entry.action);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&call.params).unwrap(),
+            row.entry.params
+        );
+        assert_eq!(call.plugin_sha256, row.entry.plugin_sha256);
+        assert_eq!(call.outcome_digest, row.entry.outcome_digest);
+        assert_eq!(Some(&call.call), row.entry.call.as_ref());
+    }
+    let ids = |rows: Vec<store::LoggedCall>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    let pick = |q: LogQuery| async move { ids(store.logged_calls(&q).await.unwrap()) };
+    let id = |i: usize| all[i].id;
+    let newest = LogQuery {
+        newest_first: true,
+        limit: 2,
+        ..query.clone()
+    };
+    assert_eq!(pick(newest.clone()).await, [id(4), id(3)]);
+    assert_eq!(
+        pick(LogQuery {
+            before_id: Some(id(3)),
+            ..newest
+        })
+        .await,
+        [id(2), id(1)]
+    );
+    assert_eq!(
+        pick(LogQuery {
+            after_id: id(1),
+            limit: 2,
+            ..query.clone()
+        })
+        .await,
+        [id(2), id(3)]
+    );
+    assert_eq!(
+        pick(LogQuery {
+            action: Some("brew3".into()),
+            ..query.clone()
+        })
+        .await,
+        [id(3)]
+    );
+    assert_eq!(
+        pick(LogQuery {
+            players: vec![p, p + 1000],
+            ..query.clone()
+        })
+        .await
+        .len(),
+        5
+    );
+    assert!(
+        pick(LogQuery {
+            players: vec![p + 1000],
+            ..query.clone()
+        })
+        .await
+        .is_empty()
+    );
+    let created = all[2].created_ms;
+    assert_eq!(
+        pick(LogQuery {
+            since_ms: Some(created),
+            until_ms: Some(created + 1),
+            ..query.clone()
+        })
+        .await,
+        all.iter()
+            .filter(|r| r.created_ms == created)
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        pick(LogQuery {
+            until_ms: Some(0),
+            ..query.clone()
+        })
+        .await
+        .is_empty()
+    );
+
     // Retention clears the stored calls of old rows, a batch at a time; the rows stay.
     assert_eq!(
         store.clear_logged_calls(0, 100).await.unwrap(),
@@ -1323,12 +1416,15 @@ async fn pg_killed_mid_batch_applies_none_and_answers_each_unavailable() {
         let store = Arc::clone(&store);
         async move { apply_together(&store, requests).await }
     });
+    // Watched from a connection of its own: inside the blocker's transaction, PostgreSQL would keep
+    // answering from the activity snapshot of the first look.
+    let mut watcher = sqlx::PgConnection::connect(&url).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let waiting: i64 = sqlx::query_scalar(
             "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid()",
         )
-        .fetch_one(&mut blocker)
+        .fetch_one(&mut watcher)
         .await
         .unwrap();
         if waiting > 0 {
@@ -1346,7 +1442,7 @@ async fn pg_killed_mid_batch_applies_none_and_answers_each_unavailable() {
     for answer in &answers {
         assert!(matches!(answer, Err(StoreError::Unavailable(_))), "{answers:?}");
     }
-    drop(blocker);
+    drop((blocker, watcher));
 
     server.start_again(true);
     let store = store::connect(&url, GroupCommit::OFF).await.unwrap();
