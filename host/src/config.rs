@@ -68,6 +68,9 @@ pub enum Command {
     Migrate(ServeArgs),
     /// A modder's plugin tools: new, build, publish, status.
     Plugin(crate::plugin_cli::PluginArgs),
+    /// Re-run logged actions of a plugin against a candidate version, applying nothing, and report
+    /// what would have changed (`cauldron replay --help`).
+    Replay(crate::replay::cli::ReplayArgs),
 }
 
 impl Cli {

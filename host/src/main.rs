@@ -14,7 +14,8 @@ use cauldron_host::{api, state, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // `cauldron replay` has a command line of its own (filters, candidate, report format).
+    // `cauldron replay` reads the host's settings itself, and its exit status is a report (2 fault,
+    // 3 divergence), so a usage error must not leave through clap's status 2.
     if std::env::args().nth(1).as_deref() == Some("replay") {
         let code = cauldron_host::replay::cli::run(std::env::args().skip(1)).await?;
         std::process::exit(i32::from(code));
@@ -30,6 +31,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Plugin(args) => cauldron_host::plugin_cli::run(args.command)
             .await
             .map_err(|e| anyhow::anyhow!("cauldron plugin: {e}")),
+        Command::Replay(args) => {
+            let code = cauldron_host::replay::cli::run_args(args).await?;
+            std::process::exit(i32::from(code));
+        }
     }
 }
 

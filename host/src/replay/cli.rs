@@ -77,7 +77,24 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = ReplayArgs::parse_from(args);
+    let args = match ReplayArgs::try_parse_from(args) {
+        Ok(args) => args,
+        // `--help` and `--version` print and exit 0.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // A usage error is "could not run" (1), never a status a CI gate reads as a fault (2).
+        Err(e) => {
+            let _ = e.print();
+            return Ok(1);
+        }
+    };
+    run_args(args).await
+}
+
+/// [`run`] with the arguments parsed.
+///
+/// # Errors
+/// The configuration, the database or the candidate: the replay could not run.
+pub async fn run_args(args: ReplayArgs) -> anyhow::Result<u8> {
     match dotenvy::dotenv() {
         Ok(_) => {}
         Err(e) if e.not_found() => {}

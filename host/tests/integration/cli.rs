@@ -37,6 +37,8 @@ fn help_lists_the_subcommands_and_every_setting_with_its_variable_and_default() 
     for text in [
         "serve",
         "migrate",
+        "plugin",
+        "replay",
         "--port <PORT>",
         "[env: PORT=]",
         "[default: 3000]",
@@ -61,6 +63,13 @@ fn help_lists_the_subcommands_and_every_setting_with_its_variable_and_default() 
     let help = stdout(&out);
     assert!(help.contains("[env: JWT_SECRET"), "{help}");
     assert!(!help.contains("hunter2"), "{help}");
+    // `cauldron replay --help` names its filters; a usage error is status 1, not a report's 2 or 3.
+    let (out, _dir) = cauldron(&["replay", "--help"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("--candidate"), "{}", stdout(&out));
+    let (out, _dir) = cauldron(&["replay", "--plugin", "cultivation", "--bogus"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--bogus"), "{}", stderr(&out));
 }
 
 #[test]
