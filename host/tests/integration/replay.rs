@@ -4,10 +4,10 @@
 //! reported, and `cauldron replay` (the built binary) exits non-zero on it; the admin API's replay
 //! route answers a report and refuses bad input with JSON errors.
 //!
-//! `CAULDRON_REPLAY_ACTIONS` sets how many actions the identical-replay case logs (default 2,000,
-//! which runs in seconds; 10,000 is the figure of docs/benchmarks.md). The cases print the log's
-//! bytes per action and the replay rate against the runtime's own call rate; nothing is asserted
-//! about time.
+//! The identical-replay case logs 10,000 applied actions across the five game plugins
+//! (`CAULDRON_REPLAY_ACTIONS` sets another count) and replays every logged one. The cases print the
+//! log's bytes per action and the replay rate against the runtime's own call rate; nothing is
+//! asserted about time.
 
 #![allow(clippy::unwrap_used, reason = "an unwrap is an assertion in a test")]
 #![allow(
@@ -28,14 +28,23 @@ use cauldron_runtime::{BUNDLE_MEDIA_TYPE, Bundle};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Backend, TestApp, random_u64, shared_module_cache};
+use crate::common::{Backend, TestApp, edit_content, random_u64, shared_module_cache};
 
 const ADMIN: &str = "replay-admin-token-0123456789abcdef";
 const DAY: Duration = Duration::from_secs(24 * 3600);
 const TEN_MINUTES: Duration = Duration::from_secs(600);
 
+/// A host whose alchemy fragments cost one spirit stone, so players of a few game days unlock and
+/// craft a recipe.
 async fn start(backend: Backend) -> TestApp {
-    TestApp::start_with(backend, &[("ADMIN_TOKEN", ADMIN)]).await
+    TestApp::start_prepared(backend, &[("ADMIN_TOKEN", ADMIN)], |plugins| {
+        edit_content(
+            plugins,
+            "alchemy/recipes.toml",
+            &[("fragment_price = 50000\n", "fragment_price = 1\n")],
+        );
+    })
+    .await
 }
 
 /// A new player (their plugins' `start` actions run and are logged).
@@ -54,9 +63,8 @@ async fn new_player(app: &TestApp) -> i64 {
         .id
 }
 
-/// Cheap actions of the game plugins, each repeatable once a game day: the daily check-in pays
-/// the spirit stones the draws cost. (Alchemy's fragments cost more than a player earns here; its
-/// logged actions are the `start` of each new player.)
+/// Cheap actions of the five game plugins, each repeatable once a game day: the daily check-in
+/// pays the spirit stones the draws and fragments cost, hunts bring the herbs a pill needs.
 fn mix() -> Vec<(&'static str, &'static str, Value)> {
     vec![
         ("cultivation", "checkin", json!({})),
@@ -65,6 +73,14 @@ fn mix() -> Vec<(&'static str, &'static str, Value)> {
         ("equipment", "draw", json!({"count": 1})),
         ("pet", "draw", json!({"count": 1})),
         ("dungeon", "hunt", json!({"monster": 1})),
+        ("dungeon", "hunt", json!({"monster": 2})),
+        (
+            "alchemy",
+            "buy_fragment",
+            json!({"recipe": "spirit_gathering", "quantity": 5}),
+        ),
+        ("alchemy", "craft", json!({"recipe": "spirit_gathering"})),
+        ("alchemy", "eat", json!({"pill": "spirit_gathering"})),
     ]
 }
 
@@ -168,7 +184,7 @@ async fn logged_actions_replay_as_identical_against_the_same_bundles(app: TestAp
     let target: usize = std::env::var("CAULDRON_REPLAY_ACTIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000);
+        .unwrap_or(10_000);
     let mut players = Vec::new();
     for _ in 0..50 {
         players.push(new_player(&app).await);
@@ -178,7 +194,7 @@ async fn logged_actions_replay_as_identical_against_the_same_bundles(app: TestAp
     let plugins: BTreeSet<&str> = applied.keys().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         plugins,
-        BTreeSet::from(["cultivation", "dungeon", "equipment", "pet"]),
+        BTreeSet::from(["alchemy", "cultivation", "dungeon", "equipment", "pet"]),
         "the mix reaches the plugins: {applied:?}"
     );
 
@@ -252,11 +268,15 @@ async fn a_content_only_candidate_diverges_on_exactly_the_affected_actions(app: 
     for _ in 0..10 {
         players.push(new_player(&app).await);
     }
-    // From here on only meditation and the other plugins' actions are logged.
+    // From here on only meditation and the other plugins' actions are logged. `since` is a
+    // millisecond after the clock's now and the play starts later, so the players' `start` rows
+    // logged just before (perhaps in this very millisecond) are left out.
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as i64;
+        .as_millis() as i64
+        + 1;
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let mix: Vec<_> = mix()
         .into_iter()
         .filter(|(p, a, _)| *p != "cultivation" || *a == "meditate")
