@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Backend, TEST_SECRET, TestApp};
+use crate::common::{Backend, TEST_SECRET, TestApp, json_of, without_read_time};
 use cauldron_host::auth::{Claims, TokenKeys};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -25,17 +25,6 @@ struct User {
 
 fn unique_username(tag: &str) -> String {
     format!("{tag}_{:08x}", crate::common::random_u64() as u32)
-}
-
-async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, body)
 }
 
 #[track_caller]
@@ -58,18 +47,9 @@ async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (StatusCode, Val
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let (status, mut body) = json_of(req.send().await.unwrap()).await;
-    // A player's state says when it was read (`now_ms`); the tests compare states read at different
-    // moments for "nothing changed", so the read time is checked once and left out.
-    if path == "/api/v1/player"
-        && let Some(state) = body.as_object_mut()
-        && status == StatusCode::OK
-    {
-        let now = state.remove("now_ms");
-        assert!(
-            now.as_ref().and_then(Value::as_i64).is_some_and(|ms| ms > 0),
-            "now_ms: {now:?}"
-        );
+    let (status, body) = json_of(req.send().await.unwrap()).await;
+    if path == "/api/v1/player" && status == StatusCode::OK {
+        return (status, without_read_time(body));
     }
     (status, body)
 }
@@ -2109,13 +2089,14 @@ async fn board_rows_say_what_they_are_about(app: TestApp) {
 
 /// The duel content with the level gate at 1 and no spirit cost, so two new characters can duel.
 fn easy_duels(plugins: &std::path::Path) {
-    let path = plugins.join("duel").join("duel.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let text = text
-        .replace("min_level = 7", "min_level = 1")
-        .replace("spirit_base = 720.0", "spirit_base = 0.0");
-    assert!(text.contains("min_level = 1") && text.contains("spirit_base = 0.0"));
-    std::fs::write(&path, text).unwrap();
+    crate::common::edit_content(
+        plugins,
+        "duel/duel.toml",
+        &[
+            ("min_level = 7", "min_level = 1"),
+            ("spirit_base = 720.0", "spirit_base = 0.0"),
+        ],
+    );
 }
 
 /// The player's full state without what every action moves (the version).

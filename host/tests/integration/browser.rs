@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::edit_content;
 use serde_json::{Value, json};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -52,27 +53,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Replaces one exact line of a content table; panics if the shipped table changed.
-fn tweak(file: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(file).unwrap();
-    assert!(
-        text.lines().any(|l| l.trim() == from),
-        "{}: expected the line `{from}` (the test economy needs updating)",
-        file.display()
-    );
-    let out: Vec<String> = text
-        .lines()
-        .map(|l| {
-            if l.trim() == from {
-                to.to_owned()
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect();
-    std::fs::write(file, out.join("\n")).unwrap();
 }
 
 fn b64_decode(s: &str) -> Vec<u8> {
@@ -526,17 +506,20 @@ async fn the_web_client_plays_the_game_in_chromium() {
         ],
         |plugins| {
             std::fs::remove_file(plugins.join("probe.wasm")).unwrap();
-            tweak(
-                &plugins.join("cultivation/cultivation.toml"),
-                "rate_base = 1.0",
-                "rate_base = 1000.0",
+            edit_content(
+                plugins,
+                "cultivation/cultivation.toml",
+                &[("rate_base = 1.0\n", "rate_base = 1000.0\n")],
             );
             // Duels open at realm level 1 here, so a new character can fight one in this test.
-            tweak(&plugins.join("duel/duel.toml"), "min_level = 7", "min_level = 1");
-            tweak(
-                &plugins.join("cultivation/checkin.toml"),
-                "rewards = [1000, 2000, 3000, 4000, 5000, 6000, 10000]",
-                "rewards = [1000000, 2000, 3000, 4000, 5000, 6000, 10000]",
+            edit_content(plugins, "duel/duel.toml", &[("min_level = 7", "min_level = 1")]);
+            edit_content(
+                plugins,
+                "cultivation/checkin.toml",
+                &[(
+                    "rewards = [1000, 2000, 3000, 4000, 5000, 6000, 10000]",
+                    "rewards = [1000000, 2000, 3000, 4000, 5000, 6000, 10000]",
+                )],
             );
         },
         crate::common::Options::default(),
@@ -633,20 +616,27 @@ async fn the_web_client_plays_the_game_in_chromium() {
     a.wait_css("[data-testid=auto-meditate-start]", 10).await;
     a.idle().await;
 
-    // Formation until exploration is allowed (30 % of the level's threshold).
-    for _ in 0..40 {
+    // Formation until exploration is allowed (30 % of the level's threshold) with room to spare:
+    // an exploration's event may take up to 5 % of the threshold away, or add as much, and the
+    // explorations below must neither fall under 30 % nor reach the automatic breakthrough.
+    for _ in 0..60 {
         let p = a.player().await;
         let (c, m) = (
             p["stats"]["cultivation"].as_f64().unwrap_or(0.0),
             p["stats"]["max_cultivation"].as_f64().unwrap_or(1.0),
         );
-        if c >= 0.3 * m {
+        if c >= 0.6 * m {
             break;
         }
         a.click("[data-testid=formation]").await;
         a.idle().await;
     }
     a.shot(&shots.join("cultivation.png")).await;
+    // Spirit for a handful of explorations (88 each at this level), from the test economy's income.
+    while stat(&a, "currencies", "spirit").await < 2000.0 {
+        app.clock.advance(Duration::from_secs(3));
+        a.act("cultivation", "gather", json!({})).await;
+    }
 
     // Explore, then auto-explore: it runs from any screen until stopped from the header.
     a.click("[data-testid=tab-explore]").await;

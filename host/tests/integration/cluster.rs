@@ -73,6 +73,25 @@ async fn admin(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// The probe's entry of `host`'s `GET /api/v1/admin/plugins` (`null` when it serves no probe).
+async fn probe_status(host: &Host) -> Value {
+    let (status, body) = admin(
+        host,
+        reqwest::Method::GET,
+        "/api/v1/admin/plugins",
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "probe")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_action_on_one_host_reaches_a_socket_on_another() {
     let shared = Shared::new("cluster").await;
@@ -274,22 +293,7 @@ async fn versions_by_player(host: &Host, players: &[(i64, String)]) -> BTreeMap<
 async fn until_canary(host: &Host, want: Option<f64>) {
     let started = Instant::now();
     loop {
-        let (status, body) = admin(
-            host,
-            reqwest::Method::GET,
-            "/api/v1/admin/plugins",
-            Some(ADMIN_TOKEN),
-            vec![],
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        let probe = body
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "probe")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let probe = probe_status(host).await;
         let share = probe["canary"]["share_percent"].as_f64();
         if share == want {
             return;
@@ -459,22 +463,7 @@ async fn a_promoted_canary_serves_everyone_and_rolls_back_like_an_upload() {
 
 /// The shadow runs `host` counted for probe `version`: (identical, diverged, faulted).
 async fn shadow_runs(host: &Host, version: &str) -> (u64, u64, u64) {
-    let (status, body) = admin(
-        host,
-        reqwest::Method::GET,
-        "/api/v1/admin/plugins",
-        Some(ADMIN_TOKEN),
-        vec![],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let probe = body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "probe")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let probe = probe_status(host).await;
     let runs = &probe["shadow_runs"][version];
     let n = |k: &str| runs[k].as_u64().unwrap_or(0);
     (n("identical"), n("diverged"), n("faulted"))
@@ -497,25 +486,13 @@ async fn a_shadow_on_two_hosts_counts_divergences_and_applies_nothing() {
     // B learns of it over the bus.
     let started = Instant::now();
     loop {
-        let (_, body) = admin(
-            &b,
-            reqwest::Method::GET,
-            "/api/v1/admin/plugins",
-            Some(ADMIN_TOKEN),
-            vec![],
-        )
-        .await;
-        let attached = body
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "probe" && p["shadow"]["version"] == "0.2.0");
-        if attached {
+        let probe = probe_status(&b).await;
+        if probe["shadow"]["version"] == "0.2.0" {
             break;
         }
         assert!(
             started.elapsed() < DEADLINE,
-            "B never attached the shadow: {body}"
+            "B never attached the shadow: {probe}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

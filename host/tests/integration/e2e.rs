@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{Backend, TestApp};
+use crate::common::{Backend, TestApp, json_of, without_read_time};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -41,17 +41,6 @@ use serde_json::{Value, json};
 struct Player<'a> {
     app: &'a TestApp,
     token: String,
-}
-
-async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, body)
 }
 
 impl<'a> Player<'a> {
@@ -81,18 +70,10 @@ impl<'a> Player<'a> {
             .send()
             .await
             .unwrap();
-        let (status, mut body) = json_of(resp).await;
+        let (status, body) = json_of(resp).await;
         assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        // The state's read time (`now_ms`) differs between two reads of an unchanged state: it is
-        // checked here and left out of the comparisons.
-        if path == "/api/v1/player"
-            && let Some(state) = body.as_object_mut()
-        {
-            let now = state.remove("now_ms");
-            assert!(
-                now.as_ref().and_then(Value::as_i64).is_some_and(|ms| ms > 0),
-                "now_ms: {now:?}"
-            );
+        if path == "/api/v1/player" {
+            return without_read_time(body);
         }
         body
     }
@@ -805,42 +786,36 @@ async fn play_a_fresh_account(backend: Backend) {
 /// Lowers three prices and the dungeon guardian in the content tables (checked, so a content change
 /// that moves these lines fails loudly).
 fn designer_economy(plugins: &Path) {
-    let edit = |file: &str, from: &str, to: &str| {
-        let path = plugins.join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(
-            text.matches(from).count(),
-            1,
-            "{file}: `{from}` not found exactly once"
-        );
-        std::fs::write(&path, text.replace(from, to)).unwrap();
-    };
-    edit(
+    use crate::common::edit_content;
+    edit_content(
+        plugins,
         "alchemy/recipes.toml",
-        "fragment_price = 50000\n",
-        "fragment_price = 1\n",
+        &[("fragment_price = 50000\n", "fragment_price = 1\n")],
     );
-    edit(
+    edit_content(
+        plugins,
         "dungeon/dungeon.toml",
-        "spirit_base = 2880.0",
-        "spirit_base = 10.0",
+        &[
+            ("spirit_base = 2880.0", "spirit_base = 10.0"),
+            (
+                "health = { base = 1000.0, growth = 0.10 }",
+                "health = { base = 20.0, growth = 0.10 }",
+            ),
+            (
+                "attack = { base = 50.0, growth = 0.08 }",
+                "attack = { base = 2.0, growth = 0.08 }",
+            ),
+            (
+                "defense = { base = 30.0, growth = 0.07 }",
+                "defense = { base = 1.0, growth = 0.07 }",
+            ),
+        ],
     );
-    edit(
-        "dungeon/dungeon.toml",
-        "health = { base = 1000.0, growth = 0.10 }",
-        "health = { base = 20.0, growth = 0.10 }",
+    edit_content(
+        plugins,
+        "dungeon/monsters.toml",
+        &[("spirit_base = 60.0", "spirit_base = 1.0")],
     );
-    edit(
-        "dungeon/dungeon.toml",
-        "attack = { base = 50.0, growth = 0.08 }",
-        "attack = { base = 2.0, growth = 0.08 }",
-    );
-    edit(
-        "dungeon/dungeon.toml",
-        "defense = { base = 30.0, growth = 0.07 }",
-        "defense = { base = 1.0, growth = 0.07 }",
-    );
-    edit("dungeon/monsters.toml", "spirit_base = 60.0", "spirit_base = 1.0");
 }
 
 /// Hunts beasts 1 and 2 until the bag holds 聚灵丹's materials (2 灵精草 + 1 云雾花).

@@ -513,20 +513,18 @@ async fn the_online_list_shows_display_names_and_since_when(backend: Backend) {
 
 /// Pets whose draws are always legendary, so every draw is announced to everyone.
 fn only_legendary_pets(plugins: &std::path::Path) {
-    let path = plugins.join("pet/pets.toml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for (from, to) in [
-        ("odds = 80.0", "odds = 0.0"),
-        ("odds = 16.5", "odds = 0.0"),
-        ("odds = 3.2", "odds = 0.0"),
-        ("odds = 0.26", "odds = 0.0"),
-        ("odds = 0.03", "odds = 100.0"),
-        ("odds = 0.01", "odds = 0.0"),
-    ] {
-        assert_eq!(text.matches(from).count(), 1, "`{from}` in pets.toml");
-        text = text.replace(from, to);
-    }
-    std::fs::write(&path, text).unwrap();
+    crate::common::edit_content(
+        plugins,
+        "pet/pets.toml",
+        &[
+            ("odds = 80.0", "odds = 0.0"),
+            ("odds = 16.5", "odds = 0.0"),
+            ("odds = 3.2", "odds = 0.0"),
+            ("odds = 0.26", "odds = 0.0"),
+            ("odds = 0.03", "odds = 100.0"),
+            ("odds = 0.01", "odds = 0.0"),
+        ],
+    );
 }
 
 async fn announcements_carry_the_display_name(backend: Backend) {

@@ -142,6 +142,51 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A response's status and body: JSON when it parses, else the text as a JSON string, `null` when
+/// empty.
+pub(crate) async fn json_of(resp: reqwest::Response) -> (reqwest::StatusCode, serde_json::Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let body = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    };
+    (status, body)
+}
+
+/// A player's state (`GET /api/v1/player`) without its read time: `now_ms` is checked to be a
+/// time and removed, since tests compare states read at different moments for "nothing changed".
+pub(crate) fn without_read_time(mut state: serde_json::Value) -> serde_json::Value {
+    if let Some(fields) = state.as_object_mut() {
+        let now = fields.remove("now_ms");
+        assert!(
+            now.as_ref()
+                .and_then(serde_json::Value::as_i64)
+                .is_some_and(|ms| ms > 0),
+            "now_ms: {now:?}"
+        );
+    }
+    state
+}
+
+/// Edits a content table of a test's plugins folder: each `(from, to)` replaces text that occurs
+/// exactly once in `plugins/FILE` (so a change of the shipped table fails loudly here instead of
+/// leaving the test's economy silently unchanged).
+pub(crate) fn edit_content(plugins: &Path, file: &str, edits: &[(&str, &str)]) {
+    let path = plugins.join(file);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "{file}: `{from}` is not there exactly once (the test's economy needs updating)"
+        );
+        text = text.replace(from, to);
+    }
+    std::fs::write(&path, text).unwrap();
+}
+
 /// The complete lines of a file another process may be writing: everything up to the last newline.
 /// A last line without its newline is still being written; it is left for the next read (a reader
 /// that parsed it would fail on half a line). A missing file has no lines.
