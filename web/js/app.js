@@ -107,10 +107,16 @@ ctx.act = async (plugin, action, params = {}, opts = {}) => {
   return reply;
 };
 
+/** The reload in flight, if any (a log-out waits for it: its token is about to be revoked). */
+let reloading = null;
+
 /** Reloads the player's state and stats, then redraws the header and the current screen. */
 ctx.refresh = async () => {
+  if (!session.token) return;
+  const load = Promise.all([ctx.api.player(), ctx.api.stats()]);
+  reloading = load.catch(() => {});
   try {
-    const [player, stats] = await Promise.all([ctx.api.player(), ctx.api.stats()]);
+    const [player, stats] = await load;
     ctx.state.player = player;
     ctx.state.stats = stats;
     ctx.state.receivedAt = performance.now();
@@ -187,6 +193,15 @@ function loggedOut(message) {
 }
 
 async function logout() {
+  // Nothing more is asked with this token once it is revoked: no loop step, no live event's
+  // reload, and what is under way (an action and its reload, a reload) finishes first, for up to
+  // 5 s.
+  clearTimeout(refreshTimer);
+  stopAll();
+  ctx.live?.stop();
+  const until = Date.now() + 5000;
+  while (ctx.busy && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  await reloading;
   try {
     await ctx.api.logout();
   } catch {
