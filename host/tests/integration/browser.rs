@@ -1019,7 +1019,17 @@ async fn the_web_client_plays_the_game_in_chromium() {
             .unwrap();
         assert_eq!(done.rows_affected(), 1);
     }
-    a.click("[data-testid=logout]").await;
+    // Log out while an action is under way: the action and its reload finish with the token
+    // before it is revoked, so nothing is refused (the console check below sees any 401).
+    a.click("[data-testid=tab-cultivation]").await;
+    a.wait_css("[data-testid=gather]", 10).await;
+    a.js(
+        "document.querySelector('[data-testid=gather]').click();
+         document.querySelector('[data-testid=logout]').click();",
+        json!([]),
+    )
+    .await;
+    a.wait_css("#username", 20).await;
     a.type_into("#username", &user).await;
     a.type_into("#password", password).await;
     a.click("#login-btn").await;
