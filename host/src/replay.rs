@@ -650,7 +650,7 @@ async fn read_log(
     while left > 0 {
         query.limit = u32::try_from(left.min(u64::from(page_size))).unwrap_or(page_size);
         page_size = PAGE;
-        let page = store.logged_calls(&query).await?;
+        let mut page = store.logged_calls(&query).await?;
         let Some(last) = page.last() else { break };
         let full = page.len() == query.limit as usize;
         if query.newest_first {
@@ -658,7 +658,6 @@ async fn read_log(
         } else {
             query.after_id = last.id;
         }
-        let mut page = page;
         let met = {
             let mut f = frontier.lock().unwrap_or_else(|p| p.into_inner());
             let (oldest, newest) = (f.oldest_taken, f.newest_taken);

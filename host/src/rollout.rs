@@ -182,12 +182,12 @@ pub enum RolloutError {
     #[error("no plugin `{0}` is loaded")]
     NotLoaded(String),
     /// The plugin has no such companion to change, promote or end.
-    #[error("plugin `{name}` has no {kind}")]
+    #[error("plugin `{name}` has no {}", .kind.label())]
     NoCompanion {
         /// Plugin name.
         name: String,
-        /// `canary` or `shadow`.
-        kind: &'static str,
+        /// Which companion.
+        kind: Companion,
     },
     /// An announcement names a companion kind this host does not know.
     #[error("unknown companion kind `{0}`")]
@@ -213,6 +213,16 @@ pub enum RolloutError {
     /// The store failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+}
+
+impl RolloutError {
+    /// Version `sha256` of `name` is not stored.
+    fn missing(name: &str, sha256: &str) -> Self {
+        Self::MissingArtifact {
+            name: name.to_owned(),
+            sha256: sha256.to_owned(),
+        }
+    }
 }
 
 /// The rollout service: cheap to clone.
@@ -390,15 +400,12 @@ impl Rollout {
     /// # Errors
     /// [`RolloutError::MissingArtifact`], bytes that do not decode, or a store failure.
     pub async fn stored_bundle(&self, name: &str, sha256: &str) -> Result<Bundle, RolloutError> {
-        let stored =
-            self.inner
-                .store
-                .artifact(name, sha256)
-                .await?
-                .ok_or_else(|| RolloutError::MissingArtifact {
-                    name: name.to_owned(),
-                    sha256: sha256.to_owned(),
-                })?;
+        let stored = self
+            .inner
+            .store
+            .artifact(name, sha256)
+            .await?
+            .ok_or_else(|| RolloutError::missing(name, sha256))?;
         self.bundle_of(stored).await
     }
 
@@ -452,10 +459,7 @@ impl Rollout {
             .activate_artifact(name, sha256)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound => RolloutError::MissingArtifact {
-                    name: name.to_owned(),
-                    sha256: sha256.to_owned(),
-                },
+                StoreError::NotFound => RolloutError::missing(name, sha256),
                 other => other.into(),
             })?;
         self.inner.registry.publish(loaded);
@@ -577,7 +581,7 @@ impl Rollout {
             Err(StoreError::NotFound) => {
                 return Err(RolloutError::NoCompanion {
                     name: name.to_owned(),
-                    kind: kind.label(),
+                    kind,
                 });
             }
             Err(e) => return Err(e.into()),
@@ -615,10 +619,7 @@ impl Rollout {
             .set_companion(kind.label(), name, sha256, share_bp)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound => RolloutError::MissingArtifact {
-                    name: name.to_owned(),
-                    sha256: sha256.to_owned(),
-                },
+                StoreError::NotFound => RolloutError::missing(name, sha256),
                 other => other.into(),
             })?;
         let announcement = Announcement::companion(&info);
@@ -637,7 +638,7 @@ impl Rollout {
             .find(|c| c.name == name && c.kind == kind.label())
             .ok_or_else(|| RolloutError::NoCompanion {
                 name: name.to_owned(),
-                kind: kind.label(),
+                kind,
             })
     }
 

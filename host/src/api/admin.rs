@@ -626,13 +626,7 @@ async fn set_canary(
     AppPath(name): AppPath<String>,
     AppJson(req): AppJson<CompanionRequest>,
 ) -> Result<axum::Json<PluginInfo>, ApiError> {
-    check_name(&name)?;
-    let (sha256, share) = req.checked()?;
-    let info = rollout
-        .set_companion(Companion::Canary, &name, sha256, share)
-        .await?;
-    tracing::info!(plugin = %name, version = %info.version, sha256 = %info.sha256, share_bp = info.share_bp, by = %admin.who, "plugin canary set");
-    Ok(axum::Json(status_of(&registry, &name)))
+    set_companion(Companion::Canary, &rollout, &registry, &admin, &name, &req).await
 }
 
 /// Roll the canary of `name` back: every player is served the active version again, on every host.
@@ -656,10 +650,7 @@ async fn end_canary(
     admin: Admin,
     AppPath(name): AppPath<String>,
 ) -> Result<axum::Json<PluginInfo>, ApiError> {
-    check_name(&name)?;
-    rollout.end_companion(Companion::Canary, &name).await?;
-    tracing::info!(plugin = %name, by = %admin.who, "plugin canary ended");
-    Ok(axum::Json(status_of(&registry, &name)))
+    end_companion(Companion::Canary, &rollout, &registry, &admin, &name).await
 }
 
 /// Promote the canary of `name`: its version becomes the active one for every player on every
@@ -719,13 +710,7 @@ async fn set_shadow(
     AppPath(name): AppPath<String>,
     AppJson(req): AppJson<CompanionRequest>,
 ) -> Result<axum::Json<PluginInfo>, ApiError> {
-    check_name(&name)?;
-    let (sha256, share) = req.checked()?;
-    let info = rollout
-        .set_companion(Companion::Shadow, &name, sha256, share)
-        .await?;
-    tracing::info!(plugin = %name, version = %info.version, sha256 = %info.sha256, share_bp = info.share_bp, by = %admin.who, "plugin shadow set");
-    Ok(axum::Json(status_of(&registry, &name)))
+    set_companion(Companion::Shadow, &rollout, &registry, &admin, &name, &req).await
 }
 
 /// Detach the shadow of `name`, on every host.
@@ -749,10 +734,37 @@ async fn end_shadow(
     admin: Admin,
     AppPath(name): AppPath<String>,
 ) -> Result<axum::Json<PluginInfo>, ApiError> {
-    check_name(&name)?;
-    rollout.end_companion(Companion::Shadow, &name).await?;
-    tracing::info!(plugin = %name, by = %admin.who, "plugin shadow ended");
-    Ok(axum::Json(status_of(&registry, &name)))
+    end_companion(Companion::Shadow, &rollout, &registry, &admin, &name).await
+}
+
+/// `PUT …/canary` and `PUT …/shadow`: attach (or re-share) the `kind` companion of `name`.
+async fn set_companion(
+    kind: Companion,
+    rollout: &Rollout,
+    registry: &Registry,
+    admin: &Admin,
+    name: &str,
+    req: &CompanionRequest,
+) -> Result<axum::Json<PluginInfo>, ApiError> {
+    check_name(name)?;
+    let (sha256, share) = req.checked()?;
+    let info = rollout.set_companion(kind, name, sha256, share).await?;
+    tracing::info!(plugin = %name, companion = kind.label(), version = %info.version, sha256 = %info.sha256, share_bp = info.share_bp, by = %admin.who, "plugin companion set");
+    Ok(axum::Json(status_of(registry, name)))
+}
+
+/// `DELETE …/canary` and `DELETE …/shadow`: end the `kind` companion of `name`.
+async fn end_companion(
+    kind: Companion,
+    rollout: &Rollout,
+    registry: &Registry,
+    admin: &Admin,
+    name: &str,
+) -> Result<axum::Json<PluginInfo>, ApiError> {
+    check_name(name)?;
+    rollout.end_companion(kind, name).await?;
+    tracing::info!(plugin = %name, companion = kind.label(), by = %admin.who, "plugin companion ended");
+    Ok(axum::Json(status_of(registry, name)))
 }
 
 impl From<RolloutError> for ApiError {
@@ -765,10 +777,9 @@ impl From<RolloutError> for ApiError {
             RolloutError::NoRollbackTarget(_) => Self::not_found("no_previous", err.to_string()),
             RolloutError::NotLoaded(_) => Self::not_found("unknown_plugin", err.to_string()),
             RolloutError::NoCompanion { kind, .. } => {
-                let code = if kind == "shadow" {
-                    "no_shadow"
-                } else {
-                    "no_canary"
+                let code = match kind {
+                    Companion::Canary => "no_canary",
+                    Companion::Shadow => "no_shadow",
                 };
                 Self::not_found(code, err.to_string())
             }
